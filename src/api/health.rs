@@ -1,0 +1,20 @@
+//! Health probe bodies: a status word plus what an operator needs to see at a glance.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthStatus {
+    /// `ok`, `loading` or `failed`.
+    pub status: String,
+    /// Why the probe is not 200, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The served model id, once loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// HTTP generation requests in progress (streams included).
+    pub requests_running: usize,
+    /// Sequences the engine still holds: drops back to 0 once cancelled or finished requests are freed.
+    pub engine_sequences: usize,
+}

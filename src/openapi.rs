@@ -1,0 +1,82 @@
+//! The OpenAPI document, declared next to the handlers and committed as `openapi/openapi.json`.
+
+use utoipa::OpenApi;
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "llmserve",
+        description = "An OpenAI-compatible LLM server on mistral.rs. Point an OpenAI SDK's base URL at \
+                       `http://HOST:PORT/v1`. Errors use OpenAI's envelope: \
+                       `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        routes::chat::create_chat_completion,
+        routes::completions::create_completion,
+        routes::models::list_models,
+        routes::models::retrieve_model,
+        routes::health::live,
+        routes::health::ready,
+        routes::health::startup,
+    ),
+    tags(
+        (name = "OpenAI", description = "The OpenAI-compatible API"),
+        (name = "Health", description = "Probes for load balancers and Kubernetes"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as committed: pretty JSON with a trailing newline.
+pub fn document() -> String {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    json.push('\n');
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+
+    /// The committed document is what the code serves. Regenerate with
+    /// `LLMSERVE_UPDATE_OPENAPI=1 cargo test --release --lib openapi`.
+    #[test]
+    fn committed_openapi_matches_the_code() {
+        let generated = document();
+        if std::env::var_os("LLMSERVE_UPDATE_OPENAPI").is_some() {
+            std::fs::write(COMMITTED, &generated).expect("writing openapi/openapi.json");
+        }
+        let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "openapi/openapi.json differs from the code; regenerate it with:\n  \
+             LLMSERVE_UPDATE_OPENAPI=1 cargo test --release --lib openapi"
+        );
+    }
+
+    #[test]
+    fn every_route_const_is_documented() {
+        let doc = ApiDoc::openapi();
+        for path in [
+            routes::CHAT_COMPLETIONS,
+            routes::COMPLETIONS,
+            routes::MODELS,
+            routes::MODEL,
+            routes::HEALTH_LIVE,
+            routes::HEALTH_READY,
+            routes::HEALTH_STARTUP,
+        ] {
+            assert!(
+                doc.paths.paths.contains_key(path),
+                "{path} missing from the OpenAPI document"
+            );
+        }
+        assert!(doc.to_json().unwrap().contains("\"openapi\":\"3.1"));
+    }
+}

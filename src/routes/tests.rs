@@ -1,0 +1,240 @@
+//! HTTP-layer tests with a scripted engine: behaviour that does not depend on the model (context budget,
+//! errors after the 200, keep-alive, loading state). Everything model-dependent is in tests/integration.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::test::{call_service, init_service, read_body, TestRequest};
+use actix_web::web;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::engine::{
+    Engine, EngineError, EngineEvent, EngineFinish, EventStream, GenerationRequest, ModelInfo,
+    Prompt,
+};
+use crate::server::{app, AppState};
+
+/// An engine that counts every prompt as `prompt_tokens`, replays `script`, and records what it was asked.
+struct ScriptedEngine {
+    info: ModelInfo,
+    prompt_tokens: usize,
+    script: Vec<Result<EngineEvent, EngineError>>,
+    delay: Duration,
+    requests: Mutex<Vec<GenerationRequest>>,
+}
+
+#[async_trait]
+impl Engine for ScriptedEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+    async fn count_prompt_tokens(&self, _: &Prompt) -> Result<usize, EngineError> {
+        Ok(self.prompt_tokens)
+    }
+    async fn generate(&self, request: GenerationRequest) -> Result<EventStream, EngineError> {
+        self.requests.lock().unwrap().push(request);
+        let (script, delay) = (self.script.clone(), self.delay);
+        Ok(Box::pin(async_stream::stream! {
+            tokio::time::sleep(delay).await;
+            for event in script {
+                yield event;
+            }
+        }))
+    }
+    fn sequences_alive(&self) -> usize {
+        0
+    }
+}
+
+fn text(t: &str) -> Result<EngineEvent, EngineError> {
+    Ok(EngineEvent::Text {
+        text: t.into(),
+        tokens: 1,
+    })
+}
+
+fn engine(
+    prompt_tokens: usize,
+    script: Vec<Result<EngineEvent, EngineError>>,
+    delay: Duration,
+) -> Arc<ScriptedEngine> {
+    Arc::new(ScriptedEngine {
+        info: ModelInfo {
+            context_length: 64,
+            accepts_images: false,
+        },
+        prompt_tokens,
+        script,
+        delay,
+        requests: Mutex::new(Vec::new()),
+    })
+}
+
+fn state(engine: Option<Arc<ScriptedEngine>>) -> web::Data<AppState> {
+    let mut config = Config::for_default_model(std::env::temp_dir());
+    config.sse_keep_alive = Duration::from_secs(1);
+    let state = web::Data::new(AppState::new(config));
+    if let Some(engine) = engine {
+        state.models.set_ready(engine);
+    }
+    state
+}
+
+fn chat(extra: Value) -> Value {
+    let mut body = json!({"messages": [{"role": "user", "content": "hi"}]});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    body
+}
+
+async fn post(state: web::Data<AppState>, path: &str, body: Value) -> (u16, String) {
+    let service = init_service(app(state)).await;
+    let response = call_service(
+        &service,
+        TestRequest::post().uri(path).set_json(body).to_request(),
+    )
+    .await;
+    let status = response.status().as_u16();
+    (
+        status,
+        String::from_utf8(read_body(response).await.to_vec()).unwrap(),
+    )
+}
+
+fn finished(reason: EngineFinish) -> Result<EngineEvent, EngineError> {
+    Ok(EngineEvent::Finished {
+        reason,
+        completion_tokens: None,
+    })
+}
+
+#[actix_web::test]
+async fn max_tokens_is_clamped_to_what_the_context_leaves() {
+    let engine = engine(
+        60,
+        vec![text("ok"), finished(EngineFinish::Length)],
+        Duration::ZERO,
+    );
+    let (status, body) = post(
+        state(Some(engine.clone())),
+        "/v1/chat/completions",
+        chat(json!({"max_tokens": 3000})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(engine.requests.lock().unwrap()[0].max_tokens, 4);
+}
+
+#[actix_web::test]
+async fn a_prompt_that_fills_the_context_is_refused_before_the_engine() {
+    let engine = engine(64, vec![], Duration::ZERO);
+    let (status, body) = post(
+        state(Some(engine.clone())),
+        "/v1/chat/completions",
+        chat(json!({})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert!(engine.requests.lock().unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn an_engine_failure_after_the_200_is_an_error_event_then_done() {
+    let script = vec![
+        text("partial"),
+        Err(EngineError::Internal("kv cache exploded".into())),
+    ];
+    let (status, body) = post(
+        state(Some(engine(5, script, Duration::ZERO))),
+        "/v1/chat/completions",
+        chat(json!({"stream": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let events: Vec<&str> = body.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.last(), Some(&"data: [DONE]"));
+    let error: Value =
+        serde_json::from_str(events[events.len() - 2].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(error["error"]["type"], "server_error");
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("kv cache exploded"));
+    for key in ["param", "code"] {
+        assert!(error["error"].as_object().unwrap().contains_key(key));
+    }
+}
+
+#[actix_web::test]
+async fn a_silent_stream_gets_keep_alive_comments() {
+    let script = vec![text("late"), finished(EngineFinish::Stop)];
+    let engine = engine(5, script, Duration::from_millis(2300));
+    let (status, body) = post(
+        state(Some(engine)),
+        "/v1/completions",
+        json!({"prompt": "x", "stream": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.matches(": ping\n\n").count() >= 2, "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"));
+}
+
+#[actix_web::test]
+async fn while_loading_generation_and_readiness_answer_503_with_retry_after() {
+    let service = init_service(app(state(None))).await;
+    let response = call_service(
+        &service,
+        TestRequest::post()
+            .uri("/v1/chat/completions")
+            .set_json(chat(json!({})))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let response = call_service(
+        &service,
+        TestRequest::get().uri("/health/ready").to_request(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 503);
+    let response = call_service(
+        &service,
+        TestRequest::get().uri("/health/live").to_request(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 200);
+    // The name is known before the model loads: a wrong one is 404 even now.
+    let (status, _) = post(
+        state(None),
+        "/v1/chat/completions",
+        chat(json!({"model": "other"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn the_stop_text_is_cut_from_collected_answers() {
+    let script = vec![
+        text("Hello wor"),
+        text("ld, bye"),
+        finished(EngineFinish::Stop),
+    ];
+    let (status, body) = post(
+        state(Some(engine(5, script, Duration::ZERO))),
+        "/v1/completions",
+        json!({"prompt": "x", "stop": "world"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["choices"][0]["text"], "Hello ");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+}

@@ -1,0 +1,206 @@
+//! The HTTP server: shared state, the `app` that `main` and the tests both serve, start-up and model loading.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::config::{Config, ModelSource};
+use crate::engine::mistral::{LoadOptions, LoadTarget, MistralEngine};
+use crate::engine::{Engine, EngineError};
+use crate::extract::BodyLimit;
+use crate::gateway::limits::RequestTracker;
+use crate::models::{LoadState, ModelRegistry};
+use crate::{default_model, routes, telemetry};
+
+/// What every handler reads.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub models: ModelRegistry,
+    pub tracker: RequestTracker,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Self {
+        AppState {
+            models: ModelRegistry::new(config.served_model_name.clone()),
+            config: Arc::new(config),
+            tracker: RequestTracker::default(),
+        }
+    }
+}
+
+/// The application: routes, the JSON body limit, request ids and logs, JSON 404s.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = BodyLimit(state.config.max_request_body_bytes);
+    App::new()
+        .app_data(state)
+        .app_data(web::Data::new(limit))
+        .wrap(from_fn(telemetry::request_context))
+        .configure(routes::configure)
+        .default_service(web::to(routes::not_found))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("could not bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Server(#[from] std::io::Error),
+    #[error("{0}")]
+    ModelLoad(String),
+}
+
+/// A bound server whose model loads in the background (probes answer 503 until it is ready).
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub state: web::Data<AppState>,
+    server: actix_web::dev::Server,
+}
+
+impl RunningServer {
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (signal or model-load failure); a failed load is an error.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.server.await?;
+        match self.state.models.state() {
+            LoadState::Failed(reason) => Err(ServeError::ModelLoad(reason)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Binds the port and starts loading the model. Call inside a multi-thread tokio runtime.
+pub fn start(config: Config) -> Result<RunningServer, ServeError> {
+    let bind_addr = (config.host, config.port);
+    let workers = config.http_workers;
+    let state = web::Data::new(AppState::new(config));
+    let app_state = state.clone();
+    let mut http = HttpServer::new(move || app(app_state.clone()));
+    if let Some(workers) = workers {
+        http = http.workers(workers);
+    }
+    let http = http.bind(bind_addr).map_err(|source| ServeError::Bind {
+        addr: format!("{}:{}", bind_addr.0, bind_addr.1),
+        source,
+    })?;
+    let local_addr = http.addrs()[0];
+    let server = http.run();
+    spawn_model_loader(state.clone(), server.handle());
+    Ok(RunningServer {
+        local_addr,
+        state,
+        server,
+    })
+}
+
+fn spawn_model_loader(state: web::Data<AppState>, server: ServerHandle) {
+    let runtime = tokio::runtime::Handle::current();
+    // Loading blocks for seconds to minutes (pip, requantization, mistral.rs's synchronous loader): it runs on
+    // a blocking thread, never on an HTTP worker.
+    tokio::task::spawn_blocking(move || {
+        let loaded = resolve_target(&state.config.model_source).and_then(|target| {
+            tracing::info!(model = state.models.name(), ?target, "loading model");
+            let options = LoadOptions {
+                max_num_seqs: state.config.max_num_seqs,
+                chat_template: state.config.chat_template.clone(),
+            };
+            runtime.block_on(MistralEngine::load(target, options))
+        });
+        match loaded {
+            Ok(engine) => {
+                tracing::info!(
+                    model = state.models.name(),
+                    context_length = engine.info().context_length,
+                    "model ready"
+                );
+                state.models.set_ready(Arc::new(engine));
+            }
+            Err(error) => {
+                tracing::error!(%error, "model failed to load; shutting down");
+                state.models.set_failed(error.to_string());
+                runtime.spawn(server.stop(false));
+            }
+        }
+    });
+}
+
+/// Turns the configured source into files the loader can open, fetching the default model if needed.
+fn resolve_target(source: &ModelSource) -> Result<LoadTarget, EngineError> {
+    match source {
+        ModelSource::Default { cache_dir } => gguf_file_target(&default_model::ensure(cache_dir)?),
+        ModelSource::GgufFile(path) => gguf_file_target(path),
+        ModelSource::LocalDir(dir) => local_dir_target(dir),
+        ModelSource::HubRepo(repo) => Ok(LoadTarget::Hub(repo.clone())),
+    }
+}
+
+fn gguf_file_target(path: &Path) -> Result<LoadTarget, EngineError> {
+    let path = path
+        .canonicalize()
+        .map_err(|e| EngineError::Load(format!("{}: {e}", path.display())))?;
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| EngineError::Load(format!("{}: not a file", path.display())))?;
+    Ok(LoadTarget::Gguf {
+        dir,
+        files: vec![file],
+    })
+}
+
+fn local_dir_target(dir: &Path) -> Result<LoadTarget, EngineError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| EngineError::Load(format!("{}: {e}", dir.display())))?;
+    let mut ggufs: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.to_ascii_lowercase().ends_with(".gguf"))
+        .collect();
+    ggufs.sort();
+    let is_split = |name: &str| name.contains("-of-");
+    match ggufs.len() {
+        0 if dir.join("config.json").is_file() || dir.join("params.json").is_file() => {
+            Ok(LoadTarget::Safetensors(dir.to_path_buf()))
+        }
+        0 => Err(EngineError::Load(format!(
+            "{}: no .gguf file and no config.json: not a model directory",
+            dir.display()
+        ))),
+        1 => gguf_file_target(&dir.join(&ggufs[0])),
+        _ if ggufs.iter().all(|name| is_split(name)) => Ok(LoadTarget::Gguf {
+            dir: dir.to_path_buf(),
+            files: ggufs,
+        }),
+        _ => Err(EngineError::Load(format!(
+            "{}: several GGUF files ({}); pass one with --model {}/FILE.gguf",
+            dir.display(),
+            ggufs.join(", "),
+            dir.display()
+        ))),
+    }
+}

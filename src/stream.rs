@@ -1,0 +1,342 @@
+//! Engine events → client output: one SSE body (OpenAI's framing) or one collected answer.
+//!
+//! The single place that knows the SSE wire format (shared/design/OPENAI_WIRE.md): `data: <json>\n\n`
+//! events, no named events, `: ping` keep-alive comments, errors after the 200 as JSON `data:` events, and
+//! `data: [DONE]` last. The in-flight guard and the engine streams live inside the body, so a client that
+//! goes away drops them: the engine cancels its sequences and the count goes down.
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::HttpResponse;
+use futures::stream::{select_all, BoxStream};
+use futures::{Stream, StreamExt};
+
+use crate::api::common::{FinishReason, Usage};
+use crate::engine::{EngineError, EngineEvent, EngineFinish, EventStream};
+use crate::error::ApiError;
+use crate::gateway::limits::InFlightGuard;
+use crate::stop::StopFilter;
+use crate::telemetry::RequestLog;
+
+/// Events the engine may still send after our stop filter matched, waiting for its own finish (and usage),
+/// before the sequence is ended (and cancelled) here.
+const EVENTS_AFTER_STOP_MATCH: usize = 4;
+
+/// One choice being generated.
+pub struct ChoiceSource {
+    pub index: usize,
+    pub events: EventStream,
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChoiceEvent {
+    Text {
+        index: usize,
+        text: String,
+    },
+    Finished {
+        index: usize,
+        reason: FinishReason,
+        completion_tokens: usize,
+    },
+    Failed(EngineError),
+}
+
+fn finish_reason(reason: EngineFinish) -> FinishReason {
+    match reason {
+        EngineFinish::Stop => FinishReason::Stop,
+        EngineFinish::Length => FinishReason::Length,
+    }
+}
+
+/// One choice's engine events with stop sequences cut out and tokens counted.
+fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
+    let ChoiceSource {
+        index,
+        mut events,
+        stop,
+    } = source;
+    Box::pin(async_stream::stream! {
+        let mut filter = StopFilter::new(stop);
+        let mut tokens = 0usize;
+        let mut events_after_stop: Option<usize> = None;
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(EngineEvent::Text { text, tokens: n }) => {
+                    if let Some(seen) = events_after_stop.as_mut() {
+                        *seen += 1;
+                        if *seen > EVENTS_AFTER_STOP_MATCH {
+                            yield ChoiceEvent::Finished { index, reason: FinishReason::Stop, completion_tokens: tokens };
+                            return;
+                        }
+                        continue;
+                    }
+                    tokens += n;
+                    let filtered = filter.push(&text);
+                    if !filtered.emit.is_empty() {
+                        yield ChoiceEvent::Text { index, text: filtered.emit };
+                    }
+                    if filtered.stopped {
+                        events_after_stop = Some(0);
+                    }
+                }
+                Ok(EngineEvent::Finished { reason, completion_tokens }) => {
+                    let reason = if events_after_stop.is_some() {
+                        FinishReason::Stop
+                    } else {
+                        let rest = filter.flush();
+                        if !rest.is_empty() {
+                            yield ChoiceEvent::Text { index, text: rest };
+                        }
+                        finish_reason(reason)
+                    };
+                    let completion_tokens = completion_tokens.unwrap_or(tokens);
+                    yield ChoiceEvent::Finished { index, reason, completion_tokens };
+                    return;
+                }
+                Err(error) => {
+                    yield ChoiceEvent::Failed(error);
+                    return;
+                }
+            }
+        }
+        if events_after_stop.is_some() {
+            yield ChoiceEvent::Finished { index, reason: FinishReason::Stop, completion_tokens: tokens };
+        } else {
+            yield ChoiceEvent::Failed(EngineError::Internal("the sequence ended without a finish".into()));
+        }
+    })
+}
+
+/// All choices of a request, interleaved as they arrive.
+pub fn merged_choices(sources: Vec<ChoiceSource>) -> impl Stream<Item = ChoiceEvent> + Send {
+    select_all(sources.into_iter().map(choice_events))
+}
+
+/// How one endpoint writes its chunks (chat and completions differ only here).
+pub trait ChunkFormat: Send + 'static {
+    /// The first event of a choice, before any generated text (chat: the role; completions: an echo).
+    fn opening(&self, index: usize) -> Option<String>;
+    fn text(&self, index: usize, text: String) -> String;
+    fn finish(&self, index: usize, reason: FinishReason) -> String;
+    /// The extra chunk with empty `choices` and the totals (`stream_options.include_usage`).
+    fn usage(&self, usage: Usage) -> String;
+}
+
+fn data_event(json: &str) -> Bytes {
+    Bytes::from(format!("data: {json}\n\n"))
+}
+
+const KEEP_ALIVE_EVENT: &[u8] = b": ping\n\n";
+const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
+
+/// Everything an SSE response needs besides the choices themselves.
+pub struct StreamSettings {
+    pub choices: usize,
+    pub prompt_tokens: usize,
+    pub include_usage: bool,
+    pub keep_alive: Duration,
+    pub log: RequestLog,
+    pub guard: InFlightGuard,
+}
+
+/// The SSE body for a request, ending in `data: [DONE]` whatever happens.
+pub fn sse_body<F: ChunkFormat>(
+    format: F,
+    sources: Vec<ChoiceSource>,
+    settings: StreamSettings,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let StreamSettings {
+        choices,
+        prompt_tokens,
+        include_usage,
+        keep_alive,
+        log,
+        guard,
+    } = settings;
+    async_stream::stream! {
+        let _guard = guard;
+        for index in 0..choices {
+            if let Some(opening) = format.opening(index) {
+                yield Ok(data_event(&opening));
+            }
+        }
+        let mut merged = std::pin::pin!(merged_choices(sources));
+        let mut completion_tokens = 0;
+        loop {
+            let event = match tokio::time::timeout(keep_alive, merged.next()).await {
+                Err(_) => {
+                    yield Ok(Bytes::from_static(KEEP_ALIVE_EVENT));
+                    continue;
+                }
+                Ok(None) => break,
+                Ok(Some(event)) => event,
+            };
+            match event {
+                ChoiceEvent::Text { index, text } => {
+                    log.first_token();
+                    yield Ok(data_event(&format.text(index, text)));
+                }
+                ChoiceEvent::Finished { index, reason, completion_tokens: n } => {
+                    completion_tokens += n;
+                    log.set_finish_reason(reason.as_str());
+                    yield Ok(data_event(&format.finish(index, reason)));
+                }
+                ChoiceEvent::Failed(error) => {
+                    let error = ApiError::from(error);
+                    tracing::error!(error = %error, "generation failed after the response started");
+                    log.set_error(error.label());
+                    let envelope = serde_json::to_string(&error.envelope()).expect("envelopes serialize");
+                    yield Ok(data_event(&envelope));
+                    yield Ok(Bytes::from_static(DONE_EVENT));
+                    return;
+                }
+            }
+        }
+        log.set_completion_tokens(completion_tokens);
+        if include_usage {
+            yield Ok(data_event(&format.usage(Usage::new(prompt_tokens, completion_tokens))));
+        }
+        yield Ok(Bytes::from_static(DONE_EVENT));
+    }
+}
+
+/// A `200 text/event-stream` response around an SSE body.
+pub fn sse_response(
+    body: impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}
+
+/// One choice's complete answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectedChoice {
+    pub index: usize,
+    pub text: String,
+    pub finish_reason: FinishReason,
+}
+
+/// Runs every choice to its end for a non-streaming answer; returns the choices in index order and the
+/// completion tokens. Dropping this future (client gone) cancels the engine sequences.
+pub async fn collect(
+    sources: Vec<ChoiceSource>,
+    log: &RequestLog,
+) -> Result<(Vec<CollectedChoice>, usize), ApiError> {
+    let mut choices: Vec<CollectedChoice> = (0..sources.len())
+        .map(|index| CollectedChoice {
+            index,
+            text: String::new(),
+            finish_reason: FinishReason::Stop,
+        })
+        .collect();
+    let mut completion_tokens = 0;
+    let mut merged = std::pin::pin!(merged_choices(sources));
+    while let Some(event) = merged.next().await {
+        match event {
+            ChoiceEvent::Text { index, text } => {
+                log.first_token();
+                choices[index].text.push_str(&text);
+            }
+            ChoiceEvent::Finished {
+                index,
+                reason,
+                completion_tokens: n,
+            } => {
+                completion_tokens += n;
+                choices[index].finish_reason = reason;
+                log.set_finish_reason(reason.as_str());
+            }
+            ChoiceEvent::Failed(error) => return Err(error.into()),
+        }
+    }
+    log.set_completion_tokens(completion_tokens);
+    Ok((choices, completion_tokens))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scripted(events: Vec<Result<EngineEvent, EngineError>>) -> EventStream {
+        Box::pin(futures::stream::iter(events))
+    }
+
+    fn text(t: &str) -> Result<EngineEvent, EngineError> {
+        Ok(EngineEvent::Text {
+            text: t.into(),
+            tokens: 1,
+        })
+    }
+
+    #[actix_web::test]
+    async fn stop_is_cut_and_counted_tokens_used_without_engine_usage() {
+        let source = ChoiceSource {
+            index: 0,
+            events: scripted(vec![
+                text("Hello"),
+                text(" wor"),
+                text("ld!"),
+                Ok(EngineEvent::Finished {
+                    reason: EngineFinish::Stop,
+                    completion_tokens: None,
+                }),
+            ]),
+            stop: vec!["world".into()],
+        };
+        let events: Vec<ChoiceEvent> = merged_choices(vec![source]).collect().await;
+        assert_eq!(
+            events,
+            vec![
+                ChoiceEvent::Text {
+                    index: 0,
+                    text: "Hello".into()
+                },
+                ChoiceEvent::Text {
+                    index: 0,
+                    text: " ".into()
+                },
+                ChoiceEvent::Finished {
+                    index: 0,
+                    reason: FinishReason::Stop,
+                    completion_tokens: 3
+                },
+            ]
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_stream_that_ends_without_finish_is_an_error() {
+        let source = ChoiceSource {
+            index: 0,
+            events: scripted(vec![text("a")]),
+            stop: vec![],
+        };
+        let events: Vec<ChoiceEvent> = merged_choices(vec![source]).collect().await;
+        assert!(matches!(events.last(), Some(ChoiceEvent::Failed(_))));
+    }
+
+    #[actix_web::test]
+    async fn engine_usage_wins_over_counted_tokens() {
+        let source = ChoiceSource {
+            index: 0,
+            events: scripted(vec![
+                text("a"),
+                Ok(EngineEvent::Finished {
+                    reason: EngineFinish::Length,
+                    completion_tokens: Some(7),
+                }),
+            ]),
+            stop: vec![],
+        };
+        let (choices, tokens) = collect(vec![source], &RequestLog::default()).await.unwrap();
+        assert_eq!(tokens, 7);
+        assert_eq!(choices[0].finish_reason, FinishReason::Length);
+        assert_eq!(choices[0].text, "a");
+    }
+}

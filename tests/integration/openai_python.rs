@@ -1,0 +1,56 @@
+//! The official `openai` Python SDK against the shared server (tests/python/, run with pytest).
+//!
+//! The SDK is installed into a virtual environment in the cache (`scripts/python-env.sh`, which the test
+//! command runs; this test runs it too when the environment is missing).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::{cache_dir, model_name, server};
+
+fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("LLMSERVE_TEST_PYTHON") {
+        return python.into();
+    }
+    let venv = cache_dir().join("test-venv");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        let status = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/python-env.sh"
+            ))
+            .arg(&venv)
+            .status()
+            .expect("running scripts/python-env.sh");
+        assert!(
+            status.success(),
+            "could not set up the Python test environment"
+        );
+    }
+    python
+}
+
+#[test]
+fn official_python_sdk_suite() {
+    let base = server();
+    let output = Command::new(python())
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"),
+        ])
+        .env("LLMSERVE_BASE_URL", format!("{base}/v1"))
+        .env("LLMSERVE_MODEL", model_name())
+        .output()
+        .expect("running pytest");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the openai SDK suite failed:\n{stdout}"
+    );
+}
