@@ -96,7 +96,9 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     let workers = config.http_workers;
     let state = web::Data::new(AppState::new(config));
     let app_state = state.clone();
-    let mut http = HttpServer::new(move || app(app_state.clone()));
+    // HTTP clients do not half-close; a read EOF means the client is gone. Without this, actix keeps a
+    // non-streaming handler (and its engine sequence) running until the answer is complete.
+    let mut http = HttpServer::new(move || app(app_state.clone())).h1_allow_half_closed(false);
     if let Some(workers) = workers {
         http = http.workers(workers);
     }
