@@ -13,6 +13,8 @@ pub const DEFAULT_MAX_NUM_SEQS: usize = 16;
 /// Seconds between SSE keep-alive comments on an otherwise silent stream (proxies cut ~60 s of silence).
 pub const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 5;
 pub const DEFAULT_PORT: u16 = 8080;
+/// Finished sequences kept for prefix reuse (mistral.rs's default).
+pub const DEFAULT_PREFIX_CACHE_N: usize = 16;
 
 /// llmserve: an OpenAI-compatible LLM server on mistral.rs.
 ///
@@ -42,6 +44,16 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_MAX_NUM_SEQS", default_value_t = DEFAULT_MAX_NUM_SEQS)]
     pub max_num_seqs: usize,
 
+    /// Finished sequences whose KV cache the engine keeps to reuse for prompts sharing a prefix; 0 turns
+    /// the prefix cache off.
+    #[arg(long, env = "LLMSERVE_PREFIX_CACHE_N", default_value_t = DEFAULT_PREFIX_CACHE_N)]
+    pub prefix_cache_n: usize,
+
+    /// Activation dtype. `auto` is f32 on CPU (candle's f16/bf16 CPU kernels are emulated and several times
+    /// slower at prefill) and mistral.rs's choice on GPUs.
+    #[arg(long, env = "LLMSERVE_DTYPE", value_enum, default_value_t = Dtype::Auto)]
+    pub dtype: Dtype,
+
     /// Log format on stdout: `text` for people, `json` (one object per line) for log collectors.
     #[arg(long, env = "LLMSERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -67,6 +79,14 @@ pub struct Cli {
     /// HTTP worker threads (actix). Default: one per core.
     #[arg(long, env = "LLMSERVE_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Dtype {
+    Auto,
+    F32,
+    F16,
+    Bf16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +116,8 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub max_num_seqs: usize,
+    pub prefix_cache_n: usize,
+    pub dtype: Dtype,
     pub log_format: LogFormat,
     pub chat_template: Option<PathBuf>,
     pub max_request_body_bytes: usize,
@@ -166,6 +188,8 @@ impl Cli {
             host: self.host,
             port: self.port,
             max_num_seqs: self.max_num_seqs,
+            prefix_cache_n: self.prefix_cache_n,
+            dtype: self.dtype,
             log_format: self.log_format,
             chat_template: self.chat_template,
             max_request_body_bytes: self.max_request_body_bytes,

@@ -125,6 +125,8 @@ fn spawn_model_loader(state: web::Data<AppState>, server: ServerHandle) {
             tracing::info!(model = state.models.name(), ?target, "loading model");
             let options = LoadOptions {
                 max_num_seqs: state.config.max_num_seqs,
+                prefix_cache_n: state.config.prefix_cache_n,
+                dtype: state.config.dtype,
                 chat_template: state.config.chat_template.clone(),
             };
             runtime.block_on(MistralEngine::load(target, options))

@@ -5,18 +5,24 @@
 //! tokenization runs detached (the engine `expect`s its answer to be received), response channels are large
 //! (a full channel stalls every sequence of the engine).
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use either::Either;
 use indexmap::IndexMap;
-use mistralrs::core::{RequestMessage, TokenizationRequest};
+use mistralrs::core::{
+    AutoDeviceMapParams, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, MistralRsBuilder,
+    RequestMessage, TokenizationRequest,
+};
 use mistralrs::{
-    Constraint, GgufModelBuilder, MessageContent, Model, NormalRequest, Request, Response,
-    SamplingParams, StopTokens, TextModelBuilder, TokenSource,
+    Constraint, DefaultSchedulerMethod, Device, MessageContent, Model, ModelDType, NormalRequest,
+    Request, Response, SamplingParams, SchedulerConfig, StopTokens, TextModelBuilder, TokenSource,
 };
 use tokio::sync::mpsc;
+
+use crate::config::Dtype;
 
 use super::{
     gguf, Engine, EngineError, EngineEvent, EngineFinish, EventStream, GenerationRequest,
@@ -42,6 +48,9 @@ pub enum LoadTarget {
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub max_num_seqs: usize,
+    /// Finished sequences kept for prefix reuse; 0 disables the prefix cache.
+    pub prefix_cache_n: usize,
+    pub dtype: Dtype,
     pub chat_template: Option<PathBuf>,
 }
 
@@ -55,7 +64,11 @@ pub struct MistralEngine {
 impl MistralEngine {
     /// Loads the model. Slow and partly synchronous: call it off the HTTP workers.
     pub async fn load(target: LoadTarget, options: LoadOptions) -> Result<Self, EngineError> {
-        let template = options.chat_template.map(|p| p.display().to_string());
+        let template = options
+            .chat_template
+            .as_ref()
+            .map(|p| p.display().to_string());
+        let prefix_cache_n = (options.prefix_cache_n > 0).then_some(options.prefix_cache_n);
         let built = match target {
             LoadTarget::Gguf { dir, files } => {
                 for file in &files {
@@ -69,19 +82,14 @@ impl MistralEngine {
                         );
                     }
                 }
-                let mut builder = GgufModelBuilder::new(dir.display().to_string(), files)
-                    .with_token_source(TokenSource::None)
-                    .with_max_num_seqs(options.max_num_seqs)
-                    .with_logging();
-                if let Some(template) = template {
-                    builder = builder.with_chat_template(template);
-                }
-                builder.build().await
+                load_gguf(dir, files, &options, template).await
             }
             LoadTarget::Safetensors(dir) => {
                 let mut builder = TextModelBuilder::new(dir.display().to_string())
                     .with_token_source(TokenSource::None)
+                    .with_dtype(model_dtype(options.dtype, &Device::Cpu))
                     .with_max_num_seqs(options.max_num_seqs)
+                    .with_prefix_cache_n(prefix_cache_n)
                     .with_logging();
                 if let Some(template) = template {
                     builder = builder.with_chat_template(template);
@@ -90,7 +98,9 @@ impl MistralEngine {
             }
             LoadTarget::Hub(repo) => {
                 let mut builder = TextModelBuilder::new(repo)
+                    .with_dtype(model_dtype(options.dtype, &Device::Cpu))
                     .with_max_num_seqs(options.max_num_seqs)
+                    .with_prefix_cache_n(prefix_cache_n)
                     .with_logging();
                 if let Some(template) = template {
                     builder = builder.with_chat_template(template);
@@ -120,6 +130,60 @@ impl MistralEngine {
             .get_sender(None)
             .map_err(|e| EngineError::Unavailable(e.to_string()))
     }
+}
+
+/// `auto` means f32 on CPU: mistral.rs's own auto picks f16 there, whose emulated CPU kernels make prefill
+/// several times slower. On GPUs its choice (bf16/f16) stands.
+fn model_dtype(dtype: Dtype, device: &Device) -> ModelDType {
+    match dtype {
+        Dtype::Auto if device.is_cpu() => ModelDType::F32,
+        Dtype::Auto => ModelDType::Auto,
+        Dtype::F32 => ModelDType::F32,
+        Dtype::F16 => ModelDType::F16,
+        Dtype::Bf16 => ModelDType::BF16,
+    }
+}
+
+/// The SDK's `GgufModelBuilder` with the activation dtype it does not expose (it hardcodes `Auto`).
+async fn load_gguf(
+    dir: PathBuf,
+    files: Vec<String>,
+    options: &LoadOptions,
+    chat_template: Option<String>,
+) -> anyhow::Result<Model> {
+    let device = mistralrs::best_device(false)?;
+    let dtype = model_dtype(options.dtype, &device);
+    tracing::info!(?dtype, device = ?device.location(), "activation dtype");
+    let loader = GGUFLoaderBuilder::new(
+        chat_template,
+        None,
+        dir.display().to_string(),
+        files,
+        GGUFSpecificConfig { topology: None },
+        false,
+        None,
+    )
+    .build();
+    let pipeline = loader.load_model_from_hf(
+        None,
+        TokenSource::None,
+        &dtype,
+        &device,
+        false,
+        DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+        None,
+        None,
+    )?;
+    let max_num_seqs = NonZeroUsize::new(options.max_num_seqs).unwrap_or(NonZeroUsize::MIN);
+    let scheduler = SchedulerConfig::DefaultScheduler {
+        method: DefaultSchedulerMethod::Fixed(max_num_seqs),
+    };
+    let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
+        .with_no_prefix_cache(options.prefix_cache_n == 0)
+        .with_prefix_cache_n(options.prefix_cache_n)
+        .build()
+        .await;
+    Ok(Model::new(runner))
 }
 
 fn chat_messages(prompt: &Prompt) -> Either<Vec<IndexMap<String, MessageContent>>, String> {

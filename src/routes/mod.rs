@@ -58,7 +58,13 @@ pub async fn start_choice(
     prompt: Prompt,
     index: usize,
 ) -> Result<(ChoiceSource, usize), ApiError> {
+    let counting = std::time::Instant::now();
     let prompt_tokens = model.engine.count_prompt_tokens(&prompt).await?;
+    tracing::debug!(
+        prompt_tokens,
+        elapsed_ms = counting.elapsed().as_millis() as u64,
+        "prompt counted"
+    );
     let max_tokens = validate::fit_to_context(
         prompt_tokens,
         generation.max_tokens,
