@@ -1,9 +1,10 @@
 """Single-stream speed of an OpenAI-compatible server: decode tokens/s and prefill tokens/s.
 
 Run: python bench/single_stream.py [BASE_URL] [MODEL]   (default http://127.0.0.1:8080/v1, the first listed model)
-Needs the `openai` package. Decode: a 128-token greedy completion, rate between the first and last token.
-Prefill: time to first token of a ~1000-token prompt with max_tokens=1 (the prompt tokens come from usage).
-Each figure is the median of 5 runs after a warm-up.
+Needs the `openai` package. Decode: a 128-token greedy completion, rate between the first and last token (median of 5 runs).
+Prefill: prompt tokens / time to first token of a completion with max_tokens=1, at three prompt lengths
+(median of 3 runs, 1 for the longest). Each prompt starts with a unique marker so that no run is served
+from the engine's prefix cache.
 """
 import statistics
 import sys
@@ -29,8 +30,9 @@ def decode_rate(max_tokens=128):
     return (tokens - 1) / (times[-1] - times[0])
 
 
-def prefill_rate():
-    prompt = " ".join(f"item {i} is a {['red', 'blue', 'green'][i % 3]} box;" for i in range(160))
+def prefill_rate(items):
+    marker = f"Run {time.time_ns()}."
+    prompt = marker + " " + " ".join(f"item {i} is a {['red', 'blue', 'green'][i % 3]} box;" for i in range(items))
     start = time.perf_counter()
     stream = client.completions.create(model=model, prompt=prompt, max_tokens=1, temperature=0, stream=True,
                                        stream_options={"include_usage": True})
@@ -41,13 +43,15 @@ def prefill_rate():
             first = time.perf_counter()
         if chunk.usage:
             prompt_tokens = chunk.usage.prompt_tokens
-    return prompt_tokens / (first - start), prompt_tokens
+    return prompt_tokens, prompt_tokens / (first - start)
 
 
 decode_rate(16)
 decodes = [decode_rate() for _ in range(5)]
-prefills = [prefill_rate() for _ in range(5)]
 print(f"model {model}")
 print(f"decode  : {statistics.median(decodes):6.1f} tok/s  (runs: {', '.join(f'{d:.1f}' for d in decodes)})")
-print(f"prefill : {statistics.median(p for p, _ in prefills):6.1f} tok/s  ({prefills[0][1]} prompt tokens, "
-      f"runs: {', '.join(f'{p:.0f}' for p, _ in prefills)})")
+for items, runs in [(10, 3), (40, 3), (160, 1)]:
+    results = [prefill_rate(items) for _ in range(runs)]
+    rates = [r for _, r in results]
+    print(f"prefill : {statistics.median(rates):6.1f} tok/s at {results[0][0]} prompt tokens "
+          f"(runs: {', '.join(f'{r:.0f}' for r in rates)})")
