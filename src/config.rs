@@ -49,8 +49,8 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_PREFIX_CACHE_N", default_value_t = DEFAULT_PREFIX_CACHE_N)]
     pub prefix_cache_n: usize,
 
-    /// Activation dtype. `auto` is f32 on CPU (candle's f16/bf16 CPU kernels are emulated and several times
-    /// slower at prefill) and mistral.rs's choice on GPUs.
+    /// Activation dtype. `auto` is f32 on CPU (candle's f16/bf16 CPU kernels are emulated: the default
+    /// model decoded 41 tok/s in f16 and 51 in f32) and mistral.rs's choice on GPUs.
     #[arg(long, env = "LLMSERVE_DTYPE", value_enum, default_value_t = Dtype::Auto)]
     pub dtype: Dtype,
 

@@ -11,3 +11,4 @@ mod disconnect;
 mod errors;
 mod openai_python;
 mod sse;
+mod startup;
