@@ -10,6 +10,10 @@ use clap::{Parser, ValueEnum};
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Sequences the engine runs at once (mistral.rs server's own default).
 pub const DEFAULT_MAX_NUM_SEQS: usize = 16;
+/// Requests that may wait for a free sequence slot before new ones get 429.
+pub const DEFAULT_MAX_QUEUE: usize = 64;
+/// Seconds in-flight requests get to finish after SIGTERM.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 /// Seconds between SSE keep-alive comments on an otherwise silent stream (proxies cut ~60 s of silence).
 pub const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 5;
 pub const DEFAULT_PORT: u16 = 8080;
@@ -43,6 +47,18 @@ pub struct Cli {
     /// Most sequences the engine generates at once; further requests wait in the engine's queue.
     #[arg(long, env = "LLMSERVE_MAX_NUM_SEQS", default_value_t = DEFAULT_MAX_NUM_SEQS)]
     pub max_num_seqs: usize,
+
+    /// Requests that may wait for a free slot (beyond --max-num-seqs running); more get 429 with Retry-After.
+    #[arg(long, env = "LLMSERVE_MAX_QUEUE", default_value_t = DEFAULT_MAX_QUEUE)]
+    pub max_queue: usize,
+
+    /// Seconds a request may wait in the queue before it gets 503 with Retry-After (no limit when unset).
+    #[arg(long, env = "LLMSERVE_QUEUE_TIMEOUT")]
+    pub queue_timeout: Option<u64>,
+
+    /// Seconds in-flight requests get to finish after SIGTERM before they are ended with an error.
+    #[arg(long, env = "LLMSERVE_DRAIN_TIMEOUT", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
+    pub drain_timeout: u64,
 
     /// Finished sequences whose KV cache the engine keeps to reuse for prompts sharing a prefix; 0 turns
     /// the prefix cache off.
@@ -116,6 +132,9 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub max_num_seqs: usize,
+    pub max_queue: usize,
+    pub queue_timeout: Option<Duration>,
+    pub drain_timeout: Duration,
     pub prefix_cache_n: usize,
     pub dtype: Dtype,
     pub log_format: LogFormat,
@@ -139,6 +158,8 @@ pub enum ConfigError {
     ZeroKeepAlive,
     #[error("--max-request-body-bytes must be at least 1024")]
     TinyBodyLimit,
+    #[error("--queue-timeout must be at least 1 second (leave it unset for no limit)")]
+    ZeroQueueTimeout,
     #[error("--http-workers must be at least 1")]
     ZeroWorkers,
     #[error("--served-model-name must not be empty")]
@@ -174,6 +195,9 @@ impl Cli {
         if self.max_request_body_bytes < 1024 {
             return Err(ConfigError::TinyBodyLimit);
         }
+        if self.queue_timeout == Some(0) {
+            return Err(ConfigError::ZeroQueueTimeout);
+        }
         if self.http_workers == Some(0) {
             return Err(ConfigError::ZeroWorkers);
         }
@@ -188,6 +212,9 @@ impl Cli {
             host: self.host,
             port: self.port,
             max_num_seqs: self.max_num_seqs,
+            max_queue: self.max_queue,
+            queue_timeout: self.queue_timeout.map(Duration::from_secs),
+            drain_timeout: Duration::from_secs(self.drain_timeout),
             prefix_cache_n: self.prefix_cache_n,
             dtype: self.dtype,
             log_format: self.log_format,

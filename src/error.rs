@@ -5,9 +5,12 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::api::errors::{ErrorBody, ErrorResponse};
 use crate::engine::EngineError;
+use crate::gateway::limits::{GatewayError, RETRY_AFTER_SECS};
 
 /// Seconds a client should wait before retrying a 503 (model still loading).
 pub const RETRY_AFTER_NOT_READY_SECS: u64 = 5;
+/// Seconds a client should wait before retrying elsewhere while this server drains.
+pub const RETRY_AFTER_DRAINING_SECS: u64 = 5;
 
 /// Problems with the HTTP request itself, found before its fields are looked at.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,8 @@ pub enum ApiError {
     Validation(#[from] ValidationError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
     #[error("The model `{0}` does not exist")]
     ModelNotFound(String),
     #[error("The model is still loading; retry shortly")]
@@ -92,6 +97,8 @@ struct ErrorParts {
     kind: &'static str,
     code: Option<&'static str>,
     param: Option<String>,
+    /// Seconds for `Retry-After`, on refusals a retry can fix.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -102,6 +109,18 @@ impl ApiError {
             kind,
             code,
             param: param.map(str::to_string),
+            retry_after: None,
+        };
+        let retry = |status, code: &'static str, secs| ErrorParts {
+            status,
+            kind: if status == S::TOO_MANY_REQUESTS {
+                "rate_limit_error"
+            } else {
+                "server_error"
+            },
+            code: Some(code),
+            param: None,
+            retry_after: Some(secs),
         };
         match self {
             ApiError::Request(e) => match e {
@@ -182,11 +201,28 @@ impl ApiError {
                 Some("model_not_found"),
                 Some("model"),
             ),
-            ApiError::ModelNotReady => parts(
+            ApiError::Gateway(e) => match e {
+                GatewayError::Overloaded { .. } => {
+                    retry(S::TOO_MANY_REQUESTS, "overloaded", RETRY_AFTER_SECS)
+                }
+                GatewayError::QueueTimeout { .. } => {
+                    retry(S::SERVICE_UNAVAILABLE, "queue_timeout", RETRY_AFTER_SECS)
+                }
+                GatewayError::Draining => retry(
+                    S::SERVICE_UNAVAILABLE,
+                    "draining",
+                    RETRY_AFTER_DRAINING_SECS,
+                ),
+                GatewayError::ShutDown => retry(
+                    S::SERVICE_UNAVAILABLE,
+                    "shut_down",
+                    RETRY_AFTER_DRAINING_SECS,
+                ),
+            },
+            ApiError::ModelNotReady => retry(
                 S::SERVICE_UNAVAILABLE,
-                "server_error",
-                Some("model_not_ready"),
-                None,
+                "model_not_ready",
+                RETRY_AFTER_NOT_READY_SECS,
             ),
             ApiError::RouteNotFound(_) => parts(S::NOT_FOUND, "not_found_error", None, None),
             ApiError::MethodNotAllowed(_) => {
@@ -221,14 +257,15 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        if status.is_server_error() {
+        let parts = self.parts();
+        let status = parts.status;
+        if status.is_server_error() && parts.retry_after.is_none() {
             // Logged once here, in full, inside the request's span; the client gets the clean message.
             tracing::error!(error = %self, code = self.label(), "request failed");
         }
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_NOT_READY_SECS.to_string()));
+        if let Some(secs) = parts.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         response.json(self.envelope())
     }
@@ -272,6 +309,12 @@ mod tests {
                 "unsupported_media_type",
             ),
             (ApiError::ModelNotReady, 503, "model_not_ready"),
+            (
+                GatewayError::Overloaded { waiting: 3 }.into(),
+                429,
+                "overloaded",
+            ),
+            (GatewayError::Draining.into(), 503, "draining"),
             (
                 EngineError::Internal("boom".into()).into(),
                 500,

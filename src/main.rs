@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(address = %running.local_addr, "listening; the model loads in the background (see /health/ready)");
-    match running.wait().await {
+    match running.serve_until_signalled().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "exiting");

@@ -13,7 +13,7 @@ use crate::config::{Config, ModelSource};
 use crate::engine::mistral::{LoadOptions, LoadTarget, MistralEngine};
 use crate::engine::{Engine, EngineError};
 use crate::extract::BodyLimit;
-use crate::gateway::limits::RequestTracker;
+use crate::gateway::limits::{Admission, AdmissionLimits};
 use crate::models::{LoadState, ModelRegistry};
 use crate::{default_model, routes, telemetry};
 
@@ -21,15 +21,19 @@ use crate::{default_model, routes, telemetry};
 pub struct AppState {
     pub config: Arc<Config>,
     pub models: ModelRegistry,
-    pub tracker: RequestTracker,
+    pub admission: Admission,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Self {
         AppState {
             models: ModelRegistry::new(config.served_model_name.clone()),
+            admission: Admission::new(AdmissionLimits {
+                max_running: config.max_num_seqs,
+                max_waiting: config.max_queue,
+                queue_timeout: config.queue_timeout,
+            }),
             config: Arc::new(config),
-            tracker: RequestTracker::default(),
         }
     }
 }
@@ -80,13 +84,72 @@ impl RunningServer {
         self.server.handle()
     }
 
-    /// Serves until stopped (signal or model-load failure); a failed load is an error.
+    /// Serves until stopped (model-load failure, or a handle's `stop`); a failed load is an error.
     pub async fn wait(self) -> Result<(), ServeError> {
-        self.server.await?;
-        match self.state.models.state() {
-            LoadState::Failed(reason) => Err(ServeError::ModelLoad(reason)),
-            _ => Ok(()),
+        let RunningServer { state, server, .. } = self;
+        server.await?;
+        outcome(&state)
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains: readiness turns 503, new and queued requests get 503
+    /// with `Retry-After`, admitted requests and streams run to completion for up to `--drain-timeout`.
+    /// A second signal, or the timeout, ends what is left with an error event and `[DONE]`.
+    pub async fn serve_until_signalled(self) -> Result<(), ServeError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let RunningServer {
+            state, mut server, ..
+        } = self;
+        let handle = server.handle();
+        tokio::select! {
+            finished = &mut server => {
+                finished?;
+                return outcome(&state);
+            }
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
+        let admission = &state.admission;
+        tracing::info!(
+            running = admission.requests_running(),
+            waiting = admission.requests_waiting(),
+            timeout_secs = state.config.drain_timeout.as_secs(),
+            "signal received: draining"
+        );
+        admission.start_draining();
+        let drained = tokio::select! {
+            _ = admission.idle() => true,
+            _ = tokio::time::sleep(state.config.drain_timeout) => false,
+            _ = terminate.recv() => false,
+            _ = interrupt.recv() => false,
+        };
+        if drained {
+            tracing::info!("drained: every request finished");
+        } else {
+            tracing::warn!(
+                running = admission.requests_running(),
+                "ending the requests still running"
+            );
+            admission.abort_all();
+            // Ended streams still send their error event and [DONE].
+            let _ = tokio::time::timeout(ABORT_GRACE, admission.idle()).await;
+        }
+        tokio::spawn(handle.stop(true));
+        server.await?;
+        outcome(&state)
+    }
+}
+
+/// How long actix waits for connections to close once we stop it (after our own drain).
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+/// How long ended streams get to write their error event before the server stops.
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn outcome(state: &AppState) -> Result<(), ServeError> {
+    match state.models.state() {
+        LoadState::Failed(reason) => Err(ServeError::ModelLoad(reason)),
+        _ => Ok(()),
     }
 }
 
@@ -98,7 +161,11 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     let app_state = state.clone();
     // HTTP clients do not half-close; a read EOF means the client is gone. Without this, actix keeps a
     // non-streaming handler (and its engine sequence) running until the answer is complete.
-    let mut http = HttpServer::new(move || app(app_state.clone())).h1_allow_half_closed(false);
+    let mut http = HttpServer::new(move || app(app_state.clone()))
+        .h1_allow_half_closed(false)
+        // Signals are ours (`serve_until_signalled`): actix's own graceful stop knows nothing of SSE streams.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
     if let Some(workers) = workers {
         http = http.workers(workers);
     }

@@ -2,8 +2,9 @@
 //!
 //! The single place that knows the SSE wire format (shared/design/OPENAI_WIRE.md): `data: <json>\n\n`
 //! events, no named events, `: ping` keep-alive comments, errors after the 200 as JSON `data:` events, and
-//! `data: [DONE]` last. The in-flight guard and the engine streams live inside the body, so a client that
-//! goes away drops them: the engine cancels its sequences and the count goes down.
+//! `data: [DONE]` last. The admission permit and the engine streams live inside the body, so a client that
+//! goes away drops them: the engine cancels its sequences and the slot is freed. A server that must stop
+//! (second signal, drain timeout) ends each stream with an error event and `[DONE]`.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use futures::{Stream, StreamExt};
 use crate::api::common::{FinishReason, Usage};
 use crate::engine::{EngineError, EngineEvent, EngineFinish, EventStream};
 use crate::error::ApiError;
-use crate::gateway::limits::InFlightGuard;
+use crate::gateway::limits::{AdmissionPermit, GatewayError};
 use crate::stop::StopFilter;
 use crate::telemetry::RequestLog;
 
@@ -139,7 +140,7 @@ pub struct StreamSettings {
     pub include_usage: bool,
     pub keep_alive: Duration,
     pub log: RequestLog,
-    pub guard: InFlightGuard,
+    pub permit: AdmissionPermit,
 }
 
 /// The SSE body for a request, ending in `data: [DONE]` whatever happens.
@@ -154,10 +155,9 @@ pub fn sse_body<F: ChunkFormat>(
         include_usage,
         keep_alive,
         log,
-        guard,
+        mut permit,
     } = settings;
     async_stream::stream! {
-        let _guard = guard;
         for index in 0..choices {
             if let Some(opening) = format.opening(index) {
                 yield Ok(data_event(&opening));
@@ -166,27 +166,33 @@ pub fn sse_body<F: ChunkFormat>(
         let mut merged = std::pin::pin!(merged_choices(sources));
         let mut completion_tokens = 0;
         loop {
-            let event = match tokio::time::timeout(keep_alive, merged.next()).await {
-                Err(_) => {
+            let next = tokio::select! {
+                _ = permit.aborted() => None,
+                next = tokio::time::timeout(keep_alive, merged.next()) => Some(next),
+            };
+            let event = match next {
+                None => Err(ApiError::from(GatewayError::ShutDown)),
+                Some(Err(_)) => {
                     yield Ok(Bytes::from_static(KEEP_ALIVE_EVENT));
                     continue;
                 }
-                Ok(None) => break,
-                Ok(Some(event)) => event,
+                Some(Ok(None)) => break,
+                Some(Ok(Some(ChoiceEvent::Failed(error)))) => Err(ApiError::from(error)),
+                Some(Ok(Some(event))) => Ok(event),
             };
             match event {
-                ChoiceEvent::Text { index, text } => {
+                Ok(ChoiceEvent::Text { index, text }) => {
                     log.first_token();
                     yield Ok(data_event(&format.text(index, text)));
                 }
-                ChoiceEvent::Finished { index, reason, completion_tokens: n } => {
+                Ok(ChoiceEvent::Finished { index, reason, completion_tokens: n }) => {
                     completion_tokens += n;
                     log.set_finish_reason(reason.as_str());
                     yield Ok(data_event(&format.finish(index, reason)));
                 }
-                ChoiceEvent::Failed(error) => {
-                    let error = ApiError::from(error);
-                    tracing::error!(error = %error, "generation failed after the response started");
+                Ok(ChoiceEvent::Failed(_)) => unreachable!("failures are mapped to errors above"),
+                Err(error) => {
+                    tracing::error!(error = %error, "generation ended after the response started");
                     log.set_error(error.label());
                     let envelope = serde_json::to_string(&error.envelope()).expect("envelopes serialize");
                     yield Ok(data_event(&envelope));
@@ -227,6 +233,7 @@ pub struct CollectedChoice {
 pub async fn collect(
     sources: Vec<ChoiceSource>,
     log: &RequestLog,
+    permit: &mut AdmissionPermit,
 ) -> Result<(Vec<CollectedChoice>, usize), ApiError> {
     let mut choices: Vec<CollectedChoice> = (0..sources.len())
         .map(|index| CollectedChoice {
@@ -237,22 +244,27 @@ pub async fn collect(
         .collect();
     let mut completion_tokens = 0;
     let mut merged = std::pin::pin!(merged_choices(sources));
-    while let Some(event) = merged.next().await {
+    loop {
+        let event = tokio::select! {
+            _ = permit.aborted() => return Err(GatewayError::ShutDown.into()),
+            event = merged.next() => event,
+        };
         match event {
-            ChoiceEvent::Text { index, text } => {
+            None => break,
+            Some(ChoiceEvent::Text { index, text }) => {
                 log.first_token();
                 choices[index].text.push_str(&text);
             }
-            ChoiceEvent::Finished {
+            Some(ChoiceEvent::Finished {
                 index,
                 reason,
                 completion_tokens: n,
-            } => {
+            }) => {
                 completion_tokens += n;
                 choices[index].finish_reason = reason;
                 log.set_finish_reason(reason.as_str());
             }
-            ChoiceEvent::Failed(error) => return Err(error.into()),
+            Some(ChoiceEvent::Failed(error)) => return Err(error.into()),
         }
     }
     log.set_completion_tokens(completion_tokens);
@@ -334,7 +346,16 @@ mod tests {
             ]),
             stop: vec![],
         };
-        let (choices, tokens) = collect(vec![source], &RequestLog::default()).await.unwrap();
+        let gate =
+            crate::gateway::limits::Admission::new(crate::gateway::limits::AdmissionLimits {
+                max_running: 1,
+                max_waiting: 0,
+                queue_timeout: None,
+            });
+        let mut permit = gate.admit(1).await.unwrap();
+        let (choices, tokens) = collect(vec![source], &RequestLog::default(), &mut permit)
+            .await
+            .unwrap();
         assert_eq!(tokens, 7);
         assert_eq!(choices[0].finish_reason, FinishReason::Length);
         assert_eq!(choices[0].text, "a");

@@ -13,8 +13,10 @@ pub struct HealthStatus {
     /// The served model id, once loaded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// HTTP generation requests in progress (streams included).
+    /// Generation requests admitted and not finished (streams included).
     pub requests_running: usize,
+    /// Generation requests waiting for a free slot.
+    pub requests_waiting: usize,
     /// Sequences the engine still holds: drops back to 0 once cancelled or finished requests are freed.
     pub engine_sequences: usize,
 }

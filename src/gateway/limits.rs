@@ -1,35 +1,186 @@
-//! In-flight generation accounting: a guard per request, held by the response (stream) until it ends.
+//! Admission control: at most `max_running` sequences in the engine, at most `max_waiting` requests queued
+//! for a slot, refusals at admission only (429 / 503 with `Retry-After`), and the drain on shutdown.
+//!
+//! mistral.rs 0.8.1 queues without bound and exposes no queue length, so the queue is ours: the engine only
+//! ever sees as many sequences as it runs at once. The permit lives inside the response (stream), so a
+//! finished or abandoned request frees its slot.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(Debug, Default, Clone)]
-pub struct RequestTracker {
-    running: Arc<AtomicUsize>,
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// Seconds a refused client is told to wait before retrying.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum GatewayError {
+    #[error("The server is overloaded: {waiting} requests are already waiting; retry shortly")]
+    Overloaded { waiting: usize },
+    #[error(
+        "The request waited {waited_secs} s for a free slot without getting one; retry shortly"
+    )]
+    QueueTimeout { waited_secs: u64 },
+    #[error("The server is shutting down and takes no new requests; retry on another instance")]
+    Draining,
+    #[error("The server shut down before the request finished")]
+    ShutDown,
 }
 
-impl RequestTracker {
-    /// Counts a generation request until the returned guard is dropped (response done or client gone).
-    pub fn begin(&self) -> InFlightGuard {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard {
-            running: Arc::clone(&self.running),
-        }
-    }
-
-    pub fn requests_running(&self) -> usize {
-        self.running.load(Ordering::SeqCst)
-    }
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionLimits {
+    /// Sequences generating at once (the engine's `max_num_seqs`).
+    pub max_running: usize,
+    /// Requests waiting for a slot; beyond it, 429.
+    pub max_waiting: usize,
+    /// How long a request may wait for a slot; then 503.
+    pub queue_timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
-pub struct InFlightGuard {
-    running: Arc<AtomicUsize>,
+struct Shared {
+    limits: AdmissionLimits,
+    slots: Arc<Semaphore>,
+    running: AtomicUsize,
+    waiting: AtomicUsize,
+    draining: AtomicBool,
+    /// Flipped to true to end every admitted request now (second signal, drain timeout).
+    abort: watch::Sender<bool>,
 }
 
-impl Drop for InFlightGuard {
+/// The admission gate of one model.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    shared: Arc<Shared>,
+}
+
+/// A request's right to run: its sequences' slots, released on drop.
+#[derive(Debug)]
+pub struct AdmissionPermit {
+    _slots: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+    abort: watch::Receiver<bool>,
+}
+
+impl Drop for AdmissionPermit {
     fn drop(&mut self) {
-        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.shared.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl AdmissionPermit {
+    /// Resolves when the server ends every request (it never resolves otherwise).
+    pub async fn aborted(&mut self) {
+        if self.abort.wait_for(|aborted| *aborted).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Admission {
+    pub fn new(limits: AdmissionLimits) -> Self {
+        let limits = AdmissionLimits {
+            max_running: limits.max_running.max(1),
+            ..limits
+        };
+        Admission {
+            shared: Arc::new(Shared {
+                slots: Arc::new(Semaphore::new(limits.max_running)),
+                limits,
+                running: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
+                draining: AtomicBool::new(false),
+                abort: watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// Waits (bounded) for slots for `sequences` sequences; refuses at once when the queue is full.
+    pub async fn admit(&self, sequences: usize) -> Result<AdmissionPermit, GatewayError> {
+        let shared = &self.shared;
+        if shared.draining.load(Ordering::SeqCst) {
+            return Err(GatewayError::Draining);
+        }
+        // A request never needs more slots than exist (a long prompt list runs in turns within its slots).
+        let wanted = sequences.clamp(1, shared.limits.max_running) as u32;
+        let slots = match Arc::clone(&shared.slots).try_acquire_many_owned(wanted) {
+            Ok(slots) => slots,
+            Err(_) => {
+                let already = shared.waiting.fetch_add(1, Ordering::SeqCst);
+                let _waiting = WaitingGuard(&shared.waiting);
+                if already >= shared.limits.max_waiting {
+                    return Err(GatewayError::Overloaded { waiting: already });
+                }
+                let acquire = Arc::clone(&shared.slots).acquire_many_owned(wanted);
+                let acquired = match shared.limits.queue_timeout {
+                    Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| {
+                        GatewayError::QueueTimeout {
+                            waited_secs: limit.as_secs(),
+                        }
+                    })?,
+                    None => acquire.await,
+                };
+                // The semaphore closes only when the server starts draining.
+                acquired.map_err(|_| GatewayError::Draining)?
+            }
+        };
+        if shared.draining.load(Ordering::SeqCst) {
+            return Err(GatewayError::Draining);
+        }
+        shared.running.fetch_add(1, Ordering::SeqCst);
+        Ok(AdmissionPermit {
+            _slots: slots,
+            shared: Arc::clone(shared),
+            abort: shared.abort.subscribe(),
+        })
+    }
+
+    /// Requests admitted and not yet finished.
+    pub fn requests_running(&self) -> usize {
+        self.shared.running.load(Ordering::SeqCst)
+    }
+
+    /// Requests waiting for a slot.
+    pub fn requests_waiting(&self) -> usize {
+        self.shared.waiting.load(Ordering::SeqCst)
+    }
+
+    /// True when the next request that has to wait would be refused.
+    pub fn queue_full(&self) -> bool {
+        self.requests_waiting() >= self.shared.limits.max_waiting
+            && self.shared.slots.available_permits() == 0
+    }
+
+    /// Stops admitting: every new request, and every queued one, gets 503 from now on.
+    pub fn start_draining(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        // Wakes the queued requests with an error; admitted permits are released as usual.
+        self.shared.slots.close();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::SeqCst)
+    }
+
+    /// Ends every admitted request now: streams send an error event and `[DONE]`.
+    pub fn abort_all(&self) {
+        self.shared.abort.send_replace(true);
+    }
+
+    /// Resolves once nothing runs or waits.
+    pub async fn idle(&self) {
+        while self.requests_running() > 0 || self.requests_waiting() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -37,15 +188,71 @@ impl Drop for InFlightGuard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn guards_count_until_dropped() {
-        let tracker = RequestTracker::default();
-        let a = tracker.begin();
-        let b = tracker.begin();
-        assert_eq!(tracker.requests_running(), 2);
+    fn admission(
+        max_running: usize,
+        max_waiting: usize,
+        queue_timeout: Option<Duration>,
+    ) -> Admission {
+        Admission::new(AdmissionLimits {
+            max_running,
+            max_waiting,
+            queue_timeout,
+        })
+    }
+
+    #[tokio::test]
+    async fn permits_count_until_dropped() {
+        let gate = admission(2, 0, None);
+        let a = gate.admit(1).await.unwrap();
+        let b = gate.admit(1).await.unwrap();
+        assert_eq!(gate.requests_running(), 2);
         drop(a);
-        assert_eq!(tracker.requests_running(), 1);
+        assert_eq!(gate.requests_running(), 1);
         drop(b);
-        assert_eq!(tracker.requests_running(), 0);
+        assert_eq!(gate.requests_running(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let gate = admission(1, 1, None);
+        let _running = gate.admit(1).await.unwrap();
+        let queued = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.admit(1).await.map(|_| ()) }
+        });
+        while gate.requests_waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(gate.queue_full());
+        assert_eq!(
+            gate.admit(1).await.unwrap_err(),
+            GatewayError::Overloaded { waiting: 1 }
+        );
+        drop(_running);
+        queued.await.unwrap().unwrap();
+        assert_eq!(gate.requests_waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_queue_wait_is_bounded() {
+        let gate = admission(1, 8, Some(Duration::from_secs(1)));
+        let _running = gate.admit(1).await.unwrap();
+        assert_eq!(
+            gate.admit(1).await.unwrap_err(),
+            GatewayError::QueueTimeout { waited_secs: 1 }
+        );
+        assert_eq!(gate.requests_waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn draining_refuses_new_requests_and_abort_reaches_permits() {
+        let gate = admission(2, 2, None);
+        let mut permit = gate.admit(1).await.unwrap();
+        gate.start_draining();
+        assert_eq!(gate.admit(1).await.unwrap_err(), GatewayError::Draining);
+        gate.abort_all();
+        tokio::time::timeout(Duration::from_secs(1), permit.aborted())
+            .await
+            .unwrap();
     }
 }

@@ -35,7 +35,8 @@ use crate::{ids, validate};
         (status = 404, description = "Unknown model", body = ErrorResponse),
         (status = 413, description = "Body over the limit", body = ErrorResponse),
         (status = 415, description = "Body is not JSON", body = ErrorResponse),
-        (status = 503, description = "Model still loading", body = ErrorResponse),
+        (status = 429, description = "Queue full (`overloaded`), with Retry-After", body = ErrorResponse),
+        (status = 503, description = "Model loading, server draining or queue timeout, with Retry-After", body = ErrorResponse),
         (status = 500, description = "Engine failure", body = ErrorResponse),
     )
 )]
@@ -48,11 +49,11 @@ pub async fn create_chat_completion(
     let model = state.models.resolve(chat.generation.model.as_deref())?;
     log.set_model(&model.name);
     super::check_images(&model, chat.has_images)?;
+    let mut permit = state.admission.admit(1).await?;
     let generation = chat.generation;
     let (source, prompt_tokens) =
         super::start_choice(&model, &generation, Prompt::Chat(chat.messages), 0).await?;
     log.set_prompt_tokens(prompt_tokens);
-    let guard = state.tracker.begin();
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
 
@@ -73,7 +74,7 @@ pub async fn create_chat_completion(
             include_usage: generation.include_usage,
             keep_alive: state.config.sse_keep_alive,
             log,
-            guard,
+            permit,
         };
         return Ok(stream::sse_response(stream::sse_body(
             format,
@@ -82,8 +83,8 @@ pub async fn create_chat_completion(
         )));
     }
 
-    let (choices, completion_tokens) = stream::collect(vec![source], &log).await?;
-    drop(guard);
+    let (choices, completion_tokens) = stream::collect(vec![source], &log, &mut permit).await?;
+    drop(permit);
     Ok(HttpResponse::Ok().json(ChatCompletion {
         id,
         object: "chat.completion".to_string(),

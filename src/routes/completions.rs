@@ -33,7 +33,8 @@ use crate::{ids, validate};
         (status = 404, description = "Unknown model", body = ErrorResponse),
         (status = 413, description = "Body over the limit", body = ErrorResponse),
         (status = 415, description = "Body is not JSON", body = ErrorResponse),
-        (status = 503, description = "Model still loading", body = ErrorResponse),
+        (status = 429, description = "Queue full (`overloaded`), with Retry-After", body = ErrorResponse),
+        (status = 503, description = "Model loading, server draining or queue timeout, with Retry-After", body = ErrorResponse),
         (status = 500, description = "Engine failure", body = ErrorResponse),
     )
 )]
@@ -46,6 +47,7 @@ pub async fn create_completion(
     let generation = completion.generation;
     let model = state.models.resolve(generation.model.as_deref())?;
     log.set_model(&model.name);
+    let mut permit = state.admission.admit(completion.prompts.len()).await?;
     let mut sources = Vec::with_capacity(completion.prompts.len());
     let mut prompt_tokens = 0;
     for (index, prompt) in completion.prompts.iter().enumerate() {
@@ -55,7 +57,6 @@ pub async fn create_completion(
         prompt_tokens += tokens;
     }
     log.set_prompt_tokens(prompt_tokens);
-    let guard = state.tracker.begin();
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
     let echoes = completion.echo.then(|| completion.prompts.clone());
@@ -78,15 +79,15 @@ pub async fn create_completion(
             include_usage: generation.include_usage,
             keep_alive: state.config.sse_keep_alive,
             log,
-            guard,
+            permit,
         };
         return Ok(stream::sse_response(stream::sse_body(
             format, sources, settings,
         )));
     }
 
-    let (choices, completion_tokens) = stream::collect(sources, &log).await?;
-    drop(guard);
+    let (choices, completion_tokens) = stream::collect(sources, &log, &mut permit).await?;
+    drop(permit);
     Ok(HttpResponse::Ok().json(TextCompletion {
         id,
         object: "text_completion".to_string(),

@@ -238,3 +238,106 @@ async fn the_stop_text_is_cut_from_collected_answers() {
     assert_eq!(body["choices"][0]["text"], "Hello ");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
 }
+
+fn state_with_limits(
+    engine: Arc<ScriptedEngine>,
+    max_num_seqs: usize,
+    max_queue: usize,
+) -> web::Data<AppState> {
+    let mut config = Config::for_default_model(std::env::temp_dir());
+    config.max_num_seqs = max_num_seqs;
+    config.max_queue = max_queue;
+    let state = web::Data::new(AppState::new(config));
+    state.models.set_ready(engine);
+    state
+}
+
+#[actix_web::test]
+async fn beyond_the_queue_requests_get_429_with_retry_after_at_admission() {
+    let slow = engine(
+        5,
+        vec![text("x"), finished(EngineFinish::Stop)],
+        Duration::from_secs(30),
+    );
+    let state = state_with_limits(slow, 1, 0);
+    let service = init_service(app(state.clone())).await;
+    let stream = json!({"prompt": "x", "stream": true});
+    // The first stream holds the only slot while its body is unread.
+    let first = call_service(
+        &service,
+        TestRequest::post()
+            .uri("/v1/completions")
+            .set_json(&stream)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(state.admission.requests_running(), 1);
+    let second = call_service(
+        &service,
+        TestRequest::post()
+            .uri("/v1/completions")
+            .set_json(&stream)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(second.status().as_u16(), 429);
+    assert_eq!(second.headers().get("retry-after").unwrap(), "1");
+    let body: Value = serde_json::from_slice(&read_body(second).await).unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    // The queue (size 0) is full: readiness sends traffic elsewhere.
+    let ready = call_service(
+        &service,
+        TestRequest::get().uri("/health/ready").to_request(),
+    )
+    .await;
+    assert_eq!(ready.status().as_u16(), 503);
+    drop(first);
+    assert_eq!(state.admission.requests_running(), 0);
+}
+
+#[actix_web::test]
+async fn a_draining_server_refuses_new_work_and_ends_running_streams_on_abort() {
+    let slow = engine(
+        5,
+        vec![text("x"), finished(EngineFinish::Stop)],
+        Duration::from_secs(30),
+    );
+    let state = state_with_limits(slow, 4, 4);
+    let service = init_service(app(state.clone())).await;
+    let running = call_service(
+        &service,
+        TestRequest::post()
+            .uri("/v1/chat/completions")
+            .set_json(chat(json!({"stream": true})))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(running.status().as_u16(), 200);
+
+    state.admission.start_draining();
+    let refused = call_service(
+        &service,
+        TestRequest::post()
+            .uri("/v1/chat/completions")
+            .set_json(chat(json!({})))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let ready = call_service(
+        &service,
+        TestRequest::get().uri("/health/ready").to_request(),
+    )
+    .await;
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(&read_body(ready).await).unwrap();
+    assert_eq!(body["status"], "draining");
+
+    state.admission.abort_all();
+    let body = String::from_utf8(read_body(running).await.to_vec()).unwrap();
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    assert!(body.contains("\"code\":\"shut_down\""), "{body}");
+    assert_eq!(state.admission.requests_running(), 0);
+}

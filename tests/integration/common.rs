@@ -66,7 +66,7 @@ fn raw_status(addr: SocketAddr, path: &str) -> Option<u16> {
     response.split(' ').nth(1)?.parse().ok()
 }
 
-fn wait_ready(addr: SocketAddr) {
+pub fn wait_ready(addr: SocketAddr) {
     let started = Instant::now();
     while raw_status(addr, "/health/ready") != Some(200) {
         assert_eq!(

@@ -90,3 +90,67 @@ async fn dropped_streams_and_requests_are_cancelled_and_freed() {
     );
     assert_eq!(counts(&base).await, (0, 0));
 }
+
+/// Issue 5's bar: 200 streams and 40 non-streaming requests, opened and abandoned mid-generation or while
+/// queued; afterwards nothing runs, waits or generates, and a fresh request is served.
+#[tokio::test]
+async fn two_hundred_abandoned_streams_and_requests_leave_nothing_running() {
+    let base = start_server(|config| config.max_queue = 512);
+    let body = json!({"messages": [{"role": "user", "content": "Tell me a long story about a ship."}],
+                      "max_tokens": 500, "temperature": 0.8});
+    let mut tasks = Vec::new();
+    for i in 0..240u64 {
+        let (base, mut body) = (base.clone(), body.clone());
+        let streaming = i < 200;
+        body["stream"] = json!(streaming);
+        // Spread the abandonments over 0.2–3.0 s: some while queued, some mid-generation.
+        let lifetime = Duration::from_millis(200 + (i * 37) % 2800);
+        tasks.push(tokio::spawn(async move {
+            let _ = tokio::time::timeout(lifetime, async {
+                let response = client()
+                    .post(format!("{base}/v1/chat/completions"))
+                    .json(&body)
+                    .send()
+                    .await;
+                if let Ok(response) = response {
+                    let mut events = response.bytes_stream();
+                    while events.next().await.is_some() {}
+                }
+            })
+            .await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let started = Instant::now();
+    loop {
+        let (_, health) = get_json(&base, "/health/ready").await;
+        let (running, waiting, sequences) = (
+            health["requests_running"].as_u64().unwrap(),
+            health["requests_waiting"].as_u64().unwrap(),
+            health["engine_sequences"].as_u64().unwrap(),
+        );
+        if running == 0 && waiting == 0 && sequences == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still running={running} waiting={waiting} sequences={sequences}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "240 abandoned requests released after {:?}",
+        started.elapsed()
+    );
+    let fresh = Instant::now();
+    let (status, body) = post_json(
+        &base,
+        "/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    println!("a fresh request afterwards took {:?}", fresh.elapsed());
+}

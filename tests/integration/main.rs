@@ -8,6 +8,7 @@ mod chat;
 mod completions;
 mod concurrency;
 mod disconnect;
+mod drain;
 mod errors;
 mod openai_python;
 mod sse;

@@ -1,0 +1,165 @@
+//! Graceful drain of the real binary on SIGTERM, and the second signal that ends what is left.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::common::{cache_dir, client, get_json, wait_ready};
+
+/// Starts `llmserve` on a free port with the default model; returns the child and its address.
+fn spawn_server(extra: &[&str]) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llmserve"))
+        .args(["--port", "0", "--log-format", "json", "--cache-dir"])
+        .arg(cache_dir())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line
+                .contains("listening")
+                .then(|| serde_json::from_str::<serde_json::Value>(&line).ok())
+                .flatten()
+            {
+                if let (Some(tx), Some(addr)) = (tx.take(), address["address"].as_str()) {
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server logs its address");
+    wait_ready(addr);
+    (child, addr)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the server did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn open_stream(
+    base: &str,
+    max_tokens: u32,
+) -> impl futures::Stream<Item = reqwest::Result<actix_web::web::Bytes>> {
+    let body = json!({"prompt": "1, 2, 3, 4,", "max_tokens": max_tokens, "temperature": 0, "stream": true});
+    let response = client()
+        .post(format!("{base}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut stream = response.bytes_stream();
+    // Wait for generated text, so that the request is surely running when the signal comes.
+    let mut seen = String::new();
+    while !seen.contains("\"text\":\"") || seen.matches("data: ").count() < 2 {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    futures::stream::iter([Ok(actix_web::web::Bytes::from(seen))]).chain(stream)
+}
+
+async fn read_all(
+    stream: impl futures::Stream<Item = reqwest::Result<actix_web::web::Bytes>>,
+) -> String {
+    let chunks: Vec<_> = stream.collect().await;
+    chunks
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.unwrap()).to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn sigterm_drains_running_streams_refuses_new_work_and_exits_0() {
+    let (mut child, addr) = spawn_server(&["--drain-timeout", "60"]);
+    let base = format!("http://{addr}");
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(open_stream(&base, 40).await);
+    }
+    signal(&child, "TERM");
+
+    let started = Instant::now();
+    loop {
+        let (status, body) = get_json(&base, "/health/ready").await;
+        if status == 503 {
+            assert_eq!(body["status"], "draining");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "readiness still 200 after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&json!({"messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    for stream in streams {
+        let body = read_all(stream).await;
+        assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+        assert!(
+            body.contains("\"finish_reason\":\"length\""),
+            "every stream ran to its end: {body}"
+        );
+        assert!(!body.contains("\"error\""), "{body}");
+    }
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn a_second_signal_ends_the_rest_with_an_error_event_and_done() {
+    let (mut child, addr) = spawn_server(&["--drain-timeout", "120"]);
+    let base = format!("http://{addr}");
+    let stream = open_stream(&base, 4000).await;
+    signal(&child, "TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&child, "INT");
+    let body = tokio::time::timeout(Duration::from_secs(30), read_all(stream))
+        .await
+        .expect("the stream ends");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    assert!(body.contains("\"code\":\"shut_down\""), "{body}");
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+}
