@@ -70,6 +70,19 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_DTYPE", value_enum, default_value_t = Dtype::Auto)]
     pub dtype: Dtype,
 
+    /// Paged attention for the KV cache: `auto` is on in CUDA builds and off on CPU, where mistral.rs has
+    /// none; `on` in a CPU build is refused at start-up.
+    #[arg(long, env = "LLMSERVE_PAGED_ATTN", value_enum, default_value_t = PagedAttnMode::Auto)]
+    pub paged_attn: PagedAttnMode,
+
+    /// GPU memory for the paged KV cache: a fraction of free memory (0 < x <= 1) or an amount in MiB (> 1).
+    #[arg(long, env = "LLMSERVE_PAGED_ATTN_GPU_MEMORY", default_value = "0.9")]
+    pub paged_attn_gpu_memory: String,
+
+    /// Tokens per paged KV-cache block: 8, 16 or 32.
+    #[arg(long, env = "LLMSERVE_PAGED_ATTN_BLOCK_SIZE", default_value_t = 32)]
+    pub paged_attn_block_size: usize,
+
     /// Log format on stdout: `text` for people, `json` (one object per line) for log collectors.
     #[arg(long, env = "LLMSERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -106,6 +119,31 @@ pub enum Dtype {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PagedAttnMode {
+    Auto,
+    On,
+    Off,
+}
+
+/// How much GPU memory the paged KV cache takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GpuMemory {
+    /// A fraction of the free memory.
+    Utilization(f32),
+    MiB(usize),
+}
+
+/// Paged attention as it will be configured, decided once at start-up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PagedAttention {
+    pub memory: GpuMemory,
+    pub block_size: usize,
+}
+
+/// True in builds with the `cuda` feature: mistral.rs 0.8.1 has paged attention only with CUDA (or Metal).
+pub const PAGED_ATTENTION_BUILT: bool = cfg!(feature = "cuda");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -137,6 +175,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub prefix_cache_n: usize,
     pub dtype: Dtype,
+    /// `None` when off; why is in `paged_attention_reason`.
+    pub paged_attention: Option<PagedAttention>,
+    pub paged_attention_reason: &'static str,
     pub log_format: LogFormat,
     pub chat_template: Option<PathBuf>,
     pub max_request_body_bytes: usize,
@@ -160,6 +201,12 @@ pub enum ConfigError {
     TinyBodyLimit,
     #[error("--queue-timeout must be at least 1 second (leave it unset for no limit)")]
     ZeroQueueTimeout,
+    #[error("--paged-attn on needs a build with the `cuda` feature (mistral.rs has no paged attention on CPU)")]
+    PagedAttentionNotBuilt,
+    #[error("--paged-attn-gpu-memory must be a fraction in (0, 1] or MiB > 1, got `{0}`")]
+    BadGpuMemory(String),
+    #[error("--paged-attn-block-size must be 8, 16 or 32, got {0}")]
+    BadBlockSize(usize),
     #[error("--http-workers must be at least 1")]
     ZeroWorkers,
     #[error("--served-model-name must not be empty")]
@@ -201,6 +248,24 @@ impl Cli {
         if self.http_workers == Some(0) {
             return Err(ConfigError::ZeroWorkers);
         }
+        let memory = parse_gpu_memory(&self.paged_attn_gpu_memory)?;
+        if ![8, 16, 32].contains(&self.paged_attn_block_size) {
+            return Err(ConfigError::BadBlockSize(self.paged_attn_block_size));
+        }
+        let settings = PagedAttention {
+            memory,
+            block_size: self.paged_attn_block_size,
+        };
+        let (paged_attention, paged_attention_reason) =
+            match (self.paged_attn, PAGED_ATTENTION_BUILT) {
+                (PagedAttnMode::Off, _) => (None, "off: --paged-attn off"),
+                (PagedAttnMode::Auto, false) => (
+                    None,
+                    "off: a CPU build (mistral.rs has paged attention only with CUDA)",
+                ),
+                (PagedAttnMode::On, false) => return Err(ConfigError::PagedAttentionNotBuilt),
+                (_, true) => (Some(settings), "on: a CUDA build"),
+            };
         let served_model_name = match self.served_model_name {
             Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyServedName),
             Some(name) => name,
@@ -217,6 +282,8 @@ impl Cli {
             drain_timeout: Duration::from_secs(self.drain_timeout),
             prefix_cache_n: self.prefix_cache_n,
             dtype: self.dtype,
+            paged_attention,
+            paged_attention_reason,
             log_format: self.log_format,
             chat_template: self.chat_template,
             max_request_body_bytes: self.max_request_body_bytes,
@@ -236,6 +303,18 @@ impl Config {
                 config
             })
             .expect("the default flags are valid")
+    }
+}
+
+fn parse_gpu_memory(value: &str) -> Result<GpuMemory, ConfigError> {
+    let bad = || ConfigError::BadGpuMemory(value.to_string());
+    let number: f64 = value.trim().parse().map_err(|_| bad())?;
+    if number > 0.0 && number <= 1.0 {
+        Ok(GpuMemory::Utilization(number as f32))
+    } else if number > 1.0 && number.fract() == 0.0 {
+        Ok(GpuMemory::MiB(number as usize))
+    } else {
+        Err(bad())
     }
 }
 
@@ -367,6 +446,26 @@ mod tests {
             parse(&["--served-model-name", " "]).unwrap_err(),
             ConfigError::EmptyServedName
         );
+    }
+
+    #[test]
+    fn paged_attention_is_decided_before_start_up() {
+        assert_eq!(parse_gpu_memory("0.9"), Ok(GpuMemory::Utilization(0.9)));
+        assert_eq!(parse_gpu_memory("8192"), Ok(GpuMemory::MiB(8192)));
+        assert!(parse_gpu_memory("0").is_err() && parse_gpu_memory("1.5").is_err());
+        assert_eq!(
+            parse(&["--paged-attn-block-size", "12"]).unwrap_err(),
+            ConfigError::BadBlockSize(12)
+        );
+        let config = parse(&["--paged-attn", "off"]).unwrap();
+        assert_eq!(config.paged_attention, None);
+        if !PAGED_ATTENTION_BUILT {
+            assert_eq!(
+                parse(&["--paged-attn", "on"]).unwrap_err(),
+                ConfigError::PagedAttentionNotBuilt
+            );
+            assert_eq!(parse(&[]).unwrap().paged_attention, None);
+        }
     }
 
     #[test]

@@ -190,10 +190,12 @@ fn spawn_model_loader(state: web::Data<AppState>, server: ServerHandle) {
     tokio::task::spawn_blocking(move || {
         let loaded = resolve_target(&state.config.model_source).and_then(|target| {
             tracing::info!(model = state.models.name(), ?target, "loading model");
+            tracing::info!("paged attention {}", state.config.paged_attention_reason);
             let options = LoadOptions {
                 max_num_seqs: state.config.max_num_seqs,
                 prefix_cache_n: state.config.prefix_cache_n,
                 dtype: state.config.dtype,
+                paged_attention: state.config.paged_attention,
                 chat_template: state.config.chat_template.clone(),
             };
             runtime.block_on(MistralEngine::load(target, options))

@@ -17,12 +17,13 @@ use mistralrs::core::{
     RequestMessage, TokenizationRequest,
 };
 use mistralrs::{
-    Constraint, DefaultSchedulerMethod, Device, MessageContent, Model, ModelDType, NormalRequest,
-    Request, Response, SamplingParams, SchedulerConfig, StopTokens, TextModelBuilder, TokenSource,
+    Constraint, DefaultSchedulerMethod, Device, MemoryGpuConfig, MessageContent, Model, ModelDType,
+    NormalRequest, PagedAttentionConfig, PagedCacheType, Request, Response, SamplingParams,
+    SchedulerConfig, StopTokens, TextModelBuilder, TokenSource,
 };
 use tokio::sync::mpsc;
 
-use crate::config::Dtype;
+use crate::config::{Dtype, GpuMemory, PagedAttention};
 
 use super::{
     gguf, Engine, EngineError, EngineEvent, EngineFinish, EventStream, GenerationRequest,
@@ -51,6 +52,8 @@ pub struct LoadOptions {
     /// Finished sequences kept for prefix reuse; 0 disables the prefix cache.
     pub prefix_cache_n: usize,
     pub dtype: Dtype,
+    /// `None`: no paged attention (CPU builds, or turned off).
+    pub paged_attention: Option<PagedAttention>,
     pub chat_template: Option<PathBuf>,
 }
 
@@ -69,6 +72,9 @@ impl MistralEngine {
             .as_ref()
             .map(|p| p.display().to_string());
         let prefix_cache_n = (options.prefix_cache_n > 0).then_some(options.prefix_cache_n);
+        let device = mistralrs::best_device(false).map_err(|e| EngineError::Load(e.to_string()))?;
+        let paged = paged_attention_config(options.paged_attention)
+            .map_err(|e| EngineError::Load(format!("{e:#}")))?;
         let built = match target {
             LoadTarget::Gguf { dir, files } => {
                 for file in &files {
@@ -87,23 +93,29 @@ impl MistralEngine {
             LoadTarget::Safetensors(dir) => {
                 let mut builder = TextModelBuilder::new(dir.display().to_string())
                     .with_token_source(TokenSource::None)
-                    .with_dtype(model_dtype(options.dtype, &Device::Cpu))
+                    .with_dtype(model_dtype(options.dtype, &device))
                     .with_max_num_seqs(options.max_num_seqs)
                     .with_prefix_cache_n(prefix_cache_n)
                     .with_logging();
                 if let Some(template) = template {
                     builder = builder.with_chat_template(template);
                 }
+                if let Some(paged) = paged {
+                    builder = builder.with_paged_attn(paged);
+                }
                 builder.build().await
             }
             LoadTarget::Hub(repo) => {
                 let mut builder = TextModelBuilder::new(repo)
-                    .with_dtype(model_dtype(options.dtype, &Device::Cpu))
+                    .with_dtype(model_dtype(options.dtype, &device))
                     .with_max_num_seqs(options.max_num_seqs)
                     .with_prefix_cache_n(prefix_cache_n)
                     .with_logging();
                 if let Some(template) = template {
                     builder = builder.with_chat_template(template);
+                }
+                if let Some(paged) = paged {
+                    builder = builder.with_paged_attn(paged);
                 }
                 builder.build().await
             }
@@ -144,6 +156,21 @@ fn model_dtype(dtype: Dtype, device: &Device) -> ModelDType {
     }
 }
 
+/// mistral.rs's paged-attention settings; the SDK default pool (4096 tokens in all) is far too small to serve.
+fn paged_attention_config(
+    settings: Option<PagedAttention>,
+) -> anyhow::Result<Option<PagedAttentionConfig>> {
+    settings
+        .map(|s| {
+            let memory = match s.memory {
+                GpuMemory::Utilization(fraction) => MemoryGpuConfig::Utilization(fraction),
+                GpuMemory::MiB(mib) => MemoryGpuConfig::MbAmount(mib),
+            };
+            PagedAttentionConfig::new(Some(s.block_size), memory, PagedCacheType::Auto)
+        })
+        .transpose()
+}
+
 /// The SDK's `GgufModelBuilder` with the activation dtype it does not expose (it hardcodes `Auto`).
 async fn load_gguf(
     dir: PathBuf,
@@ -172,11 +199,20 @@ async fn load_gguf(
         false,
         DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
         None,
-        None,
+        paged_attention_config(options.paged_attention)?,
     )?;
-    let max_num_seqs = NonZeroUsize::new(options.max_num_seqs).unwrap_or(NonZeroUsize::MIN);
-    let scheduler = SchedulerConfig::DefaultScheduler {
-        method: DefaultSchedulerMethod::Fixed(max_num_seqs),
+    // With paged attention the pipeline carries the KV-pool layout its scheduler needs.
+    let cache_config = pipeline.lock().await.get_metadata().cache_config.clone();
+    let scheduler = match cache_config {
+        Some(config) if options.paged_attention.is_some() => SchedulerConfig::PagedAttentionMeta {
+            max_num_seqs: options.max_num_seqs,
+            config,
+        },
+        _ => SchedulerConfig::DefaultScheduler {
+            method: DefaultSchedulerMethod::Fixed(
+                NonZeroUsize::new(options.max_num_seqs).unwrap_or(NonZeroUsize::MIN),
+            ),
+        },
     };
     let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
         .with_no_prefix_cache(options.prefix_cache_n == 0)
