@@ -71,7 +71,6 @@ impl MistralEngine {
             .chat_template
             .as_ref()
             .map(|p| p.display().to_string());
-        let prefix_cache_n = (options.prefix_cache_n > 0).then_some(options.prefix_cache_n);
         let device = mistralrs::best_device(false).map_err(|e| EngineError::Load(e.to_string()))?;
         let paged = paged_attention_config(options.paged_attention)
             .map_err(|e| EngineError::Load(format!("{e:#}")))?;
@@ -91,33 +90,19 @@ impl MistralEngine {
                 load_gguf(dir, files, &options, template).await
             }
             LoadTarget::Safetensors(dir) => {
-                let mut builder = TextModelBuilder::new(dir.display().to_string())
-                    .with_token_source(TokenSource::None)
-                    .with_dtype(model_dtype(options.dtype, &device))
-                    .with_max_num_seqs(options.max_num_seqs)
-                    .with_prefix_cache_n(prefix_cache_n)
-                    .with_logging();
-                if let Some(template) = template {
-                    builder = builder.with_chat_template(template);
-                }
-                if let Some(paged) = paged {
-                    builder = builder.with_paged_attn(paged);
-                }
-                builder.build().await
+                let text = TextLoad {
+                    model_id: dir.display().to_string(),
+                    token_source: TokenSource::None,
+                };
+                text.load(&options, template, paged, &device).await
             }
+            // The hub needs a token for gated models (HF_TOKEN or the cached login).
             LoadTarget::Hub(repo) => {
-                let mut builder = TextModelBuilder::new(repo)
-                    .with_dtype(model_dtype(options.dtype, &device))
-                    .with_max_num_seqs(options.max_num_seqs)
-                    .with_prefix_cache_n(prefix_cache_n)
-                    .with_logging();
-                if let Some(template) = template {
-                    builder = builder.with_chat_template(template);
-                }
-                if let Some(paged) = paged {
-                    builder = builder.with_paged_attn(paged);
-                }
-                builder.build().await
+                let text = TextLoad {
+                    model_id: repo,
+                    token_source: TokenSource::CacheToken,
+                };
+                text.load(&options, template, paged, &device).await
             }
         };
         let model = built.map_err(|e| EngineError::Load(format!("{e:#}")))?;
@@ -153,6 +138,37 @@ fn model_dtype(dtype: Dtype, device: &Device) -> ModelDType {
         Dtype::F32 => ModelDType::F32,
         Dtype::F16 => ModelDType::F16,
         Dtype::Bf16 => ModelDType::BF16,
+    }
+}
+
+/// A safetensors model, from a local directory or the hub, through the SDK's `TextModelBuilder`.
+struct TextLoad {
+    model_id: String,
+    token_source: TokenSource,
+}
+
+impl TextLoad {
+    async fn load(
+        self,
+        options: &LoadOptions,
+        template: Option<String>,
+        paged: Option<PagedAttentionConfig>,
+        device: &Device,
+    ) -> anyhow::Result<Model> {
+        let prefix_cache_n = (options.prefix_cache_n > 0).then_some(options.prefix_cache_n);
+        let mut builder = TextModelBuilder::new(self.model_id)
+            .with_token_source(self.token_source)
+            .with_dtype(model_dtype(options.dtype, device))
+            .with_max_num_seqs(options.max_num_seqs)
+            .with_prefix_cache_n(prefix_cache_n)
+            .with_logging();
+        if let Some(template) = template {
+            builder = builder.with_chat_template(template);
+        }
+        if let Some(paged) = paged {
+            builder = builder.with_paged_attn(paged);
+        }
+        builder.build().await
     }
 }
 

@@ -3,16 +3,45 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::{client, get_json, post_json, start_server};
 
-async fn counts(base: &str) -> (u64, u64) {
-    let (_, health) = get_json(base, "/health/ready").await;
-    (
-        health["requests_running"].as_u64().unwrap(),
-        health["engine_sequences"].as_u64().unwrap(),
-    )
+fn count(health: &Value, key: &str) -> u64 {
+    health[key].as_u64().unwrap()
+}
+
+/// Polls the health counts until nothing runs, waits or is held by the engine; returns how long our layer
+/// (running + waiting) and the engine (its sequences) each took to get there.
+async fn wait_until_idle(base: &str, limit: Duration) -> (Duration, Duration) {
+    let started = Instant::now();
+    let mut ours = None;
+    loop {
+        let (_, health) = get_json(base, "/health/ready").await;
+        let running = count(&health, "requests_running");
+        let waiting = count(&health, "requests_waiting");
+        let sequences = count(&health, "engine_sequences");
+        if running == 0 && waiting == 0 {
+            let ours = *ours.get_or_insert(started.elapsed());
+            if sequences == 0 {
+                return (ours, started.elapsed());
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "still running={running} waiting={waiting} sequences={sequences}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_fresh_request_is_served(base: &str) {
+    let fresh = Instant::now();
+    let request =
+        json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "temperature": 0});
+    let (status, body) = post_json(base, "/v1/chat/completions", request).await;
+    assert_eq!(status, 200, "{body}");
+    println!("a fresh request afterwards took {:?}", fresh.elapsed());
 }
 
 #[tokio::test]
@@ -44,51 +73,30 @@ async fn dropped_streams_and_requests_are_cancelled_and_freed() {
     // Non-streaming requests abandoned mid-generation (a client timeout).
     let mut abandoned = Vec::new();
     for _ in 0..2 {
-        let base = base.clone();
-        let body = long.clone();
+        let (base, body) = (base.clone(), long.clone());
         abandoned.push(tokio::spawn(async move {
             post_json(&base, "/v1/chat/completions", body).await
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (running, sequences) = counts(&base).await;
-    assert_eq!(running, 8, "all eight requests in flight");
-    assert!(sequences >= 6, "engine holds the sequences: {sequences}");
+    let (_, health) = get_json(&base, "/health/ready").await;
+    assert_eq!(
+        count(&health, "requests_running"),
+        8,
+        "all eight requests in flight"
+    );
+    assert!(
+        count(&health, "engine_sequences") >= 6,
+        "the engine holds the sequences: {health}"
+    );
 
     drop(streams);
     for task in abandoned {
         task.abort();
     }
-    let started = Instant::now();
-    loop {
-        let (running, sequences) = counts(&base).await;
-        if running == 0 && sequences == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "still running={running} sequences={sequences}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    println!(
-        "all cancelled sequences freed after {:?}",
-        started.elapsed()
-    );
-
-    let fresh = Instant::now();
-    let (status, body) = post_json(
-        &base,
-        "/v1/chat/completions",
-        json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "temperature": 0}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    println!(
-        "a fresh request after the disconnects took {:?}",
-        fresh.elapsed()
-    );
-    assert_eq!(counts(&base).await, (0, 0));
+    let (ours, engine) = wait_until_idle(&base, Duration::from_secs(30)).await;
+    println!("8 dropped requests: our slots free after {ours:?}, engine sequences freed after {engine:?}");
+    a_fresh_request_is_served(&base).await;
 }
 
 /// Issue 5's bar: 200 streams and 40 non-streaming requests, opened and abandoned mid-generation or while
@@ -101,8 +109,7 @@ async fn two_hundred_abandoned_streams_and_requests_leave_nothing_running() {
     let mut tasks = Vec::new();
     for i in 0..240u64 {
         let (base, mut body) = (base.clone(), body.clone());
-        let streaming = i < 200;
-        body["stream"] = json!(streaming);
+        body["stream"] = json!(i < 200);
         // Spread the abandonments over 0.2–3.0 s: some while queued, some mid-generation.
         let lifetime = Duration::from_millis(200 + (i * 37) % 2800);
         tasks.push(tokio::spawn(async move {
@@ -123,34 +130,7 @@ async fn two_hundred_abandoned_streams_and_requests_leave_nothing_running() {
     for task in tasks {
         task.await.unwrap();
     }
-    let started = Instant::now();
-    loop {
-        let (_, health) = get_json(&base, "/health/ready").await;
-        let (running, waiting, sequences) = (
-            health["requests_running"].as_u64().unwrap(),
-            health["requests_waiting"].as_u64().unwrap(),
-            health["engine_sequences"].as_u64().unwrap(),
-        );
-        if running == 0 && waiting == 0 && sequences == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "still running={running} waiting={waiting} sequences={sequences}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    println!(
-        "240 abandoned requests released after {:?}",
-        started.elapsed()
-    );
-    let fresh = Instant::now();
-    let (status, body) = post_json(
-        &base,
-        "/v1/chat/completions",
-        json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "temperature": 0}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    println!("a fresh request afterwards took {:?}", fresh.elapsed());
+    let (ours, engine) = wait_until_idle(&base, Duration::from_secs(60)).await;
+    println!("240 abandoned requests: our slots free after {ours:?}, engine sequences freed after {engine:?}");
+    a_fresh_request_is_served(&base).await;
 }
