@@ -170,36 +170,32 @@ pub fn sse_body<F: ChunkFormat>(
                 _ = permit.aborted() => None,
                 next = tokio::time::timeout(keep_alive, merged.next()) => Some(next),
             };
-            let event = match next {
-                None => Err(ApiError::from(GatewayError::ShutDown)),
+            let error = match next {
                 Some(Err(_)) => {
                     yield Ok(Bytes::from_static(KEEP_ALIVE_EVENT));
                     continue;
                 }
                 Some(Ok(None)) => break,
-                Some(Ok(Some(ChoiceEvent::Failed(error)))) => Err(ApiError::from(error)),
-                Some(Ok(Some(event))) => Ok(event),
-            };
-            match event {
-                Ok(ChoiceEvent::Text { index, text }) => {
+                Some(Ok(Some(ChoiceEvent::Text { index, text }))) => {
                     log.first_token();
                     yield Ok(data_event(&format.text(index, text)));
+                    continue;
                 }
-                Ok(ChoiceEvent::Finished { index, reason, completion_tokens: n }) => {
+                Some(Ok(Some(ChoiceEvent::Finished { index, reason, completion_tokens: n }))) => {
                     completion_tokens += n;
                     log.set_finish_reason(reason.as_str());
                     yield Ok(data_event(&format.finish(index, reason)));
+                    continue;
                 }
-                Ok(ChoiceEvent::Failed(_)) => unreachable!("failures are mapped to errors above"),
-                Err(error) => {
-                    tracing::error!(error = %error, "generation ended after the response started");
-                    log.set_error(error.label());
-                    let envelope = serde_json::to_string(&error.envelope()).expect("envelopes serialize");
-                    yield Ok(data_event(&envelope));
-                    yield Ok(Bytes::from_static(DONE_EVENT));
-                    return;
-                }
-            }
+                Some(Ok(Some(ChoiceEvent::Failed(error)))) => ApiError::from(error),
+                None => ApiError::from(GatewayError::ShutDown),
+            };
+            tracing::error!(error = %error, "generation ended after the response started");
+            log.set_error(error.label());
+            let envelope = serde_json::to_string(&error.envelope()).expect("envelopes serialize");
+            yield Ok(data_event(&envelope));
+            yield Ok(Bytes::from_static(DONE_EVENT));
+            return;
         }
         log.set_completion_tokens(completion_tokens);
         if include_usage {

@@ -5,7 +5,7 @@
 use crate::api::chat::{ChatCompletionRequest, ChatMessage, MessageContent};
 use crate::api::common::StopSequences;
 use crate::api::completions::{CompletionRequest, PromptInput};
-use crate::engine::{Prompt, PromptMessage, Role, Sampling};
+use crate::engine::{PromptMessage, Role, Sampling};
 use crate::error::ValidationError;
 
 /// OpenAI allows at most 4 stop sequences.
@@ -387,11 +387,6 @@ pub fn fit_to_context(
         });
     }
     Ok(requested.map_or(left, |r| r.min(left)))
-}
-
-/// Builds the engine prompt of one validated chat.
-pub fn chat_prompt(chat: &ValidatedChat) -> Prompt {
-    Prompt::Chat(chat.messages.clone())
 }
 
 #[cfg(test)]

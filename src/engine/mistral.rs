@@ -285,10 +285,27 @@ fn finish_reason(reason: &str) -> Result<EngineFinish, EngineError> {
     }
 }
 
+/// mistral.rs trims the start of a sequence's first streamed delta. Right for chat, wrong for completions:
+/// the continuation of "colors are" is " the", and `echo` or prompt + completion would lose the space. The
+/// chunk's logprob carries the sampled token decoded untrimmed, which gives the whitespace back (byte-level
+/// BPE tokenizers; a SentencePiece decoder strips it too, and then nothing changes).
+fn restore_leading_whitespace(delta: String, token: &str) -> String {
+    let trimmed = token.trim_start();
+    let whitespace = &token[..token.len() - trimmed.len()];
+    if whitespace.is_empty()
+        || !delta.starts_with(trimmed)
+        || delta.starts_with(char::is_whitespace)
+    {
+        return delta;
+    }
+    format!("{whitespace}{delta}")
+}
+
 /// Turns the engine's response channel into our events; dropping the stream drops the receiver, which the
 /// engine notices at its next token and answers by cancelling the sequence.
 fn event_stream(mut rx: mpsc::Receiver<Response>) -> EventStream {
     Box::pin(async_stream::stream! {
+        let mut first_delta = true;
         while let Some(response) = rx.recv().await {
             match response {
                 Response::Chunk(chunk) => {
@@ -307,7 +324,13 @@ fn event_stream(mut rx: mpsc::Receiver<Response>) -> EventStream {
                 }
                 Response::CompletionChunk(chunk) => {
                     for choice in chunk.choices {
-                        yield Ok(EngineEvent::Text { text: choice.text, tokens: 1 });
+                        let mut text = choice.text;
+                        if std::mem::take(&mut first_delta) {
+                            if let Some(bytes) = choice.logprobs.as_ref().and_then(|l| l.bytes.as_ref()) {
+                                text = restore_leading_whitespace(text, &String::from_utf8_lossy(bytes));
+                            }
+                        }
+                        yield Ok(EngineEvent::Text { text, tokens: 1 });
                         if let Some(reason) = choice.finish_reason {
                             yield finish_reason(&reason).map(|reason| EngineEvent::Finished {
                                 reason,
@@ -390,11 +413,13 @@ impl Engine for MistralEngine {
                 best_of: None,
             },
         };
+        // Completions ask for logprobs only to get the first token's untrimmed text (see above).
+        let is_completion = matches!(request.prompt, Prompt::Text(_));
         let normal = NormalRequest {
             messages,
             sampling_params: sampling_params(&request),
             response: tx,
-            return_logprobs: false,
+            return_logprobs: is_completion,
             is_streaming: true,
             id: 0,
             constraint: Constraint::None,
@@ -419,5 +444,20 @@ impl Engine for MistralEngine {
         let mut submitted = self.submitted.lock().expect("submitted lock");
         submitted.retain(|weak| weak.strong_count() > 0);
         submitted.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restore_leading_whitespace;
+
+    #[test]
+    fn the_first_completion_token_gets_its_whitespace_back() {
+        assert_eq!(restore_leading_whitespace("the".into(), " the"), " the");
+        assert_eq!(restore_leading_whitespace("".into(), "\n"), "\n");
+        assert_eq!(restore_leading_whitespace("4,".into(), " 4"), " 4,");
+        // Nothing to restore, or the delta is not this token's text (several tokens held back).
+        assert_eq!(restore_leading_whitespace("the".into(), "the"), "the");
+        assert_eq!(restore_leading_whitespace("é!".into(), " x"), "é!");
     }
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod disconnect;
 mod drain;
 mod errors;
+mod gpu;
 mod openai_python;
 mod sse;
 mod startup;
