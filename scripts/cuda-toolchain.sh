@@ -23,9 +23,19 @@ if [ ! -x "$home/bin/nvcc" ] || [ ! -e "$home/include/crt/host_config.h" ] || [ 
   done
   [ -e "$home/lib64" ] || ln -s lib "$home/lib64"
 fi
+# libcuda is the driver's, not the toolkit's: no wheel has it. Like the toolkit's own stubs, a link-time
+# stub exposes the driver API's names (from cuda.h) under the soname libcuda.so.1, so that at run time the
+# GPU machine's real driver library is loaded. It lives in lib/stubs, on LIBRARY_PATH only (never on
+# LD_LIBRARY_PATH, where it would shadow the driver).
+if [ ! -e "$home/lib/stubs/libcuda.so" ]; then
+  mkdir -p "$home/lib/stubs"
+  grep -ohE '\bcu[A-Z][A-Za-z0-9_]*\b' "$home/include/cuda.h" "$home/include/cudaTypedefs.h" | sort -u \
+    | sed 's/.*/void &(void) {}/' > "$home/lib/stubs/libcuda_stub.c"
+  cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$home/lib/stubs/libcuda.so" "$home/lib/stubs/libcuda_stub.c"
+fi
 cat <<ENV
 export CUDA_HOME="$home" CUDA_PATH="$home" CUDA_ROOT="$home"
 export PATH="$home/bin:\$PATH"
-export LIBRARY_PATH="$home/lib:\${LIBRARY_PATH:-}" LD_LIBRARY_PATH="$home/lib:\${LD_LIBRARY_PATH:-}"
+export LIBRARY_PATH="$home/lib:$home/lib/stubs:\${LIBRARY_PATH:-}" LD_LIBRARY_PATH="$home/lib:\${LD_LIBRARY_PATH:-}"
 export CUDA_COMPUTE_CAP="\${CUDA_COMPUTE_CAP:-90}"
 ENV
