@@ -92,11 +92,7 @@ fn chat(extra: Value) -> Value {
 
 async fn post(state: web::Data<AppState>, path: &str, body: Value) -> (u16, String) {
     let service = init_service(app(state)).await;
-    let response = call_service(
-        &service,
-        TestRequest::post().uri(path).set_json(body).to_request(),
-    )
-    .await;
+    let response = call_service(&service, post_req(path, &body).to_request()).await;
     let status = response.status().as_u16();
     (
         status,
@@ -109,6 +105,10 @@ fn finished(reason: EngineFinish) -> Result<EngineEvent, EngineError> {
         reason,
         completion_tokens: None,
     })
+}
+
+fn post_req(uri: &str, body: &Value) -> TestRequest {
+    TestRequest::post().uri(uri).set_json(body)
 }
 
 #[actix_web::test]
@@ -190,10 +190,7 @@ async fn while_loading_generation_and_readiness_answer_503_with_retry_after() {
     let service = init_service(app(state(None))).await;
     let response = call_service(
         &service,
-        TestRequest::post()
-            .uri("/v1/chat/completions")
-            .set_json(chat(json!({})))
-            .to_request(),
+        post_req("/v1/chat/completions", &chat(json!({}))).to_request(),
     )
     .await;
     assert_eq!(response.status().as_u16(), 503);
@@ -263,24 +260,10 @@ async fn beyond_the_queue_requests_get_429_with_retry_after_at_admission() {
     let service = init_service(app(state.clone())).await;
     let stream = json!({"prompt": "x", "stream": true});
     // The first stream holds the only slot while its body is unread.
-    let first = call_service(
-        &service,
-        TestRequest::post()
-            .uri("/v1/completions")
-            .set_json(&stream)
-            .to_request(),
-    )
-    .await;
+    let first = call_service(&service, post_req("/v1/completions", &stream).to_request()).await;
     assert_eq!(first.status().as_u16(), 200);
     assert_eq!(state.admission.requests_running(), 1);
-    let second = call_service(
-        &service,
-        TestRequest::post()
-            .uri("/v1/completions")
-            .set_json(&stream)
-            .to_request(),
-    )
-    .await;
+    let second = call_service(&service, post_req("/v1/completions", &stream).to_request()).await;
     assert_eq!(second.status().as_u16(), 429);
     assert_eq!(second.headers().get("retry-after").unwrap(), "1");
     let body: Value = serde_json::from_slice(&read_body(second).await).unwrap();
@@ -307,10 +290,7 @@ async fn a_draining_server_refuses_new_work_and_ends_running_streams_on_abort() 
     let service = init_service(app(state.clone())).await;
     let running = call_service(
         &service,
-        TestRequest::post()
-            .uri("/v1/chat/completions")
-            .set_json(chat(json!({"stream": true})))
-            .to_request(),
+        post_req("/v1/chat/completions", &chat(json!({"stream": true}))).to_request(),
     )
     .await;
     assert_eq!(running.status().as_u16(), 200);
@@ -318,10 +298,7 @@ async fn a_draining_server_refuses_new_work_and_ends_running_streams_on_abort() 
     state.admission.start_draining();
     let refused = call_service(
         &service,
-        TestRequest::post()
-            .uri("/v1/chat/completions")
-            .set_json(chat(json!({})))
-            .to_request(),
+        post_req("/v1/chat/completions", &chat(json!({}))).to_request(),
     )
     .await;
     assert_eq!(refused.status().as_u16(), 503);
