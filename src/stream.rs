@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
+use futures::future::BoxFuture;
 use futures::stream::{select_all, BoxStream};
 use futures::{Stream, StreamExt};
 
@@ -133,32 +134,56 @@ fn data_event(json: &str) -> Bytes {
 const KEEP_ALIVE_EVENT: &[u8] = b": ping\n\n";
 const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
 
+/// A request admitted and submitted: its slot and its choices' engine streams.
+pub struct Started {
+    pub permit: AdmissionPermit,
+    pub sources: Vec<ChoiceSource>,
+}
+
 /// Everything an SSE response needs besides the choices themselves.
 pub struct StreamSettings {
-    pub choices: usize,
     pub prompt_tokens: usize,
     pub include_usage: bool,
     pub keep_alive: Duration,
     pub log: RequestLog,
-    pub permit: AdmissionPermit,
 }
 
-/// The SSE body for a request, ending in `data: [DONE]` whatever happens.
+/// Writes a refusal or failure after the 200 as a JSON error event, then `[DONE]`.
+fn error_events(error: ApiError, log: &RequestLog) -> [Bytes; 2] {
+    tracing::error!(error = %error, "generation ended after the response started");
+    log.set_error(error.label());
+    let envelope = serde_json::to_string(&error.envelope()).expect("envelopes serialize");
+    [data_event(&envelope), Bytes::from_static(DONE_EVENT)]
+}
+
+/// The SSE body for a request, ending in `data: [DONE]` whatever happens. `start` resolves once the
+/// request holds a slot and its sequences are submitted; until then the body sends only keep-alives.
 pub fn sse_body<F: ChunkFormat>(
     format: F,
-    sources: Vec<ChoiceSource>,
+    start: BoxFuture<'static, Result<Started, ApiError>>,
     settings: StreamSettings,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let StreamSettings {
-        choices,
         prompt_tokens,
         include_usage,
         keep_alive,
         log,
-        mut permit,
     } = settings;
     async_stream::stream! {
-        for index in 0..choices {
+        let mut start = start;
+        let Started { mut permit, sources } = loop {
+            match tokio::time::timeout(keep_alive, &mut start).await {
+                Err(_) => yield Ok(Bytes::from_static(KEEP_ALIVE_EVENT)),
+                Ok(Ok(started)) => break started,
+                Ok(Err(error)) => {
+                    for event in error_events(error, &log) {
+                        yield Ok(event);
+                    }
+                    return;
+                }
+            }
+        };
+        for index in 0..sources.len() {
             if let Some(opening) = format.opening(index) {
                 yield Ok(data_event(&opening));
             }
@@ -190,11 +215,9 @@ pub fn sse_body<F: ChunkFormat>(
                 Some(Ok(Some(ChoiceEvent::Failed(error)))) => ApiError::from(error),
                 None => ApiError::from(GatewayError::ShutDown),
             };
-            tracing::error!(error = %error, "generation ended after the response started");
-            log.set_error(error.label());
-            let envelope = serde_json::to_string(&error.envelope()).expect("envelopes serialize");
-            yield Ok(data_event(&envelope));
-            yield Ok(Bytes::from_static(DONE_EVENT));
+            for event in error_events(error, &log) {
+                yield Ok(event);
+            }
             return;
         }
         log.set_completion_tokens(completion_tokens);
@@ -227,10 +250,13 @@ pub struct CollectedChoice {
 /// Runs every choice to its end for a non-streaming answer; returns the choices in index order and the
 /// completion tokens. Dropping this future (client gone) cancels the engine sequences.
 pub async fn collect(
-    sources: Vec<ChoiceSource>,
+    started: Started,
     log: &RequestLog,
-    permit: &mut AdmissionPermit,
 ) -> Result<(Vec<CollectedChoice>, usize), ApiError> {
+    let Started {
+        mut permit,
+        sources,
+    } = started;
     let mut choices: Vec<CollectedChoice> = (0..sources.len())
         .map(|index| CollectedChoice {
             index,
@@ -348,10 +374,11 @@ mod tests {
                 max_waiting: 0,
                 queue_timeout: None,
             });
-        let mut permit = gate.admit(1).await.unwrap();
-        let (choices, tokens) = collect(vec![source], &RequestLog::default(), &mut permit)
-            .await
-            .unwrap();
+        let started = Started {
+            permit: gate.admit(1).await.unwrap(),
+            sources: vec![source],
+        };
+        let (choices, tokens) = collect(started, &RequestLog::default()).await.unwrap();
         assert_eq!(tokens, 7);
         assert_eq!(choices[0].finish_reason, FinishReason::Length);
         assert_eq!(choices[0].text, "a");

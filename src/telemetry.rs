@@ -49,6 +49,8 @@ struct RequestFacts {
     finish_reason: Option<&'static str>,
     error: Option<&'static str>,
     first_token_after: Option<Duration>,
+    /// Time from arrival to holding a slot (validation and prompt counting included).
+    admitted_after: Option<Duration>,
 }
 
 /// A handle on the current request's log facts; cheap to clone into a response stream.
@@ -86,6 +88,11 @@ impl RequestLog {
     }
     pub fn set_error(&self, label: &'static str) {
         self.update(|facts| facts.error = Some(label));
+    }
+    /// Records when the request got its slot.
+    pub fn admitted(&self) {
+        let elapsed = self.started.elapsed();
+        self.update(|facts| facts.admitted_after = Some(elapsed));
     }
     /// Records the time to first token; later calls keep the first.
     pub fn first_token(&self) {
@@ -173,6 +180,7 @@ impl Drop for LogLine {
         let facts = self.log.facts.lock().expect("request facts lock");
         let duration_ms = self.log.started.elapsed().as_secs_f64() * 1000.0;
         let ttft_ms = facts.first_token_after.map(|d| d.as_secs_f64() * 1000.0);
+        let queue_ms = facts.admitted_after.map(|d| d.as_secs_f64() * 1000.0);
         let _entered = self.span.enter();
         // Probes run every few seconds: they stay out of the info log.
         if self.path.starts_with("/health") {
@@ -188,6 +196,7 @@ impl Drop for LogLine {
             completion_tokens = facts.completion_tokens,
             finish_reason = facts.finish_reason,
             error = facts.error,
+            queue_ms,
             ttft_ms,
             duration_ms,
             client_disconnected = !self.completed,

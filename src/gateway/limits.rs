@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// Seconds a refused client is told to wait before retrying.
@@ -78,6 +80,13 @@ impl AdmissionPermit {
     }
 }
 
+/// The outcome of [`Admission::admit_or_defer`].
+pub enum Admitted {
+    Now(AdmissionPermit),
+    /// Still queued: the wait goes on in this future (dropping it leaves the queue).
+    Queued(BoxFuture<'static, Result<AdmissionPermit, GatewayError>>),
+}
+
 struct WaitingGuard<'a>(&'a AtomicUsize);
 
 impl Drop for WaitingGuard<'_> {
@@ -142,6 +151,21 @@ impl Admission {
             shared: Arc::clone(shared),
             abort: shared.abort.subscribe(),
         })
+    }
+
+    /// Like [`Admission::admit`], but a request still queued after `within` is handed back as the rest of
+    /// its wait (its place in the queue kept), so that its caller can answer while it waits.
+    pub async fn admit_or_defer(
+        &self,
+        sequences: usize,
+        within: Duration,
+    ) -> Result<Admitted, GatewayError> {
+        let admission = self.clone();
+        let mut waiting = async move { admission.admit(sequences).await }.boxed();
+        match tokio::time::timeout(within, &mut waiting).await {
+            Ok(admitted) => admitted.map(Admitted::Now),
+            Err(_) => Ok(Admitted::Queued(waiting)),
+        }
     }
 
     /// Requests admitted and not yet finished.
@@ -242,6 +266,30 @@ mod tests {
             GatewayError::QueueTimeout { waited_secs: 1 }
         );
         assert_eq!(gate.requests_waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_request_keeps_its_place_and_refusals_stay_immediate() {
+        let gate = admission(1, 1, None);
+        let running = gate.admit(1).await.unwrap();
+        let queued = match gate.admit_or_defer(1, Duration::from_millis(20)).await {
+            Ok(Admitted::Queued(waiting)) => waiting,
+            _ => panic!("the request should still be queued"),
+        };
+        assert_eq!(gate.requests_waiting(), 1);
+        // The queue is full: the next request is refused at once, not deferred.
+        assert!(matches!(
+            gate.admit_or_defer(1, Duration::from_secs(5)).await,
+            Err(GatewayError::Overloaded { waiting: 1 })
+        ));
+        drop(running);
+        let permit = queued.await.unwrap();
+        assert_eq!((gate.requests_running(), gate.requests_waiting()), (1, 0));
+        drop(permit);
+        assert!(matches!(
+            gate.admit_or_defer(1, Duration::from_millis(20)).await,
+            Ok(Admitted::Now(_))
+        ));
     }
 
     #[tokio::test]

@@ -49,11 +49,15 @@ pub async fn create_chat_completion(
     let model = state.models.resolve(chat.generation.model.as_deref())?;
     log.set_model(&model.name);
     super::check_images(&model, chat.has_images)?;
-    let mut permit = state.admission.admit(1).await?;
+    let planned = super::plan(
+        model.clone(),
+        chat.generation.clone(),
+        vec![Prompt::Chat(chat.messages)],
+        &log,
+    )
+    .await?;
     let generation = chat.generation;
-    let (source, prompt_tokens) =
-        super::start_choice(&model, &generation, Prompt::Chat(chat.messages), 0).await?;
-    log.set_prompt_tokens(prompt_tokens);
+    let prompt_tokens = planned.prompt_tokens;
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
 
@@ -68,23 +72,22 @@ pub async fn create_chat_completion(
                 ChunkUsage::Absent
             },
         };
+        let start = planned
+            .start_streaming(&state.admission, state.config.sse_keep_alive)
+            .await?;
         let settings = StreamSettings {
-            choices: 1,
             prompt_tokens,
             include_usage: generation.include_usage,
             keep_alive: state.config.sse_keep_alive,
             log,
-            permit,
         };
         return Ok(stream::sse_response(stream::sse_body(
-            format,
-            vec![source],
-            settings,
+            format, start, settings,
         )));
     }
 
-    let (choices, completion_tokens) = stream::collect(vec![source], &log, &mut permit).await?;
-    drop(permit);
+    let started = planned.start(&state.admission).await?;
+    let (choices, completion_tokens) = stream::collect(started, &log).await?;
     Ok(HttpResponse::Ok().json(ChatCompletion {
         id,
         object: "chat.completion".to_string(),

@@ -47,16 +47,14 @@ pub async fn create_completion(
     let generation = completion.generation;
     let model = state.models.resolve(generation.model.as_deref())?;
     log.set_model(&model.name);
-    let mut permit = state.admission.admit(completion.prompts.len()).await?;
-    let mut sources = Vec::with_capacity(completion.prompts.len());
-    let mut prompt_tokens = 0;
-    for (index, prompt) in completion.prompts.iter().enumerate() {
-        let (source, tokens) =
-            super::start_choice(&model, &generation, Prompt::Text(prompt.clone()), index).await?;
-        sources.push(source);
-        prompt_tokens += tokens;
-    }
-    log.set_prompt_tokens(prompt_tokens);
+    let prompts = completion
+        .prompts
+        .iter()
+        .cloned()
+        .map(Prompt::Text)
+        .collect();
+    let planned = super::plan(model.clone(), generation.clone(), prompts, &log).await?;
+    let prompt_tokens = planned.prompt_tokens;
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
     let echoes = completion.echo.then(|| completion.prompts.clone());
@@ -73,21 +71,22 @@ pub async fn create_completion(
             },
             echoes,
         };
+        let start = planned
+            .start_streaming(&state.admission, state.config.sse_keep_alive)
+            .await?;
         let settings = StreamSettings {
-            choices: sources.len(),
             prompt_tokens,
             include_usage: generation.include_usage,
             keep_alive: state.config.sse_keep_alive,
             log,
-            permit,
         };
         return Ok(stream::sse_response(stream::sse_body(
-            format, sources, settings,
+            format, start, settings,
         )));
     }
 
-    let (choices, completion_tokens) = stream::collect(sources, &log, &mut permit).await?;
-    drop(permit);
+    let started = planned.start(&state.admission).await?;
+    let (choices, completion_tokens) = stream::collect(started, &log).await?;
     Ok(HttpResponse::Ok().json(TextCompletion {
         id,
         object: "text_completion".to_string(),

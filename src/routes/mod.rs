@@ -8,10 +8,18 @@ pub mod models;
 
 use actix_web::web;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
 use crate::engine::{GenerationRequest, Prompt};
 use crate::error::{ApiError, ValidationError};
+use crate::gateway::limits::{Admission, AdmissionPermit, Admitted};
 use crate::models::ServedModel;
-use crate::stream::ChoiceSource;
+use crate::stream::{ChoiceSource, Started};
+use crate::telemetry::RequestLog;
 use crate::validate::{self, ValidatedGeneration};
 
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
@@ -50,43 +58,111 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
     Err(ApiError::RouteNotFound(req.path().to_string()))
 }
 
-/// Counts the prompt, fits `max_tokens` to the context and submits one sequence: everything a choice
-/// needs before its first token. Returns the choice and its prompt tokens.
-pub async fn start_choice(
-    model: &ServedModel,
-    generation: &ValidatedGeneration,
-    prompt: Prompt,
-    index: usize,
-) -> Result<(ChoiceSource, usize), ApiError> {
+/// A request's choices, counted and fitted to the context, not yet submitted: everything that can still
+/// be refused with a 4xx is decided before the request waits for a slot.
+pub struct PlannedGeneration {
+    model: Arc<ServedModel>,
+    generation: ValidatedGeneration,
+    choices: Vec<(Prompt, usize)>,
+    log: RequestLog,
+    pub prompt_tokens: usize,
+}
+
+/// Counts every prompt with the engine's own template and tokenizer and fits `max_tokens` to the context.
+pub async fn plan(
+    model: Arc<ServedModel>,
+    generation: ValidatedGeneration,
+    prompts: Vec<Prompt>,
+    log: &RequestLog,
+) -> Result<PlannedGeneration, ApiError> {
     let counting = std::time::Instant::now();
-    let prompt_tokens = model.engine.count_prompt_tokens(&prompt).await?;
+    let mut choices = Vec::with_capacity(prompts.len());
+    let mut prompt_tokens = 0;
+    for prompt in prompts {
+        let tokens = model.engine.count_prompt_tokens(&prompt).await?;
+        let max_tokens = validate::fit_to_context(
+            tokens,
+            generation.max_tokens,
+            model.engine.info().context_length,
+        )?;
+        prompt_tokens += tokens;
+        choices.push((prompt, max_tokens));
+    }
     tracing::debug!(
         prompt_tokens,
         elapsed_ms = counting.elapsed().as_millis() as u64,
-        "prompt counted"
+        "prompts counted"
     );
-    let max_tokens = validate::fit_to_context(
+    log.set_prompt_tokens(prompt_tokens);
+    Ok(PlannedGeneration {
+        model,
+        generation,
+        choices,
+        log: log.clone(),
         prompt_tokens,
-        generation.max_tokens,
-        model.engine.info().context_length,
-    )?;
-    let events = model
-        .engine
-        .generate(GenerationRequest {
-            prompt,
-            sampling: generation.sampling.clone(),
-            max_tokens,
-            stop: generation.stop.clone(),
-        })
-        .await?;
-    Ok((
-        ChoiceSource {
-            index,
-            events,
-            stop: generation.stop.clone(),
-        },
-        prompt_tokens,
-    ))
+    })
+}
+
+impl PlannedGeneration {
+    /// Sequences this request runs at once.
+    pub fn sequences(&self) -> usize {
+        self.choices.len()
+    }
+
+    /// Submits every choice under an admission permit.
+    async fn submit(self, permit: AdmissionPermit) -> Result<Started, ApiError> {
+        self.log.admitted();
+        let mut sources = Vec::with_capacity(self.choices.len());
+        for (index, (prompt, max_tokens)) in self.choices.into_iter().enumerate() {
+            let events = self
+                .model
+                .engine
+                .generate(GenerationRequest {
+                    prompt,
+                    sampling: self.generation.sampling.clone(),
+                    max_tokens,
+                    stop: self.generation.stop.clone(),
+                })
+                .await?;
+            sources.push(ChoiceSource {
+                index,
+                events,
+                stop: self.generation.stop.clone(),
+            });
+        }
+        Ok(Started { permit, sources })
+    }
+
+    /// Waits for a slot, then submits: for answers that are sent whole.
+    pub async fn start(self, admission: &Admission) -> Result<Started, ApiError> {
+        let permit = admission.admit(self.sequences()).await?;
+        self.submit(permit).await
+    }
+
+    /// For streams: a request admitted within `headers_within` is submitted now, so that a refusal is
+    /// still a plain 4xx/5xx. One that has to wait longer gets its 200 and waits inside the SSE body, with
+    /// keep-alive comments, so that proxies do not cut a queued stream; a refusal then arrives as an error
+    /// event before any token.
+    pub async fn start_streaming(
+        self,
+        admission: &Admission,
+        headers_within: Duration,
+    ) -> Result<BoxFuture<'static, Result<Started, ApiError>>, ApiError> {
+        match admission
+            .admit_or_defer(self.sequences(), headers_within)
+            .await?
+        {
+            Admitted::Now(permit) => {
+                let started = self.submit(permit).await?;
+                Ok(futures::future::ready(Ok(started)).boxed())
+            }
+            Admitted::Queued(waiting) => Ok(async move {
+                let permit = waiting.await?;
+                self.submit(permit).await
+            }
+            .boxed()),
+        }
+    }
 }
 
 /// Checks that a model can take the request's content before anything is submitted.

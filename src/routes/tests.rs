@@ -241,9 +241,27 @@ fn state_with_limits(
     max_num_seqs: usize,
     max_queue: usize,
 ) -> web::Data<AppState> {
+    state_with_queue(
+        engine,
+        max_num_seqs,
+        max_queue,
+        None,
+        Duration::from_secs(5),
+    )
+}
+
+fn state_with_queue(
+    engine: Arc<ScriptedEngine>,
+    max_num_seqs: usize,
+    max_queue: usize,
+    queue_timeout: Option<Duration>,
+    keep_alive: Duration,
+) -> web::Data<AppState> {
     let mut config = Config::for_default_model(std::env::temp_dir());
     config.max_num_seqs = max_num_seqs;
     config.max_queue = max_queue;
+    config.queue_timeout = queue_timeout;
+    config.sse_keep_alive = keep_alive;
     let state = web::Data::new(AppState::new(config));
     state.models.set_ready(engine);
     state
@@ -317,4 +335,71 @@ async fn a_draining_server_refuses_new_work_and_ends_running_streams_on_abort() 
     assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
     assert!(body.contains("\"code\":\"shut_down\""), "{body}");
     assert_eq!(state.admission.requests_running(), 0);
+}
+
+#[actix_web::test]
+async fn a_queued_stream_gets_its_200_and_keep_alives_then_its_tokens() {
+    let script = vec![text("queued answer"), finished(EngineFinish::Stop)];
+    let engine = engine(5, script, Duration::ZERO);
+    let state = state_with_queue(engine, 1, 4, None, Duration::from_millis(200));
+    let service = init_service(app(state.clone())).await;
+    let stream = json!({"prompt": "x", "stream": true});
+    // The first stream holds the only slot while its body is unread.
+    let first = call_service(&service, post_req("/v1/completions", &stream).to_request()).await;
+    assert_eq!(first.status().as_u16(), 200);
+    // The second waits one keep-alive interval for a slot, then gets its 200 while still queued.
+    let second = call_service(&service, post_req("/v1/completions", &stream).to_request()).await;
+    assert_eq!(second.status().as_u16(), 200);
+    assert_eq!(state.admission.requests_waiting(), 1);
+    let release_first = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        drop(first);
+    };
+    let (body, ()) = futures::join!(read_body(second), release_first);
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    let ping = body.find(": ping\n\n").expect("keep-alives while queued");
+    let answer = body
+        .find("queued answer")
+        .expect("the tokens after admission");
+    assert!(ping < answer, "{body}");
+    assert!(!body.contains("error"), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    assert_eq!(state.admission.requests_running(), 0);
+}
+
+#[actix_web::test]
+async fn a_queue_timeout_after_the_200_is_an_error_event_before_any_token() {
+    let script = vec![text("never"), finished(EngineFinish::Stop)];
+    let engine = engine(5, script, Duration::ZERO);
+    let state = state_with_queue(
+        engine,
+        1,
+        4,
+        Some(Duration::from_millis(900)),
+        Duration::from_millis(200),
+    );
+    let service = init_service(app(state.clone())).await;
+    let stream = chat(json!({"stream": true}));
+    let first = call_service(
+        &service,
+        post_req("/v1/chat/completions", &stream).to_request(),
+    )
+    .await;
+    assert_eq!(first.status().as_u16(), 200);
+    let second = call_service(
+        &service,
+        post_req("/v1/chat/completions", &stream).to_request(),
+    )
+    .await;
+    assert_eq!(second.status().as_u16(), 200);
+    let body = String::from_utf8(read_body(second).await.to_vec()).unwrap();
+    assert!(body.starts_with(": ping\n\n"), "{body}");
+    assert!(
+        !body.contains("never") && !body.contains("chat.completion.chunk"),
+        "{body}"
+    );
+    assert!(body.contains("\"code\":\"queue_timeout\""), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    assert_eq!(state.admission.requests_waiting(), 0);
+    drop(first);
 }
