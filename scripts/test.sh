@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/llmserve/target}"
 export LLMSERVE_CACHE_DIR="${LLMSERVE_CACHE_DIR:-$HOME/.cache/llmserve}"
 scripts/python-env.sh
+scripts/test-tools.sh
 cargo test --release --locked "$@"
 if [ "${LLMSERVE_SKIP_CUDA_CHECK:-0}" != 1 ] && [ $# -eq 0 ]; then
   scripts/check-cuda.sh

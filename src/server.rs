@@ -14,6 +14,7 @@ use crate::engine::mistral::{LoadOptions, LoadTarget, MistralEngine};
 use crate::engine::{Engine, EngineError};
 use crate::extract::BodyLimit;
 use crate::gateway::limits::{Admission, AdmissionLimits};
+use crate::metrics::Metrics;
 use crate::models::{LoadState, ModelRegistry};
 use crate::{default_model, routes, telemetry};
 
@@ -22,11 +23,16 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub models: ModelRegistry,
     pub admission: Admission,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Self {
+        let metrics = Metrics::new();
+        metrics.declare_model(&config.served_model_name);
+        metrics.set_model_loaded(&config.served_model_name, &config.model_version, false);
         AppState {
+            metrics: Arc::new(metrics),
             models: ModelRegistry::new(config.served_model_name.clone()),
             admission: Admission::new(AdmissionLimits {
                 max_running: config.max_num_seqs,
@@ -51,11 +57,31 @@ pub fn app(
     >,
 > {
     let limit = BodyLimit(state.config.max_request_body_bytes);
+    let metrics_here = state.config.metrics_port.is_none();
     App::new()
+        .app_data(web::Data::from(state.metrics.clone()))
         .app_data(state)
         .app_data(web::Data::new(limit))
         .wrap(from_fn(telemetry::request_context))
-        .configure(routes::configure)
+        .configure(|cfg| routes::configure(cfg, metrics_here))
+        .default_service(web::to(routes::not_found))
+}
+
+/// The app of the separate `--metrics-port`: `/metrics` only (its scrapes are not themselves counted).
+fn metrics_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .configure(routes::metrics::configure)
         .default_service(web::to(routes::not_found))
 }
 
@@ -75,8 +101,11 @@ pub enum ServeError {
 /// A bound server whose model loads in the background (probes answer 503 until it is ready).
 pub struct RunningServer {
     pub local_addr: SocketAddr,
+    /// Where `/metrics` is served when `--metrics-port` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: web::Data<AppState>,
     server: actix_web::dev::Server,
+    metrics_server: Option<ServerHandle>,
 }
 
 impl RunningServer {
@@ -86,8 +115,14 @@ impl RunningServer {
 
     /// Serves until stopped (model-load failure, or a handle's `stop`); a failed load is an error.
     pub async fn wait(self) -> Result<(), ServeError> {
-        let RunningServer { state, server, .. } = self;
+        let RunningServer {
+            state,
+            server,
+            metrics_server,
+            ..
+        } = self;
         server.await?;
+        stop_metrics(metrics_server).await;
         outcome(&state)
     }
 
@@ -99,12 +134,16 @@ impl RunningServer {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let RunningServer {
-            state, mut server, ..
+            state,
+            mut server,
+            metrics_server,
+            ..
         } = self;
         let handle = server.handle();
         tokio::select! {
             finished = &mut server => {
                 finished?;
+                stop_metrics(metrics_server).await;
                 return outcome(&state);
             }
             _ = terminate.recv() => {}
@@ -137,7 +176,14 @@ impl RunningServer {
         }
         tokio::spawn(handle.stop(true));
         server.await?;
+        stop_metrics(metrics_server).await;
         outcome(&state)
+    }
+}
+
+async fn stop_metrics(metrics_server: Option<ServerHandle>) {
+    if let Some(handle) = metrics_server {
+        handle.stop(false).await;
     }
 }
 
@@ -174,13 +220,41 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let local_addr = http.addrs()[0];
+    let (metrics_addr, metrics_server) = match state.config.metrics_port {
+        Some(port) => {
+            let (addr, handle) = start_metrics_server(state.clone(), (bind_addr.0, port))?;
+            (Some(addr), Some(handle))
+        }
+        None => (None, None),
+    };
     let server = http.run();
     spawn_model_loader(state.clone(), server.handle());
     Ok(RunningServer {
         local_addr,
+        metrics_addr,
         state,
         server,
+        metrics_server,
     })
+}
+
+fn start_metrics_server(
+    state: web::Data<AppState>,
+    bind_addr: (std::net::IpAddr, u16),
+) -> Result<(SocketAddr, ServerHandle), ServeError> {
+    let http = HttpServer::new(move || metrics_app(state.clone()))
+        .workers(1)
+        .disable_signals()
+        .bind(bind_addr)
+        .map_err(|source| ServeError::Bind {
+            addr: format!("{}:{}", bind_addr.0, bind_addr.1),
+            source,
+        })?;
+    let addr = http.addrs()[0];
+    let server = http.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((addr, handle))
 }
 
 fn spawn_model_loader(state: web::Data<AppState>, server: ServerHandle) {
@@ -208,6 +282,11 @@ fn spawn_model_loader(state: web::Data<AppState>, server: ServerHandle) {
                     "model ready"
                 );
                 state.models.set_ready(Arc::new(engine));
+                state.metrics.set_model_loaded(
+                    state.models.name(),
+                    &state.config.model_version,
+                    true,
+                );
             }
             Err(error) => {
                 tracing::error!(%error, "model failed to load; shutting down");

@@ -37,6 +37,8 @@ pub enum ChoiceEvent {
     Text {
         index: usize,
         text: String,
+        /// Sampled tokens this text covers (text held back by the stop filter counts with the next).
+        tokens: usize,
     },
     Finished {
         index: usize,
@@ -63,6 +65,7 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
     Box::pin(async_stream::stream! {
         let mut filter = StopFilter::new(stop);
         let mut tokens = 0usize;
+        let mut unsent_tokens = 0usize;
         let mut events_after_stop: Option<usize> = None;
         while let Some(event) = events.next().await {
             match event {
@@ -76,9 +79,10 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                         continue;
                     }
                     tokens += n;
+                    unsent_tokens += n;
                     let filtered = filter.push(&text);
                     if !filtered.emit.is_empty() {
-                        yield ChoiceEvent::Text { index, text: filtered.emit };
+                        yield ChoiceEvent::Text { index, text: filtered.emit, tokens: std::mem::take(&mut unsent_tokens) };
                     }
                     if filtered.stopped {
                         events_after_stop = Some(0);
@@ -90,7 +94,7 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                     } else {
                         let rest = filter.flush();
                         if !rest.is_empty() {
-                            yield ChoiceEvent::Text { index, text: rest };
+                            yield ChoiceEvent::Text { index, text: rest, tokens: unsent_tokens };
                         }
                         finish_reason(reason)
                     };
@@ -201,8 +205,8 @@ pub fn sse_body<F: ChunkFormat>(
                     continue;
                 }
                 Some(Ok(None)) => break,
-                Some(Ok(Some(ChoiceEvent::Text { index, text }))) => {
-                    log.first_token();
+                Some(Ok(Some(ChoiceEvent::Text { index, text, tokens }))) => {
+                    log.tokens_arrived(tokens);
                     yield Ok(data_event(&format.text(index, text)));
                     continue;
                 }
@@ -273,8 +277,12 @@ pub async fn collect(
         };
         match event {
             None => break,
-            Some(ChoiceEvent::Text { index, text }) => {
-                log.first_token();
+            Some(ChoiceEvent::Text {
+                index,
+                text,
+                tokens,
+            }) => {
+                log.tokens_arrived(tokens);
                 choices[index].text.push_str(&text);
             }
             Some(ChoiceEvent::Finished {
@@ -329,11 +337,13 @@ mod tests {
             vec![
                 ChoiceEvent::Text {
                     index: 0,
-                    text: "Hello".into()
+                    text: "Hello".into(),
+                    tokens: 1
                 },
                 ChoiceEvent::Text {
                     index: 0,
-                    text: " ".into()
+                    text: " ".into(),
+                    tokens: 1
                 },
                 ChoiceEvent::Finished {
                     index: 0,

@@ -18,6 +18,8 @@ use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::error::ApiError;
+use crate::metrics::{Metrics, RequestOutcome};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest client-supplied request id echoed back; longer or non-printable ones are replaced.
@@ -51,25 +53,40 @@ struct RequestFacts {
     first_token_after: Option<Duration>,
     /// Time from arrival to holding a slot (validation and prompt counting included).
     admitted_after: Option<Duration>,
+    last_token_at: Option<Instant>,
 }
 
 /// A handle on the current request's log facts; cheap to clone into a response stream.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestLog {
     started: Instant,
     facts: Arc<Mutex<RequestFacts>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for RequestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLog")
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RequestLog {
     fn default() -> Self {
-        RequestLog {
-            started: Instant::now(),
-            facts: Arc::default(),
-        }
+        RequestLog::new(None)
     }
 }
 
 impl RequestLog {
+    fn new(metrics: Option<Arc<Metrics>>) -> Self {
+        RequestLog {
+            started: Instant::now(),
+            facts: Arc::default(),
+            metrics,
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut RequestFacts)) {
         f(&mut self.facts.lock().expect("request facts lock"));
     }
@@ -94,12 +111,18 @@ impl RequestLog {
         let elapsed = self.started.elapsed();
         self.update(|facts| facts.admitted_after = Some(elapsed));
     }
-    /// Records the time to first token; later calls keep the first.
-    pub fn first_token(&self) {
-        let elapsed = self.started.elapsed();
-        self.update(|facts| {
-            facts.first_token_after.get_or_insert(elapsed);
-        });
+    /// Records generated tokens as they reach the response: the first sets the time to first token,
+    /// later ones the inter-token latency.
+    pub fn tokens_arrived(&self, tokens: usize) {
+        let now = Instant::now();
+        let mut facts = self.facts.lock().expect("request facts lock");
+        facts.first_token_after.get_or_insert(now - self.started);
+        let previous = facts.last_token_at.replace(now);
+        if let (Some(previous), Some(metrics), Some(model)) =
+            (previous, &self.metrics, facts.model.as_deref())
+        {
+            metrics.observe_token_gap(model, now - previous, tokens);
+        }
     }
 }
 
@@ -136,7 +159,10 @@ pub async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<LoggedBody>, Error> {
     let id = request_id(&req);
-    let log = RequestLog::default();
+    let metrics = req
+        .app_data::<actix_web::web::Data<Metrics>>()
+        .map(|data| data.clone().into_inner());
+    let log = RequestLog::new(metrics);
     req.extensions_mut().insert(log.clone());
     let method = req.method().to_string();
     let path = req.path().to_string();
@@ -147,10 +173,21 @@ pub async fn request_context(
         HeaderValue::from_str(&id).expect("request ids are visible ASCII"),
     );
     let status = response.status().as_u16();
+    if let Some(error) = response.response().error() {
+        if let Some(error) = error.as_error::<ApiError>() {
+            log.set_error(error.label());
+        }
+    }
+    // Route templates only: a metric label never carries a raw path.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
     let line = LogLine {
         span,
         method,
         path,
+        route,
         status,
         log,
         completed: false,
@@ -170,6 +207,7 @@ struct LogLine {
     span: tracing::Span,
     method: String,
     path: String,
+    route: String,
     status: u16,
     log: RequestLog,
     completed: bool,
@@ -178,7 +216,24 @@ struct LogLine {
 impl Drop for LogLine {
     fn drop(&mut self) {
         let facts = self.log.facts.lock().expect("request facts lock");
-        let duration_ms = self.log.started.elapsed().as_secs_f64() * 1000.0;
+        let duration = self.log.started.elapsed();
+        if let Some(metrics) = &self.log.metrics {
+            metrics.observe_request(&RequestOutcome {
+                route: &self.route,
+                method: &self.method,
+                status: self.status,
+                duration,
+                model: facts.model.as_deref(),
+                prompt_tokens: facts.prompt_tokens,
+                completion_tokens: facts.completion_tokens,
+                finish_reason: facts.finish_reason,
+                error: facts.error,
+                queue_time: facts.admitted_after,
+                time_to_first_token: facts.first_token_after,
+                client_disconnected: !self.completed,
+            });
+        }
+        let duration_ms = duration.as_secs_f64() * 1000.0;
         let ttft_ms = facts.first_token_after.map(|d| d.as_secs_f64() * 1000.0);
         let queue_ms = facts.admitted_after.map(|d| d.as_secs_f64() * 1000.0);
         let _entered = self.span.enter();

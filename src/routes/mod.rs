@@ -4,6 +4,7 @@ pub mod chat;
 pub mod completions;
 pub mod docs;
 pub mod health;
+pub mod metrics;
 pub mod models;
 
 use actix_web::web;
@@ -32,9 +33,11 @@ pub const HEALTH_READY: &str = "/health/ready";
 pub const HEALTH_STARTUP: &str = "/health/startup";
 pub const OPENAPI_JSON: &str = "/openapi.json";
 pub const DOCS: &str = "/docs";
+pub const METRICS: &str = "/metrics";
 
-/// Registers every route; `server::app` and the tests use the same table.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers every route; `server::app` and the tests use the same table. `/metrics` is here unless it
+/// has a port of its own.
+pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(resource(CHAT_COMPLETIONS).route(web::post().to(chat::create_chat_completion)))
         .service(resource(COMPLETIONS).route(web::post().to(completions::create_completion)))
@@ -44,10 +47,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(HEALTH_LIVE).route(web::get().to(health::live)))
         .service(resource(HEALTH_READY).route(web::get().to(health::ready)))
         .service(resource(HEALTH_STARTUP).route(web::get().to(health::startup)));
+    if with_metrics {
+        metrics::configure(cfg);
+    }
     docs::configure(cfg);
 }
 
-async fn method_not_allowed(
+pub(crate) async fn method_not_allowed(
     req: actix_web::HttpRequest,
 ) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed(req.method().to_string()))

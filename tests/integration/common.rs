@@ -26,6 +26,13 @@ pub fn model_name() -> &'static str {
 
 /// Starts a server on its own thread and runtime (so it outlives any one test's runtime).
 pub fn start_server(tweak: impl FnOnce(&mut Config) + Send + 'static) -> String {
+    start_server_with_addrs(tweak).0
+}
+
+/// Like [`start_server`], also returning the `--metrics-port` address when one is configured.
+pub fn start_server_with_addrs(
+    tweak: impl FnOnce(&mut Config) + Send + 'static,
+) -> (String, Option<SocketAddr>) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -38,13 +45,25 @@ pub fn start_server(tweak: impl FnOnce(&mut Config) + Send + 'static) -> String 
             config.http_workers = Some(2);
             tweak(&mut config);
             let running = llmserve::start(config).expect("server starts");
-            tx.send(running.local_addr).expect("harness waits");
+            tx.send((running.local_addr, running.metrics_addr))
+                .expect("harness waits");
             running.wait().await.expect("server runs");
         });
     });
-    let addr = rx.recv().expect("server bound");
+    let (addr, metrics_addr) = rx.recv().expect("server bound");
     wait_ready(addr);
-    format!("http://{addr}")
+    (format!("http://{addr}"), metrics_addr)
+}
+
+/// A tool the test set-up installs (`scripts/test-tools.sh`), found on PATH.
+pub fn tool(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| panic!("`{name}` is not installed: run scripts/test-tools.sh"))
 }
 
 /// The server most tests share.

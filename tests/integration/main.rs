@@ -11,6 +11,7 @@ mod disconnect;
 mod drain;
 mod errors;
 mod gpu;
+mod metrics;
 mod openai_python;
 mod sse;
 mod startup;

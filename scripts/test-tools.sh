@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the test-only tools that do not come from cargo or pip: Prometheus and promtool (Debian's
+# `prometheus` package) for the metrics and alert-rule tests. Idempotent; needs root or sudo for apt.
+set -euo pipefail
+missing=()
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo -n); else
+  echo "test-tools: need root (or sudo) to apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# The package lists may be stale or absent on a fresh machine.
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+# Debian's package may start a system Prometheus on :9090; the tests run their own on a free port.
+echo "test tools installed: ${missing[*]}"

@@ -1,0 +1,500 @@
+//! Prometheus metrics, measured in our own layer (mistral.rs 0.8.1 records none), rendered at `/metrics`.
+//!
+//! Names and histogram buckets follow vLLM's, with the `llmserve_` prefix, so vLLM dashboards translate.
+//! Labels are bounded: model names and versions come from the configuration, routes are actix's route
+//! templates (`/v1/models/{model}`), reasons and statuses are our own fixed sets. Never raw paths or input.
+
+use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Counter, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// vLLM's `time_to_first_token_seconds` buckets.
+const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+];
+/// vLLM's `inter_token_latency_seconds` buckets.
+const ITL_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+    40.0, 80.0,
+];
+/// vLLM's request-latency buckets (end to end, queue).
+const REQUEST_LATENCY_BUCKETS: &[f64] = &[
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
+];
+/// Queue waits are usually far below a second: finer buckets at the low end, then vLLM's.
+const QUEUE_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
+    30.0, 60.0, 120.0, 240.0, 480.0,
+];
+const HTTP_DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0,
+];
+
+/// Rejection reasons: the error codes of refusals before any work (429 / 503 with `Retry-After`).
+pub const REJECTION_REASONS: &[&str] =
+    &["overloaded", "queue_timeout", "draining", "model_not_ready"];
+
+/// Token-count buckets reach this far (the largest contexts mistral.rs serves).
+const MAX_TOKEN_BUCKET: usize = 131_072;
+
+/// vLLM's 1-2-5 buckets for token counts, up to the model's context.
+fn token_buckets(max: usize) -> Vec<f64> {
+    let mut buckets = Vec::new();
+    let mut magnitude = 1usize;
+    'outer: loop {
+        for step in [1, 2, 5] {
+            let bound = step * magnitude;
+            if bound > max {
+                break 'outer;
+            }
+            buckets.push(bound as f64);
+        }
+        magnitude *= 10;
+    }
+    buckets
+}
+
+/// Everything one finished request contributes (written when its response body ends or is dropped).
+#[derive(Debug, Default)]
+pub struct RequestOutcome<'a> {
+    pub route: &'a str,
+    pub method: &'a str,
+    pub status: u16,
+    pub duration: Duration,
+    /// Set for generation requests that reached a model.
+    pub model: Option<&'a str>,
+    pub prompt_tokens: Option<usize>,
+    pub completion_tokens: Option<usize>,
+    pub finish_reason: Option<&'static str>,
+    pub error: Option<&'static str>,
+    pub queue_time: Option<Duration>,
+    pub time_to_first_token: Option<Duration>,
+    pub client_disconnected: bool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The metric set of one server.
+pub struct Metrics {
+    registry: Registry,
+    requests_running: IntGaugeVec,
+    requests_waiting: IntGaugeVec,
+    engine_sequences: IntGaugeVec,
+    ready: IntGaugeVec,
+    model_loaded: IntGaugeVec,
+    time_to_first_token: HistogramVec,
+    inter_token_latency: HistogramVec,
+    e2e_request_latency: HistogramVec,
+    request_queue_time: HistogramVec,
+    request_prompt_tokens: HistogramVec,
+    request_generation_tokens: HistogramVec,
+    prompt_tokens: IntCounterVec,
+    generation_tokens: IntCounterVec,
+    requests: IntCounterVec,
+    requests_rejected: IntCounterVec,
+    client_disconnects: IntCounterVec,
+    http_requests: IntCounterVec,
+    http_request_duration: HistogramVec,
+    process: ProcessMetrics,
+}
+
+/// Collectors are registered once with fixed names: a failure here is a programming error.
+fn registered<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique and valid");
+    collector
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+    labels: &[&str],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets);
+    registered(
+        registry,
+        HistogramVec::new(opts, labels).expect("valid histogram"),
+    )
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"),
+    )
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge"),
+    )
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let context_length = MAX_TOKEN_BUCKET;
+        let r = Registry::new();
+        let model = &["model"];
+        let metrics = Metrics {
+            requests_running: gauge(&r, "llmserve_requests_running", "Requests holding a slot (generating or about to).", model),
+            requests_waiting: gauge(&r, "llmserve_requests_waiting", "Requests queued for a slot.", model),
+            engine_sequences: gauge(&r, "llmserve_engine_sequences", "Sequences the engine still holds, cancelled ones included until it frees them.", model),
+            ready: gauge(&r, "llmserve_ready", "1 when the readiness probe answers 200 (loaded, not draining, queue not full).", model),
+            model_loaded: gauge(&r, "llmserve_model_loaded", "1 when the model version is loaded and serving.", &["model", "model_version"]),
+            time_to_first_token: histogram(&r, "llmserve_time_to_first_token_seconds", "Time from request arrival to the first generated token.", TTFT_BUCKETS.to_vec(), model),
+            inter_token_latency: histogram(&r, "llmserve_inter_token_latency_seconds", "Time between consecutive generated tokens of one request.", ITL_BUCKETS.to_vec(), model),
+            e2e_request_latency: histogram(&r, "llmserve_e2e_request_latency_seconds", "Time from request arrival to the end of its response.", REQUEST_LATENCY_BUCKETS.to_vec(), model),
+            request_queue_time: histogram(&r, "llmserve_request_queue_time_seconds", "Time from request arrival to holding a slot (validation and prompt counting included).", QUEUE_BUCKETS.to_vec(), model),
+            request_prompt_tokens: histogram(&r, "llmserve_request_prompt_tokens", "Prompt tokens per request.", token_buckets(context_length), model),
+            request_generation_tokens: histogram(&r, "llmserve_request_generation_tokens", "Generated tokens per request.", token_buckets(context_length), model),
+            prompt_tokens: counter(&r, "llmserve_prompt_tokens_total", "Prompt tokens of admitted requests.", model),
+            generation_tokens: counter(&r, "llmserve_generation_tokens_total", "Generated tokens.", model),
+            requests: counter(&r, "llmserve_requests_total", "Generation requests by how they ended: stop, length, error or abort (client gone).", &["model", "finish_reason"]),
+            requests_rejected: counter(&r, "llmserve_requests_rejected_total", "Requests refused before any work, by reason.", &["reason"]),
+            client_disconnects: counter(&r, "llmserve_client_disconnects_total", "Generation requests whose client went away before the response ended.", model),
+            http_requests: counter(&r, "llmserve_http_requests_total", "HTTP requests by route template, method and status.", &["route", "method", "status"]),
+            http_request_duration: histogram(&r, "llmserve_http_request_duration_seconds", "HTTP request duration (to the end of the body) by route template.", HTTP_DURATION_BUCKETS.to_vec(), &["route", "method"]),
+            process: ProcessMetrics::new(&r),
+            registry: r,
+        };
+        let build_info = gauge(
+            &metrics.registry,
+            "llmserve_build_info",
+            "Build facts; always 1.",
+            &["version", "engine", "features"],
+        );
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                "mistral.rs 0.8.1",
+                build_features(),
+            ])
+            .set(1);
+        for reason in REJECTION_REASONS {
+            metrics.requests_rejected.with_label_values(&[reason]);
+        }
+        metrics
+    }
+
+    /// Declares the served model, so that its series exist (at zero) before the first request.
+    pub fn declare_model(&self, model: &str) {
+        self.requests_running.with_label_values(&[model]);
+        self.ready.with_label_values(&[model]);
+        self.requests_waiting.with_label_values(&[model]);
+        self.client_disconnects.with_label_values(&[model]);
+        self.prompt_tokens.with_label_values(&[model]);
+        self.generation_tokens.with_label_values(&[model]);
+    }
+
+    pub fn set_model_loaded(&self, model: &str, version: &str, loaded: bool) {
+        self.model_loaded
+            .with_label_values(&[model, version])
+            .set(i64::from(loaded));
+    }
+
+    /// The queue's state, read at scrape time.
+    pub fn set_load(
+        &self,
+        model: &str,
+        running: usize,
+        waiting: usize,
+        engine_sequences: usize,
+        ready: bool,
+    ) {
+        self.ready.with_label_values(&[model]).set(i64::from(ready));
+        self.requests_running
+            .with_label_values(&[model])
+            .set(running as i64);
+        self.requests_waiting
+            .with_label_values(&[model])
+            .set(waiting as i64);
+        self.engine_sequences
+            .with_label_values(&[model])
+            .set(engine_sequences as i64);
+    }
+
+    /// One gap between generated tokens; `tokens` > 1 when one engine event covered several.
+    pub fn observe_token_gap(&self, model: &str, gap: Duration, tokens: usize) {
+        let histogram = self.inter_token_latency.with_label_values(&[model]);
+        let per_token = gap.as_secs_f64() / tokens.max(1) as f64;
+        for _ in 0..tokens.max(1) {
+            histogram.observe(per_token);
+        }
+    }
+
+    pub fn observe_request(&self, outcome: &RequestOutcome<'_>) {
+        let status = outcome.status.to_string();
+        self.http_requests
+            .with_label_values(&[outcome.route, outcome.method, &status])
+            .inc();
+        self.http_request_duration
+            .with_label_values(&[outcome.route, outcome.method])
+            .observe(outcome.duration.as_secs_f64());
+        if let Some(reason) = outcome.error.filter(|e| REJECTION_REASONS.contains(e)) {
+            // A refusal is counted whether it came as a status or, for a queued stream, as an error event.
+            if outcome.time_to_first_token.is_none() {
+                self.requests_rejected.with_label_values(&[reason]).inc();
+                return;
+            }
+        }
+        let Some(model) = outcome.model else { return };
+        let Some(queue_time) = outcome.queue_time else {
+            // Refused before admission (validation, context length): no generation to measure.
+            return;
+        };
+        let m = &[model];
+        self.request_queue_time
+            .with_label_values(m)
+            .observe(queue_time.as_secs_f64());
+        if let Some(ttft) = outcome.time_to_first_token {
+            self.time_to_first_token
+                .with_label_values(m)
+                .observe(ttft.as_secs_f64());
+        }
+        self.e2e_request_latency
+            .with_label_values(m)
+            .observe(outcome.duration.as_secs_f64());
+        let prompt_tokens = outcome.prompt_tokens.unwrap_or(0);
+        let completion_tokens = outcome.completion_tokens.unwrap_or(0);
+        self.prompt_tokens
+            .with_label_values(m)
+            .inc_by(prompt_tokens as u64);
+        self.request_prompt_tokens
+            .with_label_values(m)
+            .observe(prompt_tokens as f64);
+        if outcome.completion_tokens.is_some() {
+            self.generation_tokens
+                .with_label_values(m)
+                .inc_by(completion_tokens as u64);
+            self.request_generation_tokens
+                .with_label_values(m)
+                .observe(completion_tokens as f64);
+        }
+        let ended = if outcome.client_disconnected {
+            self.client_disconnects.with_label_values(m).inc();
+            "abort"
+        } else if outcome.error.is_some() {
+            "error"
+        } else {
+            outcome.finish_reason.unwrap_or("stop")
+        };
+        self.requests.with_label_values(&[model, ended]).inc();
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        self.process.refresh();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding of valid metrics");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+fn build_features() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "cpu"
+    }
+}
+
+/// The standard `process_*` series, read from `/proc/self` at scrape time (Linux; absent elsewhere).
+struct ProcessMetrics {
+    cpu_seconds: Counter,
+    resident_memory: IntGauge,
+    virtual_memory: IntGauge,
+    open_fds: IntGauge,
+    max_fds: IntGauge,
+    start_time: Gauge,
+    threads: IntGauge,
+}
+
+/// Linux reports CPU time in clock ticks of `USER_HZ`, which is 100 on every Linux ABI we build for.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+const PAGE_SIZE: i64 = 4096;
+
+impl ProcessMetrics {
+    fn new(r: &Registry) -> Self {
+        let gauge_f =
+            |name: &str, help: &str| registered(r, Gauge::new(name, help).expect("valid gauge"));
+        let gauge_i =
+            |name: &str, help: &str| registered(r, IntGauge::new(name, help).expect("valid gauge"));
+        ProcessMetrics {
+            cpu_seconds: registered(
+                r,
+                Counter::new(
+                    "process_cpu_seconds_total",
+                    "Total user and system CPU time spent in seconds.",
+                )
+                .expect("valid counter"),
+            ),
+            resident_memory: gauge_i(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+            ),
+            virtual_memory: gauge_i(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+            ),
+            open_fds: gauge_i("process_open_fds", "Number of open file descriptors."),
+            max_fds: gauge_i(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+            ),
+            start_time: gauge_f(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+            ),
+            threads: gauge_i("process_threads", "Number of OS threads in the process."),
+        }
+    }
+
+    fn refresh(&self) {
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return;
+        };
+        // Fields after the command name, which is parenthesised and may contain spaces.
+        let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            return;
+        };
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // Field numbers from proc(5), minus 3 (pid, comm and state are not in `fields` as counted here).
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+            // The kernel's total is monotonic: the counter follows it by its increments.
+            let total = (utime + stime) / CLOCK_TICKS_PER_SECOND;
+            let delta = total - self.cpu_seconds.get();
+            if delta > 0.0 {
+                self.cpu_seconds.inc_by(delta);
+            }
+        }
+        if let Some(threads) = field(20) {
+            self.threads.set(threads as i64);
+        }
+        if let Some(vsize) = field(23) {
+            self.virtual_memory.set(vsize as i64);
+        }
+        if let Some(rss) = field(24) {
+            self.resident_memory.set(rss as i64 * PAGE_SIZE);
+        }
+        if let (Some(start_ticks), Some(boot)) = (field(22), boot_time()) {
+            self.start_time
+                .set(boot + start_ticks / CLOCK_TICKS_PER_SECOND);
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(dir.count() as i64);
+        }
+        if let Some(max) = max_open_files() {
+            self.max_fds.set(max);
+        }
+    }
+}
+
+fn boot_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn max_open_files() -> Option<i64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_buckets_follow_1_2_5_up_to_the_context() {
+        assert_eq!(
+            token_buckets(8192),
+            vec![1., 2., 5., 10., 20., 50., 100., 200., 500., 1000., 2000., 5000.]
+        );
+    }
+
+    #[test]
+    fn a_finished_stream_fills_the_request_series() {
+        let metrics = Metrics::new();
+        metrics.declare_model("m");
+        metrics.observe_request(&RequestOutcome {
+            route: "/v1/chat/completions",
+            method: "POST",
+            status: 200,
+            duration: Duration::from_millis(900),
+            model: Some("m"),
+            prompt_tokens: Some(12),
+            completion_tokens: Some(5),
+            finish_reason: Some("length"),
+            queue_time: Some(Duration::from_millis(3)),
+            time_to_first_token: Some(Duration::from_millis(120)),
+            ..Default::default()
+        });
+        metrics.observe_token_gap("m", Duration::from_millis(40), 2);
+        let text = metrics.render();
+        for line in [
+            "llmserve_requests_total{finish_reason=\"length\",model=\"m\"} 1",
+            "llmserve_prompt_tokens_total{model=\"m\"} 12",
+            "llmserve_generation_tokens_total{model=\"m\"} 5",
+            "llmserve_time_to_first_token_seconds_count{model=\"m\"} 1",
+            "llmserve_inter_token_latency_seconds_count{model=\"m\"} 2",
+            "llmserve_inter_token_latency_seconds_bucket{model=\"m\",le=\"0.025\"} 2",
+            "llmserve_http_requests_total{method=\"POST\",route=\"/v1/chat/completions\",status=\"200\"} 1",
+            "llmserve_requests_rejected_total{reason=\"overloaded\"} 0",
+            "llmserve_client_disconnects_total{model=\"m\"} 0",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+        assert!(text.contains("process_resident_memory_bytes "));
+        assert!(text.contains("llmserve_build_info{"));
+    }
+
+    #[test]
+    fn refusals_count_as_rejections_and_disconnects_as_aborts() {
+        let metrics = Metrics::new();
+        metrics.observe_request(&RequestOutcome {
+            route: "/v1/completions",
+            method: "POST",
+            status: 429,
+            model: Some("m"),
+            error: Some("overloaded"),
+            ..Default::default()
+        });
+        metrics.observe_request(&RequestOutcome {
+            route: "/v1/completions",
+            method: "POST",
+            status: 200,
+            model: Some("m"),
+            queue_time: Some(Duration::ZERO),
+            time_to_first_token: Some(Duration::from_millis(50)),
+            completion_tokens: Some(3),
+            client_disconnected: true,
+            ..Default::default()
+        });
+        let text = metrics.render();
+        assert!(text.contains("llmserve_requests_rejected_total{reason=\"overloaded\"} 1"));
+        assert!(text.contains("llmserve_requests_total{finish_reason=\"abort\",model=\"m\"} 1"));
+        assert!(text.contains("llmserve_client_disconnects_total{model=\"m\"} 1"));
+    }
+}

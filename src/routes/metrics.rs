@@ -1,0 +1,39 @@
+//! `GET /metrics`: the Prometheus text exposition, with the queue's gauges read at scrape time.
+
+use actix_web::{web, HttpResponse};
+
+use crate::server::AppState;
+
+/// Prometheus metrics in the text exposition format (0.0.4).
+///
+/// Request latency histograms (TTFT, inter-token, end-to-end, queue), running and waiting requests,
+/// token counters, requests by finish reason, rejections, disconnects, HTTP requests by route template,
+/// model load state, build info and `process_*`.
+#[utoipa::path(get, path = "/metrics", tag = "Operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let admission = &state.admission;
+    let engine_sequences = state
+        .models
+        .ready()
+        .map_or(0, |m| m.engine.sequences_alive());
+    state.metrics.set_load(
+        state.models.name(),
+        admission.requests_running(),
+        admission.requests_waiting(),
+        engine_sequences,
+        super::health::is_ready(&state),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// Registers `/metrics` (on the API port, or alone on `--metrics-port`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(super::METRICS)
+            .route(web::get().to(metrics))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
