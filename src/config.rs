@@ -116,6 +116,16 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
+    /// Export one span per request (plus queue and generation children) over OTLP/HTTP with JSON encoding
+    /// to this collector base URL, e.g. `http://otel-collector:4318` (spans go to `/v1/traces`). A W3C
+    /// `traceparent` header on the request makes them part of the caller's trace.
+    #[arg(long, env = "LLMSERVE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// `service.name` of exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "llmserve")]
+    pub otlp_service_name: String,
+
     /// HTTP worker threads (actix). Default: one per core.
     #[arg(long, env = "LLMSERVE_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
@@ -197,6 +207,9 @@ pub struct Config {
     pub http_workers: Option<usize>,
     /// `None`: `/metrics` is served on the API port.
     pub metrics_port: Option<u16>,
+    /// OTLP/HTTP collector base URL; `None`: no span export.
+    pub otlp_endpoint: Option<String>,
+    pub otlp_service_name: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -225,6 +238,8 @@ pub enum ConfigError {
     ZeroWorkers,
     #[error("--served-model-name must not be empty")]
     EmptyServedName,
+    #[error("--otlp-endpoint must be an http:// or https:// URL, got `{0}`")]
+    BadOtlpEndpoint(String),
     #[error("--model-version must not be empty")]
     EmptyModelVersion,
     #[error(
@@ -298,6 +313,14 @@ impl Cli {
             Some(version) => version,
             None => default_model_version(&model_source),
         };
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let rest = endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"));
+            if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+                return Err(ConfigError::BadOtlpEndpoint(endpoint.clone()));
+            }
+        }
         if self.metrics_port.is_some() && self.metrics_port == Some(self.port) && self.port != 0 {
             return Err(ConfigError::MetricsPortIsApiPort);
         }
@@ -321,6 +344,8 @@ impl Cli {
             sse_keep_alive: Duration::from_secs(self.sse_keep_alive),
             http_workers: self.http_workers,
             metrics_port: self.metrics_port,
+            otlp_endpoint: self.otlp_endpoint,
+            otlp_service_name: self.otlp_service_name,
         })
     }
 }

@@ -16,7 +16,7 @@
 //! - [`models`]: the served model and its load state; [`default_model`]: fetching SmolLM2 from PyPI.
 //! - [`error`]: `ApiError` → status + OpenAI envelope in one match.
 //! - [`telemetry`]: tracing, request ids, one log line per request, feeding [`metrics`] (Prometheus).
-//! - [`openapi`]: the OpenAPI document.
+//! - [`otlp`]: W3C `traceparent` and OTLP/HTTP span export. [`openapi`]: the OpenAPI document.
 //!
 //! # Data flow
 //! ```text
@@ -43,6 +43,7 @@ pub mod ids;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod otlp;
 pub mod routes;
 pub mod server;
 pub mod stop;

@@ -9,6 +9,8 @@ use crate::error::ApiError;
 /// A loaded model under the id clients use.
 pub struct ServedModel {
     pub name: String,
+    /// `--model-version`: told apart in metrics and logs.
+    pub version: String,
     /// Unix seconds when it finished loading (`created` in `/v1/models`).
     pub created: u64,
     pub engine: Arc<dyn Engine>,
@@ -36,13 +38,15 @@ pub enum LoadState {
 /// The model registry: one configured model for now, known by name before it has loaded.
 pub struct ModelRegistry {
     name: String,
+    version: String,
     state: RwLock<LoadState>,
 }
 
 impl ModelRegistry {
-    pub fn new(name: String) -> Self {
+    pub fn new(name: String, version: String) -> Self {
         ModelRegistry {
             name,
+            version,
             state: RwLock::new(LoadState::Loading),
         }
     }
@@ -58,6 +62,7 @@ impl ModelRegistry {
     pub fn set_ready(&self, engine: Arc<dyn Engine>) {
         let model = ServedModel {
             name: self.name.clone(),
+            version: self.version.clone(),
             created: crate::ids::unix_now(),
             engine,
         };

@@ -16,6 +16,7 @@ use crate::extract::BodyLimit;
 use crate::gateway::limits::{Admission, AdmissionLimits};
 use crate::metrics::Metrics;
 use crate::models::{LoadState, ModelRegistry};
+use crate::otlp::SpanExporter;
 use crate::{default_model, routes, telemetry};
 
 /// What every handler reads.
@@ -24,6 +25,8 @@ pub struct AppState {
     pub models: ModelRegistry,
     pub admission: Admission,
     pub metrics: Arc<Metrics>,
+    /// Span export, when `--otlp-endpoint` is set (started inside the runtime by `start`).
+    pub spans: Option<SpanExporter>,
 }
 
 impl AppState {
@@ -32,8 +35,12 @@ impl AppState {
         metrics.declare_model(&config.served_model_name);
         metrics.set_model_loaded(&config.served_model_name, &config.model_version, false);
         AppState {
+            spans: None,
             metrics: Arc::new(metrics),
-            models: ModelRegistry::new(config.served_model_name.clone()),
+            models: ModelRegistry::new(
+                config.served_model_name.clone(),
+                config.model_version.clone(),
+            ),
             admission: Admission::new(AdmissionLimits {
                 max_running: config.max_num_seqs,
                 max_waiting: config.max_queue,
@@ -58,9 +65,12 @@ pub fn app(
 > {
     let limit = BodyLimit(state.config.max_request_body_bytes);
     let metrics_here = state.config.metrics_port.is_none();
-    App::new()
-        .app_data(web::Data::from(state.metrics.clone()))
-        .app_data(state)
+    let mut app = App::new().app_data(web::Data::from(state.metrics.clone()));
+    // Registered only when configured: the middleware looks the exporter up by type.
+    if let Some(spans) = state.spans.clone() {
+        app = app.app_data(web::Data::new(spans));
+    }
+    app.app_data(state)
         .app_data(web::Data::new(limit))
         .wrap(from_fn(telemetry::request_context))
         .configure(|cfg| routes::configure(cfg, metrics_here))
@@ -203,7 +213,14 @@ fn outcome(state: &AppState) -> Result<(), ServeError> {
 pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     let bind_addr = (config.host, config.port);
     let workers = config.http_workers;
-    let state = web::Data::new(AppState::new(config));
+    let spans = config
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| SpanExporter::start(endpoint, config.otlp_service_name.clone()));
+    let state = web::Data::new(AppState {
+        spans,
+        ..AppState::new(config)
+    });
     let app_state = state.clone();
     // HTTP clients do not half-close; a read EOF means the client is gone. Without this, actix keeps a
     // non-streaming handler (and its engine sequence) running until the answer is complete.

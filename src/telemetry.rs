@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -20,8 +20,11 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, RequestOutcome};
+use crate::otlp::{AttributeValue, FinishedSpan, SpanExporter, TraceContext};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// W3C trace context: the caller's trace, continued in our spans and logs.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Longest client-supplied request id echoed back; longer or non-printable ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -38,6 +41,7 @@ pub fn init(format: LogFormat) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
     };
 }
@@ -46,6 +50,7 @@ pub fn init(format: LogFormat) {
 #[derive(Debug, Default)]
 struct RequestFacts {
     model: Option<String>,
+    model_version: Option<String>,
     prompt_tokens: Option<usize>,
     completion_tokens: Option<usize>,
     finish_reason: Option<&'static str>,
@@ -91,8 +96,11 @@ impl RequestLog {
         f(&mut self.facts.lock().expect("request facts lock"));
     }
 
-    pub fn set_model(&self, model: &str) {
-        self.update(|facts| facts.model = Some(model.to_string()));
+    pub fn set_model(&self, model: &str, version: &str) {
+        self.update(|facts| {
+            facts.model = Some(model.to_string());
+            facts.model_version = Some(version.to_string());
+        });
     }
     pub fn set_prompt_tokens(&self, tokens: usize) {
         self.update(|facts| facts.prompt_tokens = Some(tokens));
@@ -162,11 +170,25 @@ pub async fn request_context(
     let metrics = req
         .app_data::<actix_web::web::Data<Metrics>>()
         .map(|data| data.clone().into_inner());
+    let exporter = req
+        .app_data::<actix_web::web::Data<SpanExporter>>()
+        .map(|data| data.get_ref().clone());
+    let trace = TraceContext::from_traceparent(
+        req.headers()
+            .get(TRACEPARENT_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let started_at = SystemTime::now();
     let log = RequestLog::new(metrics);
     req.extensions_mut().insert(log.clone());
     let method = req.method().to_string();
     let path = req.path().to_string();
-    let span = tracing::info_span!("request", request_id = %id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id
+    );
     let mut response = next.call(req).instrument(span.clone()).await?;
     response.headers_mut().insert(
         HeaderName::from_static(REQUEST_ID_HEADER),
@@ -185,12 +207,14 @@ pub async fn request_context(
         .unwrap_or_else(|| "unmatched".to_string());
     let line = LogLine {
         span,
+        request_id: id,
         method,
         path,
         route,
         status,
         log,
         completed: false,
+        trace: exporter.map(|exporter| (exporter, trace, started_at)),
     };
     Ok(response.map_body(move |_, body| {
         let mut line = line;
@@ -205,12 +229,83 @@ pub async fn request_context(
 
 struct LogLine {
     span: tracing::Span,
+    request_id: String,
     method: String,
     path: String,
     route: String,
     status: u16,
     log: RequestLog,
     completed: bool,
+    /// Set when spans are exported (`--otlp-endpoint`).
+    trace: Option<(SpanExporter, TraceContext, SystemTime)>,
+}
+
+impl LogLine {
+    /// The request's server span, and its queue and generation children, for OTLP export.
+    fn spans(
+        &self,
+        facts: &RequestFacts,
+        trace: &TraceContext,
+        started_at: SystemTime,
+        duration: Duration,
+    ) -> Vec<FinishedSpan> {
+        use AttributeValue::{Bool, Int, Str};
+        let end = started_at + duration;
+        let mut attributes = vec![
+            ("http.request.method", Str(self.method.clone())),
+            ("http.route", Str(self.route.clone())),
+            ("url.path", Str(self.path.clone())),
+            ("http.response.status_code", Int(i64::from(self.status))),
+            ("llmserve.request_id", Str(self.request_id.clone())),
+            ("llmserve.client_disconnected", Bool(!self.completed)),
+        ];
+        let optional = [
+            ("gen_ai.request.model", facts.model.clone().map(Str)),
+            (
+                "llmserve.model_version",
+                facts.model_version.clone().map(Str),
+            ),
+            (
+                "gen_ai.usage.input_tokens",
+                facts.prompt_tokens.map(|t| Int(t as i64)),
+            ),
+            (
+                "gen_ai.usage.output_tokens",
+                facts.completion_tokens.map(|t| Int(t as i64)),
+            ),
+            (
+                "gen_ai.response.finish_reasons",
+                facts.finish_reason.map(|r| Str(r.to_string())),
+            ),
+            ("error.type", facts.error.map(|e| Str(e.to_string()))),
+            (
+                "llmserve.time_to_first_token_ms",
+                facts
+                    .first_token_after
+                    .map(|d| AttributeValue::Double(d.as_secs_f64() * 1000.0)),
+            ),
+        ];
+        attributes.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
+        let server = FinishedSpan {
+            trace_id: trace.trace_id.clone(),
+            span_id: trace.span_id.clone(),
+            parent_span_id: trace.parent_span_id.clone(),
+            name: format!("{} {}", self.method, self.route),
+            kind: 2,
+            start: started_at,
+            end,
+            attributes,
+            error: (self.status >= 500 || facts.error.is_some())
+                .then(|| facts.error.unwrap_or("server_error").to_string()),
+        };
+        let mut spans = Vec::with_capacity(3);
+        if let Some(admitted) = facts.admitted_after {
+            spans.push(server.child("llmserve.queue", started_at, started_at + admitted));
+            spans.push(server.child("llmserve.generate", started_at + admitted, end));
+        }
+        spans.insert(0, server);
+        spans
+    }
 }
 
 impl Drop for LogLine {
@@ -233,6 +328,11 @@ impl Drop for LogLine {
                 client_disconnected: !self.completed,
             });
         }
+        if let Some((exporter, trace, started_at)) = &self.trace {
+            if trace.sampled {
+                exporter.export(self.spans(&facts, trace, *started_at, duration));
+            }
+        }
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let ttft_ms = facts.first_token_after.map(|d| d.as_secs_f64() * 1000.0);
         let queue_ms = facts.admitted_after.map(|d| d.as_secs_f64() * 1000.0);
@@ -247,6 +347,7 @@ impl Drop for LogLine {
             path = %self.path,
             status = self.status,
             model = facts.model.as_deref(),
+            model_version = facts.model_version.as_deref(),
             prompt_tokens = facts.prompt_tokens,
             completion_tokens = facts.completion_tokens,
             finish_reason = facts.finish_reason,

@@ -27,7 +27,7 @@ use crate::config::{Dtype, GpuMemory, PagedAttention};
 
 use super::{
     gguf, Engine, EngineError, EngineEvent, EngineFinish, EventStream, GenerationRequest,
-    ModelInfo, Prompt,
+    ModelInfo, Prompt, Submitted,
 };
 
 /// Buffer of each request's response channel: the engine awaits a full channel, stalling every sequence.
@@ -212,7 +212,9 @@ async fn load_gguf(
         TokenSource::None,
         &dtype,
         &device,
-        false,
+        // Silent: otherwise the loader `println!`s the GGUF metadata onto stdout, which breaks JSON-lines
+        // logs. Our own start-up lines say what was loaded.
+        true,
         DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
         None,
         paged_attention_config(options.paged_attention)?,
@@ -397,7 +399,7 @@ impl Engine for MistralEngine {
             .map_err(|e| EngineError::Internal(format!("tokenization task failed: {e}")))?
     }
 
-    async fn generate(&self, request: GenerationRequest) -> Result<EventStream, EngineError> {
+    async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
         let sender = self.sender()?;
         let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_CAPACITY);
         let weak = tx.downgrade();
@@ -436,8 +438,14 @@ impl Engine for MistralEngine {
             .send(Request::Normal(Box::new(normal)))
             .await
             .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
-        self.submitted.lock().expect("submitted lock").push(weak);
-        Ok(event_stream(rx))
+        self.submitted
+            .lock()
+            .expect("submitted lock")
+            .push(weak.clone());
+        Ok(Submitted {
+            events: event_stream(rx),
+            held: Box::new(move || weak.strong_count() > 0),
+        })
     }
 
     fn sequences_alive(&self) -> usize {

@@ -87,6 +87,16 @@ pub enum EngineEvent {
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<EngineEvent, EngineError>> + Send>>;
 
+/// True while the engine still holds a submitted sequence (dropping its events does not free it at once:
+/// mistral.rs notices a gone receiver only at the sequence's next token).
+pub type EngineHold = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// A submitted sequence: its events, and whether the engine still holds it.
+pub struct Submitted {
+    pub events: EventStream,
+    pub held: EngineHold,
+}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum EngineError {
     /// The engine refused the request's content (e.g. its chat template failed on these messages).
@@ -127,7 +137,7 @@ pub trait Engine: Send + Sync {
     async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError>;
 
     /// Submits one sequence; events arrive as the engine produces them.
-    async fn generate(&self, request: GenerationRequest) -> Result<EventStream, EngineError>;
+    async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError>;
 
     /// Sequences the engine still holds (finished or cancelled ones drop out once the engine frees them).
     fn sequences_alive(&self) -> usize;

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+
+use crate::engine::EngineHold;
 use futures::FutureExt;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -57,21 +59,72 @@ pub struct Admission {
     shared: Arc<Shared>,
 }
 
-/// A request's right to run: its sequences' slots, released on drop.
-#[derive(Debug)]
+/// A request's right to run: its sequences' slots, released on drop, or, while the engine still holds
+/// one of its sequences, as soon as it lets go.
 pub struct AdmissionPermit {
-    _slots: OwnedSemaphorePermit,
+    slots: Option<OwnedSemaphorePermit>,
     shared: Arc<Shared>,
     abort: watch::Receiver<bool>,
+    engine_holds: Vec<EngineHold>,
 }
+
+impl std::fmt::Debug for AdmissionPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmissionPermit")
+            .field("engine_holds", &self.engine_holds.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often a released request checks whether the engine has freed its sequences.
+const ENGINE_RELEASE_POLL: Duration = Duration::from_millis(10);
+/// The longest a slot waits for the engine; past it the slot is freed anyway (and a warning logged), so
+/// an engine that never lets go cannot leak slots.
+const ENGINE_RELEASE_LIMIT: Duration = Duration::from_secs(120);
 
 impl Drop for AdmissionPermit {
     fn drop(&mut self) {
-        self.shared.running.fetch_sub(1, Ordering::SeqCst);
+        let holds = std::mem::take(&mut self.engine_holds);
+        let slots = self.slots.take();
+        let shared = Arc::clone(&self.shared);
+        let release = move || {
+            drop(slots);
+            shared.running.fetch_sub(1, Ordering::SeqCst);
+        };
+        if !holds.iter().any(|held| held()) {
+            return release();
+        }
+        // mistral.rs notices a dropped receiver only at that sequence's next step. Until then the sequence
+        // occupies the engine, so the slot stays taken: the engine never holds more than --max-num-seqs
+        // sequences, and waiting requests queue here (bounded, with keep-alives) instead of piling up
+        // behind cancelled sequences inside the engine.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let started = tokio::time::Instant::now();
+                    while holds.iter().any(|held| held()) {
+                        if started.elapsed() > ENGINE_RELEASE_LIMIT {
+                            tracing::warn!(
+                                "the engine did not free a cancelled sequence: slot released"
+                            );
+                            break;
+                        }
+                        tokio::time::sleep(ENGINE_RELEASE_POLL).await;
+                    }
+                    release();
+                });
+            }
+            Err(_) => release(),
+        }
     }
 }
 
 impl AdmissionPermit {
+    /// Keeps the slot taken until the engine has freed this sequence too.
+    pub fn also_hold(&mut self, held: EngineHold) {
+        self.engine_holds.push(held);
+    }
+
     /// Resolves when the server ends every request (it never resolves otherwise).
     pub async fn aborted(&mut self) {
         if self.abort.wait_for(|aborted| *aborted).await.is_err() {
@@ -147,9 +200,10 @@ impl Admission {
         }
         shared.running.fetch_add(1, Ordering::SeqCst);
         Ok(AdmissionPermit {
-            _slots: slots,
+            slots: Some(slots),
             shared: Arc::clone(shared),
             abort: shared.abort.subscribe(),
+            engine_holds: Vec::new(),
         })
     }
 
@@ -286,6 +340,30 @@ mod tests {
         let permit = queued.await.unwrap();
         assert_eq!((gate.requests_running(), gate.requests_waiting()), (1, 0));
         drop(permit);
+        assert!(matches!(
+            gate.admit_or_defer(1, Duration::from_millis(20)).await,
+            Ok(Admitted::Now(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_slot_stays_taken_until_the_engine_frees_the_sequence() {
+        let gate = admission(1, 1, None);
+        let engine_holds = Arc::new(AtomicBool::new(true));
+        let mut permit = gate.admit(1).await.unwrap();
+        let held = Arc::clone(&engine_holds);
+        permit.also_hold(Box::new(move || held.load(Ordering::SeqCst)));
+        drop(permit);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(gate.requests_running(), 1);
+        assert!(gate
+            .admit_or_defer(1, Duration::from_millis(20))
+            .await
+            .is_ok_and(|admitted| matches!(admitted, Admitted::Queued(_))));
+        engine_holds.store(false, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(1), gate.idle())
+            .await
+            .unwrap();
         assert!(matches!(
             gate.admit_or_defer(1, Duration::from_millis(20)).await,
             Ok(Admitted::Now(_))

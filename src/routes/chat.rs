@@ -47,7 +47,7 @@ pub async fn create_chat_completion(
 ) -> Result<HttpResponse, ApiError> {
     let chat = validate::chat(body.into_inner())?;
     let model = state.models.resolve(chat.generation.model.as_deref())?;
-    log.set_model(&model.name);
+    log.set_model(&model.name, &model.version);
     super::check_images(&model, chat.has_images)?;
     let planned = super::plan(
         model.clone(),

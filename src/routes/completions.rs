@@ -46,7 +46,7 @@ pub async fn create_completion(
     let completion = validate::completion(body.into_inner())?;
     let generation = completion.generation;
     let model = state.models.resolve(generation.model.as_deref())?;
-    log.set_model(&model.name);
+    log.set_model(&model.name, &model.version);
     let prompts = completion
         .prompts
         .iter()

@@ -115,12 +115,13 @@ impl PlannedGeneration {
         self.choices.len()
     }
 
-    /// Submits every choice under an admission permit.
-    async fn submit(self, permit: AdmissionPermit) -> Result<Started, ApiError> {
+    /// Submits every choice under an admission permit, which then also covers the engine's hold on each
+    /// sequence: the slot is free only once the engine has really let go of it.
+    async fn submit(self, mut permit: AdmissionPermit) -> Result<Started, ApiError> {
         self.log.admitted();
         let mut sources = Vec::with_capacity(self.choices.len());
         for (index, (prompt, max_tokens)) in self.choices.into_iter().enumerate() {
-            let events = self
+            let submitted = self
                 .model
                 .engine
                 .generate(GenerationRequest {
@@ -130,9 +131,10 @@ impl PlannedGeneration {
                     stop: self.generation.stop.clone(),
                 })
                 .await?;
+            permit.also_hold(submitted.held);
             sources.push(ChoiceSource {
                 index,
-                events,
+                events: submitted.events,
                 stop: self.generation.stop.clone(),
             });
         }

@@ -11,8 +11,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::engine::{
-    Engine, EngineError, EngineEvent, EngineFinish, EventStream, GenerationRequest, ModelInfo,
-    Prompt,
+    Engine, EngineError, EngineEvent, EngineFinish, GenerationRequest, ModelInfo, Prompt, Submitted,
 };
 use crate::server::{app, AppState};
 
@@ -33,15 +32,18 @@ impl Engine for ScriptedEngine {
     async fn count_prompt_tokens(&self, _: &Prompt) -> Result<usize, EngineError> {
         Ok(self.prompt_tokens)
     }
-    async fn generate(&self, request: GenerationRequest) -> Result<EventStream, EngineError> {
+    async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
         self.requests.lock().unwrap().push(request);
         let (script, delay) = (self.script.clone(), self.delay);
-        Ok(Box::pin(async_stream::stream! {
-            tokio::time::sleep(delay).await;
-            for event in script {
-                yield event;
-            }
-        }))
+        Ok(Submitted {
+            events: Box::pin(async_stream::stream! {
+                tokio::time::sleep(delay).await;
+                for event in script {
+                    yield event;
+                }
+            }),
+            held: Box::new(|| false),
+        })
     }
     fn sequences_alive(&self) -> usize {
         0

@@ -10,8 +10,12 @@ use serde_json::json;
 
 use crate::common::{cache_dir, client, get_json, wait_ready};
 
-/// Starts `llmserve` on a free port with the default model; returns the child and its address.
-fn spawn_server(extra: &[&str]) -> (Child, SocketAddr) {
+/// Every stdout line of a spawned server, as it is written.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts `llmserve` on a free port with the default model and JSON logs; returns the child, its address
+/// and its log lines.
+pub fn spawn_server(extra: &[&str]) -> (Child, SocketAddr, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llmserve"))
         .args(["--port", "0", "--log-format", "json", "--cache-dir"])
         .arg(cache_dir())
@@ -22,9 +26,12 @@ fn spawn_server(extra: &[&str]) -> (Child, SocketAddr) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Lines::default();
+    let kept = lines.clone();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            kept.lock().unwrap().push(line.clone());
             if let Some(address) = line
                 .contains("listening")
                 .then(|| serde_json::from_str::<serde_json::Value>(&line).ok())
@@ -40,10 +47,10 @@ fn spawn_server(extra: &[&str]) -> (Child, SocketAddr) {
         .recv_timeout(Duration::from_secs(60))
         .expect("the server logs its address");
     wait_ready(addr);
-    (child, addr)
+    (child, addr, lines)
 }
 
-fn signal(child: &Child, name: &str) {
+pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -51,7 +58,7 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
+pub fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -100,7 +107,7 @@ async fn read_all(
 
 #[tokio::test]
 async fn sigterm_drains_running_streams_refuses_new_work_and_exits_0() {
-    let (mut child, addr) = spawn_server(&["--drain-timeout", "60"]);
+    let (mut child, addr, _) = spawn_server(&["--drain-timeout", "60"]);
     let base = format!("http://{addr}");
     let mut streams = Vec::new();
     for _ in 0..3 {
@@ -147,7 +154,7 @@ async fn sigterm_drains_running_streams_refuses_new_work_and_exits_0() {
 
 #[tokio::test]
 async fn a_second_signal_ends_the_rest_with_an_error_event_and_done() {
-    let (mut child, addr) = spawn_server(&["--drain-timeout", "120"]);
+    let (mut child, addr, _) = spawn_server(&["--drain-timeout", "120"]);
     let base = format!("http://{addr}");
     let stream = open_stream(&base, 4000).await;
     signal(&child, "TERM");

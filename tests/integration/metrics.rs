@@ -98,16 +98,17 @@ async fn metrics_count_real_traffic_exactly() {
 
     // The disconnect is recorded when the server notices the closed connection.
     let deadline = Instant::now() + Duration::from_secs(30);
+    // The gauges are read at scrape time, so the scrape after that is the one to check.
     let text = loop {
         let text = scrape(&format!("{base}/metrics")).await;
-        if sample(
+        let disconnects = sample(
             &text,
             "llmserve_client_disconnects_total",
             &[("model", model)],
-        ) == Some(1.0)
-            || Instant::now() > deadline
-        {
-            break text;
+        );
+        let running = sample(&text, "llmserve_requests_running", &[("model", model)]);
+        if (disconnects == Some(1.0) && running == Some(0.0)) || Instant::now() > deadline {
+            break scrape(&format!("{base}/metrics")).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
