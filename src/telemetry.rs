@@ -58,6 +58,8 @@ struct RequestFacts {
     first_token_after: Option<Duration>,
     /// Time from arrival to holding a slot (validation and prompt counting included).
     admitted_after: Option<Duration>,
+    /// Time from arrival to the first sequence handed to the engine.
+    submitted_after: Option<Duration>,
     last_token_at: Option<Instant>,
 }
 
@@ -118,6 +120,13 @@ impl RequestLog {
     pub fn admitted(&self) {
         let elapsed = self.started.elapsed();
         self.update(|facts| facts.admitted_after = Some(elapsed));
+    }
+    /// Records when the first sequence went to the engine (the engine's own TTFT starts here).
+    pub fn submitted(&self) {
+        let elapsed = self.started.elapsed();
+        self.update(|facts| {
+            facts.submitted_after.get_or_insert(elapsed);
+        });
     }
     /// Records generated tokens as they reach the response: the first sets the time to first token,
     /// later ones the inter-token latency.
@@ -336,6 +345,11 @@ impl Drop for LogLine {
         let duration_ms = duration.as_secs_f64() * 1000.0;
         let ttft_ms = facts.first_token_after.map(|d| d.as_secs_f64() * 1000.0);
         let queue_ms = facts.admitted_after.map(|d| d.as_secs_f64() * 1000.0);
+        // What the engine itself took to the first token; ttft_ms minus this is our overhead.
+        let engine_ttft_ms = facts
+            .first_token_after
+            .zip(facts.submitted_after)
+            .map(|(first, submitted)| first.saturating_sub(submitted).as_secs_f64() * 1000.0);
         let _entered = self.span.enter();
         // Probes run every few seconds: they stay out of the info log.
         if self.path.starts_with("/health") {
@@ -354,6 +368,7 @@ impl Drop for LogLine {
             error = facts.error,
             queue_ms,
             ttft_ms,
+            engine_ttft_ms,
             duration_ms,
             client_disconnected = !self.completed,
             "request"

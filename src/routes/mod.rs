@@ -119,6 +119,7 @@ impl PlannedGeneration {
     /// sequence: the slot is free only once the engine has really let go of it.
     async fn submit(self, mut permit: AdmissionPermit) -> Result<Started, ApiError> {
         self.log.admitted();
+        self.log.submitted();
         let mut sources = Vec::with_capacity(self.choices.len());
         for (index, (prompt, max_tokens)) in self.choices.into_iter().enumerate() {
             let submitted = self

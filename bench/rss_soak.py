@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Memory over many requests: starts llmserve, sends N short chat requests from C clients, and samples the
+server's RSS from /proc every N/20 requests; prints the samples, the peak and the end, and the growth
+between the first and the last quarter (flat means no leak).
+
+  python3 bench/rss_soak.py [--requests 10000] [--concurrency 8] [-- extra llmserve flags]
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+CACHE = os.environ.get("LLMSERVE_CACHE_DIR", os.path.expanduser("~/.cache/llmserve"))
+TOPICS = ["the sea", "trains", "the moon", "a garden", "winter", "bridges", "a market", "rivers"]
+
+
+def rss_mb(pid, key="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=10000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=2)
+    parser.add_argument("flags", nargs="*", help="extra llmserve flags (after --)")
+    args = parser.parse_args()
+    binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target")), "release", "llmserve")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, RUST_LOG="warn")
+    server = subprocess.Popen([binary, "--port", str(port), *args.flags], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            urllib.request.urlopen(base + "/health/ready", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    samples = [(0, rss_mb(server.pid))]
+    lock, done, failed = threading.Lock(), [0], [0]
+    every = max(1, args.requests // 20)
+    started = time.time()
+
+    def client(worker):
+        while True:
+            with lock:
+                if done[0] + failed[0] >= args.requests:
+                    return
+                seq = done[0] + failed[0] + worker
+            body = json.dumps({"messages": [{"role": "user", "content": f"{seq}: one word about {TOPICS[seq % 8]}"}],
+                               "max_tokens": args.max_tokens, "temperature": 0.7,
+                               "stream": seq % 2 == 0}).encode()
+            request = urllib.request.Request(base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=300) as response:
+                    response.read()
+                ok = True
+            except OSError:
+                ok = False
+            with lock:
+                if ok:
+                    done[0] += 1
+                else:
+                    failed[0] += 1
+                n = done[0] + failed[0]
+                if n % every == 0:
+                    samples.append((n, rss_mb(server.pid)))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(args.concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.time() - started
+    peak, end = rss_mb(server.pid, "VmHWM"), rss_mb(server.pid)
+    server.terminate()
+    server.wait()
+    print(f"{done[0]} requests ok, {failed[0]} failed, in {elapsed:.0f} s ({done[0] / elapsed:.1f} req/s)")
+    print("requests  RSS (MB)")
+    for n, mb in samples:
+        print(f"{n:>8}  {mb:.0f}")
+    quarter = max(1, len(samples) // 4)
+    first = sum(mb for _, mb in samples[1:1 + quarter]) / quarter
+    last = sum(mb for _, mb in samples[-quarter:]) / quarter
+    print(f"peak {peak:.0f} MB, end {end:.0f} MB, mean of the last quarter - mean of the first: {last - first:+.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
