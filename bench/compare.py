@@ -4,7 +4,7 @@
 Each server is started on the same GGUF file (SHA-256 recorded) with the same number of sequence slots,
 warmed up, swept over closed-loop concurrency levels with bench/llmbench.py, and stopped; repetitions are
 interleaved (A, B, C, A, B, C) so that drift on a shared machine hits every server alike. Peak RSS and CPU
-seconds come from /proc; cold start is process start to the first 200 from GET /v1/models.
+seconds come from /proc; cold start is process start to the first non-empty GET /v1/models.
 
 Peers are built once, outside CI (bench/build-peers.sh says how); a peer whose binary is missing is skipped.
 
@@ -98,7 +98,8 @@ def wait_ready(port, proc, limit=600):
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
-                if r.status == 200:
+                # llmserve answers 200 with an empty list while its model loads.
+                if r.status == 200 and json.load(r).get("data"):
                     return time.perf_counter() - started
         except OSError:
             pass

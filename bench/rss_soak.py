@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Memory over many requests: starts llmserve, sends N short chat requests from C clients, and samples the
+"""Memory over many requests: starts llmserve, sends N short requests (chat and completions, streamed and
+not) from C clients, and samples the
 server's RSS from /proc every N/20 requests; prints the samples, the peak and the end, and the growth
 between the first and the last quarter (flat means no leak).
 
@@ -57,10 +58,16 @@ def main():
                 if done[0] + failed[0] >= args.requests:
                     return
                 seq = done[0] + failed[0] + worker
-            body = json.dumps({"messages": [{"role": "user", "content": f"{seq}: one word about {TOPICS[seq % 8]}"}],
-                               "max_tokens": args.max_tokens, "temperature": 0.7,
-                               "stream": seq % 2 == 0}).encode()
-            request = urllib.request.Request(base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            # Alternating chat and completions, streamed and not; completions prompts are a few tokens so
+            # that 10,000 requests fit in minutes on 2 cores.
+            if seq % 4 < 2:
+                path, payload = "/v1/completions", {"prompt": f"{seq} {TOPICS[seq % 8]}"}
+            else:
+                path, payload = "/v1/chat/completions", {
+                    "messages": [{"role": "user", "content": f"{seq}: one word about {TOPICS[seq % 8]}"}]}
+            payload.update({"max_tokens": args.max_tokens, "temperature": 0.7, "stream": seq % 2 == 0})
+            request = urllib.request.Request(base + path, json.dumps(payload).encode(),
+                                             {"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=300) as response:
                     response.read()

@@ -17,7 +17,8 @@ pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 /// Seconds between SSE keep-alive comments on an otherwise silent stream (proxies cut ~60 s of silence).
 pub const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 5;
 pub const DEFAULT_PORT: u16 = 8080;
-/// Finished sequences kept for prefix reuse (mistral.rs's default).
+/// Finished sequences kept for prefix reuse with paged attention (mistral.rs's default). Without paged
+/// attention the default is 0: see `Cli::prefix_cache_n`.
 pub const DEFAULT_PREFIX_CACHE_N: usize = 16;
 
 /// llmserve: an OpenAI-compatible LLM server on mistral.rs.
@@ -67,9 +68,11 @@ pub struct Cli {
     pub drain_timeout: u64,
 
     /// Finished sequences whose KV cache the engine keeps to reuse for prompts sharing a prefix; 0 turns
-    /// the prefix cache off.
-    #[arg(long, env = "LLMSERVE_PREFIX_CACHE_N", default_value_t = DEFAULT_PREFIX_CACHE_N)]
-    pub prefix_cache_n: usize,
+    /// the prefix cache off. Default: 16 with paged attention, 0 without (CPU). Without paged attention,
+    /// mistral.rs 0.8.1 schedules a prefix-cache hit in a batch bucket of its own: with shared prompts at
+    /// 16 concurrent streams the default model fell from 28.6 to 4.7 tok/s, and memory grew (docs/benchmarks.md).
+    #[arg(long, env = "LLMSERVE_PREFIX_CACHE_N")]
+    pub prefix_cache_n: Option<usize>,
 
     /// Activation dtype. `auto` is f32 on CPU (candle's f16/bf16 CPU kernels are emulated: the default
     /// model decoded 41 tok/s in f16 and 51 in f32) and mistral.rs's choice on GPUs.
@@ -334,7 +337,11 @@ impl Cli {
             max_queue: self.max_queue,
             queue_timeout: self.queue_timeout.map(Duration::from_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout),
-            prefix_cache_n: self.prefix_cache_n,
+            prefix_cache_n: self.prefix_cache_n.unwrap_or(if paged_attention.is_some() {
+                DEFAULT_PREFIX_CACHE_N
+            } else {
+                0
+            }),
             dtype: self.dtype,
             paged_attention,
             paged_attention_reason,

