@@ -438,10 +438,13 @@ impl Engine for MistralEngine {
             .send(Request::Normal(Box::new(normal)))
             .await
             .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
-        self.submitted
-            .lock()
-            .expect("submitted lock")
-            .push(weak.clone());
+        {
+            // Pruned here too, not only when health or metrics ask: each weak sender keeps its channel's
+            // buffers allocated, which grew memory over thousands of requests.
+            let mut submitted = self.submitted.lock().expect("submitted lock");
+            submitted.retain(|held| held.strong_count() > 0);
+            submitted.push(weak.clone());
+        }
         Ok(Submitted {
             events: event_stream(rx),
             held: Box::new(move || weak.strong_count() > 0),
