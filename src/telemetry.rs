@@ -68,8 +68,6 @@ struct RequestFacts {
     first_token_after: Option<Duration>,
     /// Time from arrival to holding a slot (validation and prompt counting included).
     admitted_after: Option<Duration>,
-    /// Time from arrival to the first sequence handed to the engine.
-    submitted_after: Option<Duration>,
     last_token_at: Option<Instant>,
 }
 
@@ -126,17 +124,11 @@ impl RequestLog {
     pub fn set_error(&self, label: &'static str) {
         self.update(|facts| facts.error = Some(label));
     }
-    /// Records when the request got its slot.
+    /// Records when the request got its slot; its sequences go to the engine right then, so this is also
+    /// where the engine's own time to first token starts.
     pub fn admitted(&self) {
         let elapsed = self.started.elapsed();
         self.update(|facts| facts.admitted_after = Some(elapsed));
-    }
-    /// Records when the first sequence went to the engine (the engine's own TTFT starts here).
-    pub fn submitted(&self) {
-        let elapsed = self.started.elapsed();
-        self.update(|facts| {
-            facts.submitted_after.get_or_insert(elapsed);
-        });
     }
     /// Records generated tokens as they reach the response: the first sets the time to first token,
     /// later ones the inter-token latency.
@@ -358,8 +350,8 @@ impl Drop for LogLine {
         // What the engine itself took to the first token; ttft_ms minus this is our overhead.
         let engine_ttft_ms = facts
             .first_token_after
-            .zip(facts.submitted_after)
-            .map(|(first, submitted)| first.saturating_sub(submitted).as_secs_f64() * 1000.0);
+            .zip(facts.admitted_after)
+            .map(|(first, admitted)| first.saturating_sub(admitted).as_secs_f64() * 1000.0);
         let _entered = self.span.enter();
         // Probes run every few seconds: they stay out of the info log.
         if self.path.starts_with("/health") {

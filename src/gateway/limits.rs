@@ -166,6 +166,20 @@ impl Admission {
         }
     }
 
+    /// The refusal `admit` would give right now without waiting, if any: lets a caller skip work for a
+    /// request that cannot get in. `admit` decides again (the state may change in between).
+    pub fn refuse_early(&self) -> Result<(), GatewayError> {
+        if self.is_draining() {
+            return Err(GatewayError::Draining);
+        }
+        if self.queue_full() {
+            return Err(GatewayError::Overloaded {
+                waiting: self.requests_waiting(),
+            });
+        }
+        Ok(())
+    }
+
     /// Waits (bounded) for slots for `sequences` sequences; refuses at once when the queue is full.
     pub async fn admit(&self, sequences: usize) -> Result<AdmissionPermit, GatewayError> {
         let shared = &self.shared;
@@ -303,6 +317,10 @@ mod tests {
         }
         assert!(gate.queue_full());
         assert_eq!(
+            gate.refuse_early().unwrap_err(),
+            GatewayError::Overloaded { waiting: 1 }
+        );
+        assert_eq!(
             gate.admit(1).await.unwrap_err(),
             GatewayError::Overloaded { waiting: 1 }
         );
@@ -375,6 +393,7 @@ mod tests {
         let gate = admission(2, 2, None);
         let mut permit = gate.admit(1).await.unwrap();
         gate.start_draining();
+        assert_eq!(gate.refuse_early().unwrap_err(), GatewayError::Draining);
         assert_eq!(gate.admit(1).await.unwrap_err(), GatewayError::Draining);
         gate.abort_all();
         tokio::time::timeout(Duration::from_secs(1), permit.aborted())

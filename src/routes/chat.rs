@@ -53,6 +53,7 @@ pub async fn create_chat_completion(
         model.clone(),
         chat.generation.clone(),
         vec![Prompt::Chat(chat.messages)],
+        &state.admission,
         &log,
     )
     .await?;

@@ -53,7 +53,14 @@ pub async fn create_completion(
         .cloned()
         .map(Prompt::Text)
         .collect();
-    let planned = super::plan(model.clone(), generation.clone(), prompts, &log).await?;
+    let planned = super::plan(
+        model.clone(),
+        generation.clone(),
+        prompts,
+        &state.admission,
+        &log,
+    )
+    .await?;
     let prompt_tokens = planned.prompt_tokens;
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();

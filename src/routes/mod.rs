@@ -75,12 +75,16 @@ pub struct PlannedGeneration {
 }
 
 /// Counts every prompt with the engine's own template and tokenizer and fits `max_tokens` to the context.
+/// A request the gate would refuse anyway (queue full, draining) is refused first: counting runs on the
+/// engine thread, which an overloaded server should not spend on requests it turns away.
 pub async fn plan(
     model: Arc<ServedModel>,
     generation: ValidatedGeneration,
     prompts: Vec<Prompt>,
+    admission: &Admission,
     log: &RequestLog,
 ) -> Result<PlannedGeneration, ApiError> {
+    admission.refuse_early()?;
     let counting = std::time::Instant::now();
     let mut choices = Vec::with_capacity(prompts.len());
     let mut prompt_tokens = 0;
@@ -119,7 +123,6 @@ impl PlannedGeneration {
     /// sequence: the slot is free only once the engine has really let go of it.
     async fn submit(self, mut permit: AdmissionPermit) -> Result<Started, ApiError> {
         self.log.admitted();
-        self.log.submitted();
         let mut sources = Vec::with_capacity(self.choices.len());
         for (index, (prompt, max_tokens)) in self.choices.into_iter().enumerate() {
             let submitted = self

@@ -131,6 +131,22 @@ pub async fn get_json(base: &str, path: &str) -> (u16, Value) {
     (status, response.json().await.expect("JSON body"))
 }
 
+/// POSTs a streaming request, asserts its 200, and returns the body as it arrives.
+pub async fn open_sse(
+    base: &str,
+    path: &str,
+    body: &Value,
+) -> impl futures::Stream<Item = reqwest::Result<actix_web::web::Bytes>> {
+    let response = client()
+        .post(format!("{base}{path}"))
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status().as_u16(), 200);
+    response.bytes_stream()
+}
+
 /// The SSE events of a complete streaming response, as the `data:` payloads in order.
 pub async fn post_sse(base: &str, path: &str, body: Value) -> (reqwest::header::HeaderMap, String) {
     let response = client()

@@ -6,7 +6,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::common::{client, start_server};
+use crate::common::{open_sse, start_server};
 
 #[tokio::test]
 async fn two_concurrent_streams_both_progress_before_either_finishes() {
@@ -19,13 +19,7 @@ async fn two_concurrent_streams_both_progress_before_either_finishes() {
         tasks.push(tokio::spawn(async move {
             let body =
                 json!({"prompt": prompt, "max_tokens": 40, "temperature": 0, "stream": true});
-            let response = client()
-                .post(format!("{base}/v1/completions"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let mut events = response.bytes_stream();
+            let mut events = open_sse(&base, "/v1/completions", &body).await;
             while let Some(bytes) = events.next().await {
                 let bytes = bytes.unwrap();
                 if String::from_utf8_lossy(&bytes).contains("\"text\":\"") {

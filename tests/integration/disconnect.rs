@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::common::{client, get_json, post_json, start_server};
+use crate::common::{client, get_json, open_sse, post_json, start_server};
 
 fn count(health: &Value, key: &str) -> u64 {
     health[key].as_u64().unwrap()
@@ -55,14 +55,7 @@ async fn dropped_streams_and_requests_are_cancelled_and_freed() {
     for _ in 0..6 {
         let mut body = long.clone();
         body["stream"] = json!(true);
-        let response = client()
-            .post(format!("{base}/v1/chat/completions"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        streams.push(response.bytes_stream());
+        streams.push(open_sse(&base, "/v1/chat/completions", &body).await);
     }
     // Read a few events from each, so that every sequence is generating.
     for stream in &mut streams {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::common::{cache_dir, client, get_json, wait_ready};
+use crate::common::{cache_dir, client, get_json, open_sse, wait_ready};
 
 /// Every stdout line of a spawned server, as it is written.
 pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
@@ -77,14 +77,7 @@ async fn open_stream(
     max_tokens: u32,
 ) -> impl futures::Stream<Item = reqwest::Result<actix_web::web::Bytes>> {
     let body = json!({"prompt": "1, 2, 3, 4,", "max_tokens": max_tokens, "temperature": 0, "stream": true});
-    let response = client()
-        .post(format!("{base}/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let mut stream = response.bytes_stream();
+    let mut stream = open_sse(base, "/v1/completions", &body).await;
     // Wait for generated text, so that the request is surely running when the signal comes.
     let mut seen = String::new();
     while !seen.contains("\"text\":\"") || seen.matches("data: ").count() < 2 {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::common::{client, model_name, post_json, post_sse, start_server_with_addrs, tool};
+use crate::common::{
+    client, model_name, open_sse, post_json, post_sse, start_server_with_addrs, tool,
+};
 
 const OBSERVABILITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/observability");
 
@@ -86,13 +88,7 @@ async fn metrics_count_real_traffic_exactly() {
     assert_eq!(status, 400);
     // A client that leaves after its first event.
     streamed["max_tokens"] = json!(400);
-    let response = client()
-        .post(format!("{base}/v1/completions"))
-        .json(&streamed)
-        .send()
-        .await
-        .unwrap();
-    let mut events = response.bytes_stream();
+    let mut events = open_sse(&base, "/v1/completions", &streamed).await;
     events.next().await.unwrap().unwrap();
     drop(events);
 
