@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine too: Python SDK environment, default model (fetched on first use
+# The whole test suite, on a fresh machine too: Python and Node SDK environments, default model (fetched on first use
 # by the test harness), unit and integration tests against the real engine, then a type-check of the `cuda`
 # build (LLMSERVE_SKIP_CUDA_CHECK=1 skips it; it needs no GPU).
 # Build artifacts and the model cache live outside the clone, so later runs reuse them.
@@ -9,6 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/llmserve/target}"
 export LLMSERVE_CACHE_DIR="${LLMSERVE_CACHE_DIR:-$HOME/.cache/llmserve}"
 scripts/python-env.sh
 scripts/test-tools.sh
+scripts/node-env.sh
 cargo test --release --locked "$@"
 if [ "${LLMSERVE_SKIP_CUDA_CHECK:-0}" != 1 ] && [ $# -eq 0 ]; then
   scripts/check-cuda.sh

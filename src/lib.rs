@@ -49,6 +49,7 @@ pub mod server;
 pub mod stop;
 pub mod stream;
 pub mod telemetry;
+pub mod tools;
 pub mod validate;
 
 pub use server::{app, start, RunningServer};

@@ -18,6 +18,8 @@ use crate::routes;
         routes::completions::create_completion,
         routes::models::list_models,
         routes::models::retrieve_model,
+        routes::tokenize::tokenize,
+        routes::tokenize::detokenize,
         routes::health::live,
         routes::health::ready,
         routes::health::startup,
@@ -26,6 +28,7 @@ use crate::routes;
     tags(
         (name = "OpenAI", description = "The OpenAI-compatible API"),
         (name = "Health", description = "Probes for load balancers and Kubernetes"),
+        (name = "Tokenizer", description = "The served model's tokenizer (vLLM's endpoints)"),
         (name = "Operations", description = "Prometheus metrics"),
     )
 )]

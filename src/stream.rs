@@ -15,7 +15,9 @@ use futures::stream::{select_all, BoxStream};
 use futures::{Stream, StreamExt};
 
 use crate::api::common::{FinishReason, Usage};
-use crate::engine::{EngineError, EngineEvent, EngineFinish, EventStream};
+use std::collections::VecDeque;
+
+use crate::engine::{EngineError, EngineEvent, EngineFinish, EventStream, TokenLogprob};
 use crate::error::ApiError;
 use crate::gateway::limits::{AdmissionPermit, GatewayError};
 use crate::stop::StopFilter;
@@ -39,6 +41,8 @@ pub enum ChoiceEvent {
         text: String,
         /// Sampled tokens this text covers (text held back by the stop filter counts with the next).
         tokens: usize,
+        /// The log probabilities of the tokens behind this text, when the request asked for them.
+        logprobs: Vec<TokenLogprob>,
     },
     Finished {
         index: usize,
@@ -55,6 +59,48 @@ fn finish_reason(reason: EngineFinish) -> FinishReason {
     }
 }
 
+/// Token logprobs waiting for their text to pass the stop filter. A token is released once all its bytes
+/// have been emitted; tokens in (or straddling) a cut stop string are dropped with it.
+#[derive(Default)]
+struct HeldLogprobs {
+    tokens: VecDeque<TokenLogprob>,
+    /// Bytes of the front token already released with earlier text.
+    front_released: usize,
+}
+
+impl HeldLogprobs {
+    fn release(&mut self, mut emitted: usize) -> Vec<TokenLogprob> {
+        let mut released = Vec::new();
+        while emitted > 0 {
+            let Some(front) = self.tokens.front() else {
+                break;
+            };
+            let remaining = front
+                .sampled
+                .bytes
+                .len()
+                .saturating_sub(self.front_released);
+            if remaining > emitted {
+                // The token straddles the end of this text: it goes out with the text after.
+                self.front_released += emitted;
+                break;
+            }
+            emitted -= remaining;
+            self.front_released = 0;
+            released.extend(self.tokens.pop_front());
+        }
+        // Tokens with no bytes of their own (special tokens) travel with the text before them.
+        while self
+            .tokens
+            .front()
+            .is_some_and(|t| t.sampled.bytes.is_empty())
+        {
+            released.extend(self.tokens.pop_front());
+        }
+        released
+    }
+}
+
 /// One choice's engine events with stop sequences cut out and tokens counted.
 fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
     let ChoiceSource {
@@ -62,14 +108,16 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
         mut events,
         stop,
     } = source;
+    let has_stops = !stop.is_empty();
     Box::pin(async_stream::stream! {
         let mut filter = StopFilter::new(stop);
+        let mut held = HeldLogprobs::default();
         let mut tokens = 0usize;
         let mut unsent_tokens = 0usize;
         let mut events_after_stop: Option<usize> = None;
         while let Some(event) = events.next().await {
             match event {
-                Ok(EngineEvent::Text { text, tokens: n }) => {
+                Ok(EngineEvent::Text { text, tokens: n, logprobs }) => {
                     if let Some(seen) = events_after_stop.as_mut() {
                         *seen += 1;
                         if *seen > EVENTS_AFTER_STOP_MATCH {
@@ -80,9 +128,20 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                     }
                     tokens += n;
                     unsent_tokens += n;
+                    held.tokens.extend(logprobs);
                     let filtered = filter.push(&text);
-                    if !filtered.emit.is_empty() {
-                        yield ChoiceEvent::Text { index, text: filtered.emit, tokens: std::mem::take(&mut unsent_tokens) };
+                    let logprobs = if has_stops {
+                        held.release(filtered.emit.len())
+                    } else {
+                        held.tokens.drain(..).collect()
+                    };
+                    if !filtered.emit.is_empty() || !logprobs.is_empty() {
+                        yield ChoiceEvent::Text {
+                            index,
+                            text: filtered.emit,
+                            tokens: std::mem::take(&mut unsent_tokens),
+                            logprobs,
+                        };
                     }
                     if filtered.stopped {
                         events_after_stop = Some(0);
@@ -93,8 +152,9 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                         FinishReason::Stop
                     } else {
                         let rest = filter.flush();
-                        if !rest.is_empty() {
-                            yield ChoiceEvent::Text { index, text: rest, tokens: unsent_tokens };
+                        let logprobs: Vec<TokenLogprob> = held.tokens.drain(..).collect();
+                        if !rest.is_empty() || !logprobs.is_empty() {
+                            yield ChoiceEvent::Text { index, text: rest, tokens: unsent_tokens, logprobs };
                         }
                         finish_reason(reason)
                     };
@@ -121,12 +181,13 @@ pub fn merged_choices(sources: Vec<ChoiceSource>) -> impl Stream<Item = ChoiceEv
     select_all(sources.into_iter().map(choice_events))
 }
 
-/// How one endpoint writes its chunks (chat and completions differ only here).
+/// How one endpoint writes its chunks (chat and completions differ only here). Each method returns the
+/// JSON of zero or more chunks: a format may hold text back (a tool call's head) or split it.
 pub trait ChunkFormat: Send + 'static {
     /// The first event of a choice, before any generated text (chat: the role; completions: an echo).
-    fn opening(&self, index: usize) -> Option<String>;
-    fn text(&self, index: usize, text: String) -> String;
-    fn finish(&self, index: usize, reason: FinishReason) -> String;
+    fn opening(&mut self, index: usize) -> Vec<String>;
+    fn text(&mut self, index: usize, text: String, logprobs: Vec<TokenLogprob>) -> Vec<String>;
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String>;
     /// The extra chunk with empty `choices` and the totals (`stream_options.include_usage`).
     fn usage(&self, usage: Usage) -> String;
 }
@@ -163,7 +224,7 @@ fn error_events(error: ApiError, log: &RequestLog) -> [Bytes; 2] {
 /// The SSE body for a request, ending in `data: [DONE]` whatever happens. `start` resolves once the
 /// request holds a slot and its sequences are submitted; until then the body sends only keep-alives.
 pub fn sse_body<F: ChunkFormat>(
-    format: F,
+    mut format: F,
     start: BoxFuture<'static, Result<Started, ApiError>>,
     settings: StreamSettings,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
@@ -188,7 +249,7 @@ pub fn sse_body<F: ChunkFormat>(
             }
         };
         for index in 0..sources.len() {
-            if let Some(opening) = format.opening(index) {
+            for opening in format.opening(index) {
                 yield Ok(data_event(&opening));
             }
         }
@@ -205,15 +266,20 @@ pub fn sse_body<F: ChunkFormat>(
                     continue;
                 }
                 Some(Ok(None)) => break,
-                Some(Ok(Some(ChoiceEvent::Text { index, text, tokens }))) => {
+                Some(Ok(Some(ChoiceEvent::Text { index, text, tokens, logprobs }))) => {
                     log.tokens_arrived(tokens);
-                    yield Ok(data_event(&format.text(index, text)));
+                    for chunk in format.text(index, text, logprobs) {
+                        yield Ok(data_event(&chunk));
+                    }
                     continue;
                 }
                 Some(Ok(Some(ChoiceEvent::Finished { index, reason, completion_tokens: n }))) => {
                     completion_tokens += n;
                     log.set_finish_reason(reason.as_str());
-                    yield Ok(data_event(&format.finish(index, reason)));
+                    let chunks = format.finish(index, reason);
+                    for chunk in chunks {
+                        yield Ok(data_event(&chunk));
+                    }
                     continue;
                 }
                 Some(Ok(Some(ChoiceEvent::Failed(error)))) => ApiError::from(error),
@@ -248,7 +314,15 @@ pub fn sse_response(
 pub struct CollectedChoice {
     pub index: usize,
     pub text: String,
+    pub logprobs: Vec<TokenLogprob>,
     pub finish_reason: FinishReason,
+}
+
+impl CollectedChoice {
+    /// The sum of the sampled tokens' log probabilities (`best_of` ranks choices by it).
+    pub fn total_logprob(&self) -> f32 {
+        self.logprobs.iter().map(|t| t.sampled.logprob).sum()
+    }
 }
 
 /// Runs every choice to its end for a non-streaming answer; returns the choices in index order and the
@@ -265,6 +339,7 @@ pub async fn collect(
         .map(|index| CollectedChoice {
             index,
             text: String::new(),
+            logprobs: Vec::new(),
             finish_reason: FinishReason::Stop,
         })
         .collect();
@@ -281,9 +356,11 @@ pub async fn collect(
                 index,
                 text,
                 tokens,
+                logprobs,
             }) => {
                 log.tokens_arrived(tokens);
                 choices[index].text.push_str(&text);
+                choices[index].logprobs.extend(logprobs);
             }
             Some(ChoiceEvent::Finished {
                 index,
@@ -313,6 +390,7 @@ mod tests {
         Ok(EngineEvent::Text {
             text: t.into(),
             tokens: 1,
+            logprobs: Vec::new(),
         })
     }
 
@@ -338,12 +416,14 @@ mod tests {
                 ChoiceEvent::Text {
                     index: 0,
                     text: "Hello".into(),
-                    tokens: 1
+                    tokens: 1,
+                    logprobs: vec![]
                 },
                 ChoiceEvent::Text {
                     index: 0,
                     text: " ".into(),
-                    tokens: 1
+                    tokens: 1,
+                    logprobs: vec![]
                 },
                 ChoiceEvent::Finished {
                     index: 0,

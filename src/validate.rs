@@ -2,11 +2,16 @@
 //!
 //! Messages name the field, the bound and the value, so that a client can fix its request from the text.
 
-use crate::api::chat::{ChatCompletionRequest, ChatMessage, MessageContent};
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::api::chat::{ChatCompletionRequest, ChatMessage, ContentPart, MessageContent};
 use crate::api::common::StopSequences;
 use crate::api::completions::{CompletionRequest, PromptInput};
-use crate::engine::{PromptMessage, Role, Sampling};
+use crate::engine::{ModelInfo, OutputConstraint, PromptMessage, Role, Sampling};
 use crate::error::ValidationError;
+use crate::tools::{self, ToolSetup};
 
 /// OpenAI allows at most 4 stop sequences.
 pub const MAX_STOP_SEQUENCES: usize = 4;
@@ -14,6 +19,15 @@ pub const MAX_STOP_SEQUENCES: usize = 4;
 pub const DEFAULT_COMPLETION_MAX_TOKENS: usize = 16;
 /// Prompts one completions request may carry (each becomes its own choice).
 pub const MAX_PROMPTS_PER_REQUEST: usize = 64;
+/// Sequences one request may generate: prompts × `n` (or × `best_of`).
+pub const MAX_SEQUENCES_PER_REQUEST: usize = 64;
+/// OpenAI's bounds: `top_logprobs` for chat, `logprobs` for completions, entries of `logit_bias`.
+pub const MAX_TOP_LOGPROBS: i64 = 20;
+pub const MAX_COMPLETION_LOGPROBS: i64 = 5;
+pub const MAX_LOGIT_BIAS_ENTRIES: usize = 300;
+/// Images per request, and bytes per decoded image.
+pub const MAX_IMAGES: usize = 8;
+pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
 
 /// What every generation request shares once validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +40,35 @@ pub struct ValidatedGeneration {
     pub stop: Vec<String>,
     pub stream: bool,
     pub include_usage: bool,
+    /// Choices per prompt that the client gets back.
+    pub n: usize,
+    /// Choices generated per prompt (completions' `best_of`; otherwise `n`).
+    pub generated: usize,
+    pub seed: Option<u64>,
+    pub logit_bias: Vec<(u32, f32)>,
+    /// `Some(k)`: log probabilities with `k` alternatives per token.
+    pub logprobs: Option<usize>,
+    pub constraint: Option<OutputConstraint>,
+}
+
+impl ValidatedGeneration {
+    /// Checks what depends on the model: token ids in `logit_bias`.
+    pub fn check_against(&self, model: &ModelInfo) -> Result<(), ValidationError> {
+        if let Some((token, _)) = self
+            .logit_bias
+            .iter()
+            .find(|(token, _)| *token as usize >= model.vocab_size)
+        {
+            return Err(ValidationError::invalid(
+                "logit_bias",
+                format!(
+                    "`logit_bias` key {token} is not a token id of this model (0..{})",
+                    model.vocab_size
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +77,7 @@ pub struct ValidatedChat {
     pub messages: Vec<PromptMessage>,
     /// Whether any message carried an `image_url` part (served only by vision models).
     pub has_images: bool,
+    pub tools: Option<ToolSetup>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +85,8 @@ pub struct ValidatedCompletion {
     pub generation: ValidatedGeneration,
     pub prompts: Vec<String>,
     pub echo: bool,
+    /// Text after the insertion point (fill in the middle).
+    pub suffix: Option<String>,
 }
 
 fn range_f64(
@@ -74,7 +120,7 @@ struct CommonParams {
     include_usage: Option<bool>,
     n: Option<i64>,
     seed: Option<i64>,
-    logit_bias_len: usize,
+    logit_bias: Option<HashMap<String, Value>>,
 }
 
 fn common(p: CommonParams) -> Result<ValidatedGeneration, ValidationError> {
@@ -136,33 +182,23 @@ fn common(p: CommonParams) -> Result<ValidatedGeneration, ValidationError> {
             "`stop` sequences must not be empty",
         ));
     }
-    match p.n {
-        None | Some(1) => {}
+    let n = match p.n {
+        None => 1,
         Some(n) if n < 1 => {
             return Err(ValidationError::invalid(
                 "n",
                 format!("`n` must be at least 1, got {n}"),
             ))
         }
-        Some(n) => {
-            return Err(ValidationError::unsupported(
+        Some(n) if n as usize > MAX_SEQUENCES_PER_REQUEST => {
+            return Err(ValidationError::invalid(
                 "n",
-                format!("`n` > 1 is not supported by this server yet, got {n}"),
+                format!("`n` must be at most {MAX_SEQUENCES_PER_REQUEST}, got {n}"),
             ))
         }
-    }
-    if p.seed.is_some() && temperature > 0.0 {
-        return Err(ValidationError::unsupported(
-            "seed",
-            "`seed` is only supported with `temperature: 0` so far (seeded sampling is not served yet)",
-        ));
-    }
-    if p.logit_bias_len > 0 {
-        return Err(ValidationError::unsupported(
-            "logit_bias",
-            "`logit_bias` is not supported by this server yet",
-        ));
-    }
+        Some(n) => n as usize,
+    };
+    let logit_bias = parse_logit_bias(p.logit_bias)?;
     let stream = p.stream.unwrap_or(false);
     Ok(ValidatedGeneration {
         model: p.model,
@@ -180,10 +216,164 @@ fn common(p: CommonParams) -> Result<ValidatedGeneration, ValidationError> {
         stream,
         // `stream_options` with `stream: false` is accepted and ignored, as OpenAI does.
         include_usage: stream && p.include_usage.unwrap_or(false),
+        n,
+        generated: n,
+        // Any integer is a seed; negative ones are taken as their two's-complement bits.
+        seed: p.seed.map(|s| s as u64),
+        logit_bias,
+        logprobs: None,
+        constraint: None,
     })
 }
 
-fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, bool), ValidationError> {
+fn parse_logit_bias(
+    bias: Option<HashMap<String, Value>>,
+) -> Result<Vec<(u32, f32)>, ValidationError> {
+    let bias = bias.unwrap_or_default();
+    if bias.len() > MAX_LOGIT_BIAS_ENTRIES {
+        return Err(ValidationError::invalid(
+            "logit_bias",
+            format!(
+                "`logit_bias` takes at most {MAX_LOGIT_BIAS_ENTRIES} entries, got {}",
+                bias.len()
+            ),
+        ));
+    }
+    let mut parsed: Vec<(u32, f32)> = bias
+        .into_iter()
+        .map(|(key, value)| {
+            let token: u32 = key.trim().parse().map_err(|_| {
+                ValidationError::invalid(
+                    "logit_bias",
+                    format!(
+                        "`logit_bias` keys must be token ids (non-negative integers), got `{key}`"
+                    ),
+                )
+            })?;
+            let bias = value
+                .as_f64()
+                .filter(|b| (-100.0..=100.0).contains(b))
+                .ok_or_else(|| {
+                    ValidationError::invalid(
+                        "logit_bias",
+                        format!(
+                            "`logit_bias[{key}]` must be a number from -100 to 100, got {value}"
+                        ),
+                    )
+                })?;
+            Ok((token, bias as f32))
+        })
+        .collect::<Result<_, ValidationError>>()?;
+    parsed.sort_by_key(|(token, _)| *token);
+    Ok(parsed)
+}
+
+/// `response_format` → a constraint; `text` (or nothing) is none.
+fn response_format(format: Option<&Value>) -> Result<Option<OutputConstraint>, ValidationError> {
+    let Some(format) = format.filter(|f| !f.is_null()) else {
+        return Ok(None);
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(OutputConstraint::JsonSchema(
+            json!({"type": "object"}),
+        ))),
+        Some("json_schema") => {
+            let spec = format
+                .get("json_schema")
+                .filter(|s| s.is_object())
+                .ok_or_else(|| {
+                    ValidationError::invalid(
+                        "response_format",
+                        "`response_format.json_schema` is required with type `json_schema`",
+                    )
+                })?;
+            if spec.get("name").and_then(Value::as_str).is_none() {
+                return Err(ValidationError::invalid(
+                    "response_format",
+                    "`response_format.json_schema.name` is required",
+                ));
+            }
+            match spec.get("schema") {
+                // No schema: any JSON value.
+                None | Some(Value::Null) => Ok(Some(OutputConstraint::JsonSchema(json!({})))),
+                Some(schema) if schema.is_object() || schema.is_boolean() => {
+                    Ok(Some(OutputConstraint::JsonSchema(schema.clone())))
+                }
+                Some(_) => Err(ValidationError::invalid(
+                    "response_format",
+                    "`response_format.json_schema.schema` must be a JSON Schema object",
+                )),
+            }
+        }
+        other => Err(ValidationError::invalid(
+            "response_format",
+            format!(
+                "`response_format.type` must be `text`, `json_object` or `json_schema`, got {}",
+                other.map_or("nothing".to_string(), |t| format!("`{t}`"))
+            ),
+        )),
+    }
+}
+
+/// Checks an `image_url` part: a base64 PNG, JPEG, WebP or GIF data URL within the size bound. Remote
+/// URLs are refused: the server fetches nothing on a client's behalf.
+fn image_part(index: usize, part_index: usize, part: &ContentPart) -> Result<(), ValidationError> {
+    let at = format!("messages[{index}].content[{part_index}]");
+    let url = part
+        .image_url
+        .as_ref()
+        .and_then(|u| u.get("url").or(Some(u)))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ValidationError::invalid("messages", format!("`{at}.image_url.url` is required"))
+        })?;
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Err(ValidationError::invalid(
+            "messages",
+            format!("`{at}`: remote image URLs are not fetched by this server; send the image as a base64 data URL"),
+        ));
+    }
+    let (media, data) = url
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+        .ok_or_else(|| {
+            ValidationError::invalid(
+                "messages",
+                format!("`{at}.image_url.url` must be a `data:image/…;base64,…` URL"),
+            )
+        })?;
+    if !matches!(
+        media,
+        "image/png" | "image/jpeg" | "image/jpg" | "image/webp" | "image/gif"
+    ) {
+        return Err(ValidationError::invalid(
+            "messages",
+            format!("`{at}`: images must be PNG, JPEG, WebP or GIF, got `{media}`"),
+        ));
+    }
+    let valid_base64 = data.len() % 4 == 0
+        && data
+            .trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    if !valid_base64 || data.is_empty() {
+        return Err(ValidationError::invalid(
+            "messages",
+            format!("`{at}`: the image data is not valid base64"),
+        ));
+    }
+    let bytes = data.len() / 4 * 3;
+    if bytes > MAX_IMAGE_BYTES {
+        return Err(ValidationError::invalid(
+            "messages",
+            format!("`{at}`: the image is {bytes} bytes; the limit is {MAX_IMAGE_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, usize), ValidationError> {
     let role = match message.role.as_str() {
         "system" | "developer" => Role::System,
         "user" => Role::User,
@@ -198,22 +388,33 @@ fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, bool), 
             ))
         }
     };
-    let mut has_images = false;
+    let mut images = 0;
     let content = match message.content {
-        Some(MessageContent::Text(text)) => text,
+        Some(MessageContent::Text(text)) => Some(text),
         Some(MessageContent::Parts(parts)) => {
             let mut text = String::new();
             for (part_index, part) in parts.into_iter().enumerate() {
-                match (part.kind.as_str(), part.text) {
-                    ("text", Some(t)) => text.push_str(&t),
-                    ("text", None) => {
+                match part.kind.as_str() {
+                    "text" => match &part.text {
+                        Some(t) => text.push_str(t),
+                        None => {
+                            return Err(ValidationError::invalid(
+                                "messages",
+                                format!("`messages[{index}].content[{part_index}]` has type `text` but no `text`"),
+                            ))
+                        }
+                    },
+                    "image_url" if role == Role::User => {
+                        image_part(index, part_index, &part)?;
+                        images += 1;
+                    }
+                    "image_url" => {
                         return Err(ValidationError::invalid(
                             "messages",
-                            format!("`messages[{index}].content[{part_index}]` has type `text` but no `text`"),
+                            format!("`messages[{index}]`: only user messages may carry images"),
                         ))
                     }
-                    ("image_url", _) => has_images = true,
-                    (other, _) => {
+                    other => {
                         return Err(ValidationError::invalid(
                             "messages",
                             format!(
@@ -223,11 +424,31 @@ fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, bool), 
                     }
                 }
             }
-            text
+            Some(text)
         }
+        None => None,
+    };
+    let calls = message.tool_calls.filter(|c| !c.is_empty());
+    let content = match (role, content, calls) {
+        (Role::Assistant, content, Some(calls)) => {
+            let rendered = tools::render_calls(&calls).map_err(|e| {
+                ValidationError::invalid("messages", format!("`messages[{index}].{e}`"))
+            })?;
+            match content.filter(|c| !c.is_empty()) {
+                Some(text) => format!("{text}\n{rendered}"),
+                None => rendered,
+            }
+        }
+        (_, Some(_), Some(_)) | (_, None, Some(_)) => {
+            return Err(ValidationError::invalid(
+                "messages",
+                format!("`messages[{index}].tool_calls` is only allowed on assistant messages"),
+            ))
+        }
+        (_, Some(content), None) => content,
         // An assistant turn that only carried tool calls has no content.
-        None if role == Role::Assistant => String::new(),
-        None => {
+        (Role::Assistant, None, None) => String::new(),
+        (_, None, None) => {
             return Err(ValidationError::invalid(
                 "messages",
                 format!(
@@ -237,7 +458,7 @@ fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, bool), 
             ))
         }
     };
-    Ok((PromptMessage { role, content }, has_images))
+    Ok((PromptMessage { role, content }, images))
 }
 
 pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationError> {
@@ -247,30 +468,35 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
             "`messages` must contain at least one message",
         ));
     }
-    if request.logprobs == Some(true) {
-        return Err(ValidationError::unsupported(
-            "logprobs",
-            "`logprobs` is not supported by this server yet",
-        ));
-    }
-    if let Some(format) = &request.response_format {
-        let kind = format.get("type").and_then(|t| t.as_str());
-        if kind != Some("text") {
-            return Err(ValidationError::unsupported(
-                "response_format",
-                "only `response_format: {\"type\": \"text\"}` is supported by this server so far",
-            ));
+    let logprobs = match (request.logprobs.unwrap_or(false), request.top_logprobs) {
+        (false, Some(k)) if k > 0 => {
+            return Err(ValidationError::invalid(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs: true`",
+            ))
         }
-    }
-    let tools_requested = request.tools.as_ref().is_some_and(|t| !t.is_empty());
-    let tool_choice_none = request.tool_choice.as_ref().and_then(|c| c.as_str()) == Some("none");
-    if tools_requested && !tool_choice_none {
+        (false, _) => None,
+        (true, Some(k)) if !(0..=MAX_TOP_LOGPROBS).contains(&k) => {
+            return Err(ValidationError::invalid(
+                "top_logprobs",
+                format!("`top_logprobs` must be between 0 and {MAX_TOP_LOGPROBS}, got {k}"),
+            ))
+        }
+        (true, k) => Some(k.unwrap_or(0) as usize),
+    };
+    let constraint = response_format(request.response_format.as_ref())?;
+    let tools = tools::setup(
+        request.tools.as_deref(),
+        request.tool_choice.as_ref(),
+        request.parallel_tool_calls,
+    )?;
+    if constraint.is_some() && tools.is_some() {
         return Err(ValidationError::unsupported(
-            "tools",
-            "tool calling is not supported by this server yet (send `tool_choice: \"none\"` to ignore the tools)",
+            "response_format",
+            "`response_format` with JSON output cannot be combined with callable `tools` (send `tool_choice: \"none\"` or drop one)",
         ));
     }
-    let generation = common(CommonParams {
+    let mut generation = common(CommonParams {
         model: request.model,
         max_tokens: request.max_completion_tokens.or(request.max_tokens),
         temperature: request.temperature,
@@ -285,19 +511,49 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
         include_usage: request.stream_options.and_then(|o| o.include_usage),
         n: request.n,
         seed: request.seed,
-        logit_bias_len: request.logit_bias.map_or(0, |b| b.len()),
+        logit_bias: request.logit_bias,
     })?;
-    let mut messages = Vec::with_capacity(request.messages.len());
-    let mut has_images = false;
+    generation.logprobs = logprobs;
+    generation.constraint = constraint.or_else(|| {
+        tools
+            .as_ref()
+            .and_then(ToolSetup::grammar)
+            .map(OutputConstraint::Lark)
+    });
+    let mut messages = Vec::with_capacity(request.messages.len() + 1);
+    let mut images = 0;
     for (index, m) in request.messages.into_iter().enumerate() {
-        let (m, images) = message(index, m)?;
-        has_images |= images;
+        let (m, count) = message(index, m)?;
+        images += count;
         messages.push(m);
+    }
+    if images > MAX_IMAGES {
+        return Err(ValidationError::invalid(
+            "messages",
+            format!("a request may carry at most {MAX_IMAGES} images, got {images}"),
+        ));
+    }
+    if let Some(setup) = &tools {
+        // The tools go into the system prompt (the first system message, or a new one).
+        let instructions = setup.instructions();
+        match messages.first_mut() {
+            Some(first) if first.role == Role::System => {
+                first.content = format!("{}\n\n{instructions}", first.content);
+            }
+            _ => messages.insert(
+                0,
+                PromptMessage {
+                    role: Role::System,
+                    content: instructions,
+                },
+            ),
+        }
     }
     Ok(ValidatedChat {
         generation,
         messages,
-        has_images,
+        has_images: images > 0,
+        tools,
     })
 }
 
@@ -321,28 +577,25 @@ pub fn completion(request: CompletionRequest) -> Result<ValidatedCompletion, Val
             ),
         ));
     }
-    if request.logprobs.is_some() {
-        return Err(ValidationError::unsupported(
-            "logprobs",
-            "`logprobs` is not supported by this server yet",
-        ));
-    }
-    if request.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(ValidationError::unsupported(
-            "suffix",
-            "`suffix` is not supported by this server yet",
-        ));
-    }
-    match request.best_of {
-        None | Some(1) => {}
-        Some(b) if Some(b) == request.n => {}
-        Some(b) => {
-            return Err(ValidationError::unsupported(
-                "best_of",
-                format!("`best_of` > 1 is not supported by this server yet, got {b}"),
+    let echo = request.echo.unwrap_or(false);
+    let logprobs = match request.logprobs {
+        None => None,
+        Some(k) if !(0..=MAX_COMPLETION_LOGPROBS).contains(&k) => {
+            return Err(ValidationError::invalid(
+                "logprobs",
+                format!("`logprobs` must be between 0 and {MAX_COMPLETION_LOGPROBS}, got {k}"),
             ))
         }
-    }
+        Some(_) if echo => {
+            return Err(ValidationError::unsupported(
+                "logprobs",
+                "`logprobs` with `echo` would need the prompt's log probabilities, which this server does not compute; drop one of them",
+            ))
+        }
+        Some(k) => Some(k as usize),
+    };
+    let suffix = request.suffix.filter(|s| !s.is_empty());
+    let stream = request.stream.unwrap_or(false);
     let mut generation = common(CommonParams {
         model: request.model,
         max_tokens: request.max_tokens,
@@ -358,8 +611,41 @@ pub fn completion(request: CompletionRequest) -> Result<ValidatedCompletion, Val
         include_usage: request.stream_options.and_then(|o| o.include_usage),
         n: request.n,
         seed: request.seed,
-        logit_bias_len: request.logit_bias.map_or(0, |b| b.len()),
+        logit_bias: request.logit_bias,
     })?;
+    let best_of = match request.best_of {
+        None => generation.n,
+        Some(b) if b < generation.n as i64 => {
+            return Err(ValidationError::invalid(
+                "best_of",
+                format!("`best_of` must be at least `n` ({}), got {b}", generation.n),
+            ))
+        }
+        Some(b) if b as usize > MAX_SEQUENCES_PER_REQUEST => {
+            return Err(ValidationError::invalid(
+                "best_of",
+                format!("`best_of` must be at most {MAX_SEQUENCES_PER_REQUEST}, got {b}"),
+            ))
+        }
+        Some(b) if stream && b as usize > generation.n => {
+            return Err(ValidationError::invalid(
+                "best_of",
+                "`best_of` cannot be streamed: the best choices are known only at the end",
+            ))
+        }
+        Some(b) => b as usize,
+    };
+    if prompts.len() * best_of > MAX_SEQUENCES_PER_REQUEST {
+        return Err(ValidationError::invalid(
+            if best_of > generation.n { "best_of" } else { "n" },
+            format!(
+                "{} prompts × {best_of} choices is more than {MAX_SEQUENCES_PER_REQUEST} sequences per request",
+                prompts.len()
+            ),
+        ));
+    }
+    generation.generated = best_of;
+    generation.logprobs = logprobs;
     generation.max_tokens = Some(
         generation
             .max_tokens
@@ -368,7 +654,8 @@ pub fn completion(request: CompletionRequest) -> Result<ValidatedCompletion, Val
     Ok(ValidatedCompletion {
         generation,
         prompts,
-        echo: request.echo.unwrap_or(false),
+        echo,
+        suffix,
     })
 }
 
@@ -439,34 +726,91 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_features_are_refused_not_ignored() {
+    fn the_openai_surface_is_parsed_and_its_bounds_checked() {
+        let v = chat(chat_request(serde_json::json!({
+            "n": 3, "seed": -1, "logprobs": true, "top_logprobs": 2,
+            "logit_bias": {"5": -100, " 7": 2.5}
+        })))
+        .unwrap();
+        assert_eq!(v.generation.n, 3);
+        assert_eq!(v.generation.seed, Some(u64::MAX));
+        assert_eq!(v.generation.logprobs, Some(2));
+        assert_eq!(v.generation.logit_bias, vec![(5, -100.0), (7, 2.5)]);
+        let json = chat(chat_request(
+            serde_json::json!({"response_format": {"type": "json_object"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            json.generation.constraint,
+            Some(OutputConstraint::JsonSchema(json!({"type": "object"})))
+        );
         for (extra, param) in [
-            (serde_json::json!({"n": 2}), "n"),
-            (serde_json::json!({"logprobs": true}), "logprobs"),
-            (serde_json::json!({"seed": 1, "temperature": 0.7}), "seed"),
-            (serde_json::json!({"logit_bias": {"1": 5}}), "logit_bias"),
+            (serde_json::json!({"n": 0}), "n"),
+            (serde_json::json!({"n": 65}), "n"),
+            (serde_json::json!({"top_logprobs": 2}), "top_logprobs"),
             (
-                serde_json::json!({"response_format": {"type": "json_object"}}),
+                serde_json::json!({"logprobs": true, "top_logprobs": 21}),
+                "top_logprobs",
+            ),
+            (serde_json::json!({"logit_bias": {"a": 1}}), "logit_bias"),
+            (serde_json::json!({"logit_bias": {"1": 101}}), "logit_bias"),
+            (
+                serde_json::json!({"response_format": {"type": "yaml"}}),
                 "response_format",
             ),
             (
-                serde_json::json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
-                "tools",
+                serde_json::json!({"response_format": {"type": "json_schema"}}),
+                "response_format",
+            ),
+            (
+                serde_json::json!({"tool_choice": "required"}),
+                "tool_choice",
             ),
         ] {
             match chat_error(extra) {
-                ValidationError::Unsupported { param: p, .. } => assert_eq!(p, param),
+                ValidationError::Invalid { param: p, .. } => assert_eq!(p, param),
                 other => panic!("{param}: {other:?}"),
             }
         }
-        assert!(chat(chat_request(
-            serde_json::json!({"seed": 1, "temperature": 0})
-        ))
-        .is_ok());
-        assert!(chat(chat_request(
-            serde_json::json!({"response_format": {"type": "text"}})
-        ))
-        .is_ok());
+        let info = ModelInfo {
+            context_length: 10,
+            accepts_images: false,
+            vocab_size: 6,
+            fill_in_middle: None,
+        };
+        assert!(
+            v.generation.check_against(&info).is_err(),
+            "token 7 is not in a 6-token vocabulary"
+        );
+    }
+
+    #[test]
+    fn tools_go_into_the_system_prompt_and_images_are_checked() {
+        let v = chat(chat_request(serde_json::json!({
+            "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"
+        })))
+        .unwrap();
+        assert_eq!(v.messages[0].role, Role::System);
+        assert!(v.messages[0].content.contains("<tools>"));
+        assert!(matches!(
+            v.generation.constraint,
+            Some(OutputConstraint::Lark(_))
+        ));
+        let image = |url: &str| {
+            serde_json::json!({"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}}]}]})
+        };
+        let ok: ChatCompletionRequest =
+            serde_json::from_value(image("data:image/png;base64,iVBORw0KGgo=")).unwrap();
+        assert!(chat(ok).unwrap().has_images);
+        for bad in [
+            "https://example.com/a.png",
+            "data:text/plain;base64,aGk=",
+            "data:image/png;base64,%%%",
+        ] {
+            let request: ChatCompletionRequest = serde_json::from_value(image(bad)).unwrap();
+            assert!(chat(request).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -542,14 +886,27 @@ mod tests {
         assert_eq!(v.generation.max_tokens, Some(DEFAULT_COMPLETION_MAX_TOKENS));
         assert_eq!(v.prompts, vec!["a", "b"]);
         assert!(v.echo);
-        let request: CompletionRequest =
-            serde_json::from_value(serde_json::json!({"prompt": "a", "best_of": 3})).unwrap();
+        let parse = |body: serde_json::Value| -> Result<ValidatedCompletion, ValidationError> {
+            completion(serde_json::from_value(body).unwrap())
+        };
+        let best = parse(serde_json::json!({"prompt": "a", "best_of": 3, "n": 2})).unwrap();
+        assert_eq!((best.generation.n, best.generation.generated), (2, 3));
+        for body in [
+            serde_json::json!({"prompt": "a", "best_of": 1, "n": 2}),
+            serde_json::json!({"prompt": "a", "best_of": 2, "stream": true}),
+            serde_json::json!({"prompt": "a", "logprobs": 6}),
+            serde_json::json!({"prompt": [], "n": 2}),
+        ] {
+            assert!(parse(body.clone()).is_err(), "{body}");
+        }
         assert!(matches!(
-            completion(request),
+            parse(serde_json::json!({"prompt": "a", "logprobs": 1, "echo": true})),
             Err(ValidationError::Unsupported {
-                param: "best_of",
+                param: "logprobs",
                 ..
             })
         ));
+        let many: Vec<String> = (0..33).map(|i| i.to_string()).collect();
+        assert!(parse(serde_json::json!({"prompt": many, "n": 2})).is_err());
     }
 }

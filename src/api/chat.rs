@@ -52,33 +52,50 @@ pub struct ChatCompletionRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
-    /// Number of choices. Only 1 is served so far.
+    /// Number of choices (1–16 by default), each under its own `index`; usage sums them.
     #[serde(default)]
     pub n: Option<i64>,
-    /// Accepted with `temperature: 0` (greedy output is reproducible anyway); per-request seeded sampling
-    /// is not served yet, so other temperatures with a seed get 400.
+    /// Seeds this request's own sampler: the same seed and request give the same output at any
+    /// temperature, whatever else the server is doing. With `n > 1` choice `i` uses `seed + i`.
     #[serde(default)]
     pub seed: Option<i64>,
-    /// Only `false` is served so far.
+    /// Return the log probability of each output token in `choices[].logprobs.content`.
     #[serde(default)]
     pub logprobs: Option<bool>,
+    /// 0–20 most likely alternatives per token; needs `logprobs: true`.
     #[serde(default)]
     pub top_logprobs: Option<i64>,
-    /// Not served yet: a non-empty map gets 400.
+    /// Token id (as a string) → bias from −100 to 100 added to its logit; −100 bans the token.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub logit_bias: Option<HashMap<String, serde_json::Value>>,
-    /// Only `{"type": "text"}` is served so far.
+    /// `{"type": "text"}`, `{"type": "json_object"}`, or `{"type": "json_schema", "json_schema": {"name",
+    /// "schema", "strict"}}`: JSON output is enforced by constrained decoding.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<serde_json::Value>,
-    /// Not served yet: tools are refused unless `tool_choice` is `none`.
+    /// Functions the model may call: `[{"type": "function", "function": {"name", "description",
+    /// "parameters"}}]`.
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
     pub tools: Option<Vec<serde_json::Value>>,
+    /// `none`, `auto` (default with tools), `required`, or `{"type": "function", "function": {"name"}}`.
+    /// `required` and a named function are enforced by constrained decoding.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub tool_choice: Option<serde_json::Value>,
+    /// Whether several calls may come in one answer (default true).
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+}
+
+impl ChatCompletionRequest {
+    /// A request of these messages and nothing else (for `/tokenize`).
+    pub fn from_messages(messages: Vec<ChatMessage>) -> Self {
+        serde_json::from_value(serde_json::json!({"messages": []}))
+            .map(|empty: ChatCompletionRequest| ChatCompletionRequest { messages, ..empty })
+            .expect("an empty request deserializes")
+    }
 }
 
 /// One message of the conversation.
@@ -86,11 +103,19 @@ pub struct ChatCompletionRequest {
 pub struct ChatMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: String,
-    /// A string, or an array of content parts (`{"type": "text", "text": …}`).
+    /// A string, or an array of content parts (`{"type": "text", "text": …}` or
+    /// `{"type": "image_url", "image_url": {"url": …}}`).
     #[serde(default)]
     pub content: Option<MessageContent>,
     #[serde(default)]
     pub name: Option<String>,
+    /// An assistant turn's calls, as this server returned them.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// A `tool` message: the id of the call it answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -107,6 +132,10 @@ pub struct ContentPart {
     pub kind: String,
     #[serde(default)]
     pub text: Option<String>,
+    /// `{"url": "data:image/png;base64,…", "detail": …}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub image_url: Option<serde_json::Value>,
 }
 
 /// The answer to a non-streaming chat request.
@@ -126,9 +155,8 @@ pub struct ChatCompletion {
 pub struct ChatChoice {
     pub index: usize,
     pub message: AssistantMessage,
-    /// Always null until logprobs are served.
-    #[schema(value_type = Option<Object>)]
-    pub logprobs: Option<serde_json::Value>,
+    /// Present (not null) only when the request asked for `logprobs`.
+    pub logprobs: Option<ChatLogprobs>,
     pub finish_reason: FinishReason,
 }
 
@@ -136,7 +164,54 @@ pub struct ChatChoice {
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: String,
-    pub content: String,
+    /// Null when the answer is only tool calls.
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// A function call the model made.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ToolCall {
+    /// `call_…`, unique per call.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FunctionCall {
+    pub name: String,
+    /// The arguments as a JSON text.
+    pub arguments: String,
+}
+
+/// `logprobs` of a chat choice or chunk.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatLogprobs {
+    pub content: Vec<ChatTokenLogprob>,
+    /// Always null (no refusals).
+    pub refusal: Option<Vec<ChatTokenLogprob>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatTokenLogprob {
+    pub token: String,
+    /// Natural log.
+    pub logprob: f32,
+    /// The token's UTF-8 bytes.
+    pub bytes: Option<Vec<u8>>,
+    /// The `top_logprobs` most likely tokens at this position, most likely first.
+    pub top_logprobs: Vec<ChatTopLogprob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChatTopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// One server-sent event of a streaming chat answer.
@@ -161,17 +236,37 @@ pub struct ChatCompletionChunk {
 pub struct ChatChunkChoice {
     pub index: usize,
     pub delta: ChatDelta,
-    #[schema(value_type = Option<Object>)]
-    pub logprobs: Option<serde_json::Value>,
+    /// The log probabilities of this chunk's tokens, when the request asked for them.
+    pub logprobs: Option<ChatLogprobs>,
     /// Null until the choice's last chunk.
     pub finish_reason: Option<FinishReason>,
 }
 
-/// What a chunk adds: the role in the first chunk of a choice, then content; `{}` in the last.
+/// What a chunk adds: the role in the first chunk of a choice, then content or tool calls; `{}` in the last.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct ChatDelta {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+/// A piece of a streamed tool call: `id`, `type` and the name first, then argument fragments.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ToolCallDelta {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionCallDelta,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FunctionCallDelta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub arguments: String,
 }

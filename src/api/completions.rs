@@ -43,21 +43,25 @@ pub struct CompletionRequest {
     /// Return the prompt in front of the completion (streamed as the first chunk of each choice).
     #[serde(default)]
     pub echo: Option<bool>,
-    /// Only 1 is served so far.
+    /// Choices per prompt; choice `i` of prompt `p` has index `p * n + i`.
     #[serde(default)]
     pub n: Option<i64>,
-    /// Only 1 (or equal to `n`) is served so far.
+    /// Generate `best_of` candidates per prompt and return the `n` with the highest total log
+    /// probability. Not with `stream`.
     #[serde(default)]
     pub best_of: Option<i64>,
-    /// Not served yet: a value gets 400.
+    /// 0–5: log probabilities of each token and of the `logprobs` most likely alternatives.
     #[serde(default)]
     pub logprobs: Option<i64>,
-    /// Not served yet: a non-empty suffix gets 400.
+    /// Text after the insertion point: the model fills in the middle. Needs fill-in-the-middle tokens in
+    /// the vocabulary (StarCoder-style `<fim_prefix>`… or Qwen-style `<|fim_prefix|>`…); other models
+    /// answer 400. SmolLM2 has none.
     #[serde(default)]
     pub suffix: Option<String>,
-    /// Accepted with `temperature: 0`; see the chat request.
+    /// Seeds this request's own sampler; see the chat request.
     #[serde(default)]
     pub seed: Option<i64>,
+    /// Token id (as a string) → bias from −100 to 100; −100 bans the token.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub logit_bias: Option<HashMap<String, serde_json::Value>>,
@@ -87,8 +91,8 @@ pub struct TextCompletion {
 pub struct CompletionChoice {
     pub text: String,
     pub index: usize,
-    #[schema(value_type = Option<Object>)]
-    pub logprobs: Option<serde_json::Value>,
+    /// Present (not null) only when the request asked for `logprobs`.
+    pub logprobs: Option<CompletionLogprobs>,
     pub finish_reason: FinishReason,
 }
 
@@ -110,7 +114,18 @@ pub struct TextCompletionChunk {
 pub struct CompletionChunkChoice {
     pub text: String,
     pub index: usize,
-    #[schema(value_type = Option<Object>)]
-    pub logprobs: Option<serde_json::Value>,
+    pub logprobs: Option<CompletionLogprobs>,
     pub finish_reason: Option<FinishReason>,
+}
+
+/// The legacy `logprobs` object: parallel lists, one entry per token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CompletionLogprobs {
+    pub tokens: Vec<String>,
+    /// Natural log.
+    pub token_logprobs: Vec<f32>,
+    /// Per token: the `logprobs` most likely alternatives and the sampled token, text → log probability.
+    pub top_logprobs: Vec<std::collections::BTreeMap<String, f32>>,
+    /// Character offset of each token in the choice's text (after any echoed prompt).
+    pub text_offset: Vec<usize>,
 }

@@ -6,3 +6,4 @@ pub mod completions;
 pub mod errors;
 pub mod health;
 pub mod models;
+pub mod tokenize;

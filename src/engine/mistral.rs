@@ -7,28 +7,36 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use either::Either;
 use indexmap::IndexMap;
 use mistralrs::core::{
     AutoDeviceMapParams, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, MistralRsBuilder,
-    RequestMessage, TokenizationRequest,
+    Pipeline, RequestMessage, TokenizationRequest,
 };
+use mistralrs::llguidance::toktrie::TokTrie;
+use mistralrs::model_builder_trait::{build_model_from_pipeline, build_text_pipeline};
 use mistralrs::{
-    Constraint, DefaultSchedulerMethod, Device, MemoryGpuConfig, MessageContent, Model, ModelDType,
-    NormalRequest, PagedAttentionConfig, PagedCacheType, Request, Response, SamplingParams,
-    SchedulerConfig, StopTokens, TextModelBuilder, TokenSource,
+    Constraint, CustomLogitsProcessor, DefaultSchedulerMethod, Device, LlguidanceGrammar,
+    MemoryGpuConfig, MessageContent, Model, ModelDType, NormalRequest, PagedAttentionConfig,
+    PagedCacheType, Request, Response, SamplingParams, SchedulerConfig, StopTokens,
+    TextModelBuilder, TokenSource,
 };
 use tokio::sync::mpsc;
 
 use crate::config::{Dtype, GpuMemory, PagedAttention};
 
+use super::sampler::{Pick, PickerSettings, TokenPicker};
+use super::vocab::{Piece, Vocabulary};
 use super::{
     gguf, Engine, EngineError, EngineEvent, EngineFinish, EventStream, GenerationRequest,
-    ModelInfo, Prompt, Submitted,
+    ModelInfo, OutputConstraint, Prompt, Submitted, TokenLogprob,
 };
+
+/// llguidance's grammar compiler for this model's tokenizer.
+type GrammarFactory = Arc<mistralrs::llguidance::ParserFactory>;
 
 /// Buffer of each request's response channel: the engine awaits a full channel, stalling every sequence.
 const RESPONSE_CHANNEL_CAPACITY: usize = 10_000;
@@ -60,6 +68,9 @@ pub struct LoadOptions {
 pub struct MistralEngine {
     model: Model,
     info: ModelInfo,
+    vocabulary: Arc<Vocabulary>,
+    grammars: Option<GrammarFactory>,
+    unlisted_ends: Vec<String>,
     /// One weak handle per submitted sequence: alive while the engine still holds the sequence's sender.
     submitted: Mutex<Vec<mpsc::WeakSender<Response>>>,
 }
@@ -105,7 +116,7 @@ impl MistralEngine {
                 text.load(&options, template, paged, &device).await
             }
         };
-        let model = built.map_err(|e| EngineError::Load(format!("{e:#}")))?;
+        let (model, tokens) = built.map_err(|e| EngineError::Load(format!("{e:#}")))?;
         let context_length = model
             .max_sequence_length()
             .ok()
@@ -116,7 +127,12 @@ impl MistralEngine {
             info: ModelInfo {
                 context_length,
                 accepts_images: false,
+                vocab_size: tokens.vocabulary.len(),
+                fill_in_middle: tokens.vocabulary.fill_in_middle(),
             },
+            vocabulary: Arc::new(tokens.vocabulary),
+            grammars: tokens.grammars,
+            unlisted_ends: tokens.unlisted_ends,
             submitted: Mutex::new(Vec::new()),
         })
     }
@@ -154,7 +170,7 @@ impl TextLoad {
         template: Option<String>,
         paged: Option<PagedAttentionConfig>,
         device: &Device,
-    ) -> anyhow::Result<Model> {
+    ) -> anyhow::Result<(Model, ModelTokens)> {
         let prefix_cache_n = (options.prefix_cache_n > 0).then_some(options.prefix_cache_n);
         let mut builder = TextModelBuilder::new(self.model_id)
             .with_token_source(self.token_source)
@@ -168,7 +184,57 @@ impl TextLoad {
         if let Some(paged) = paged {
             builder = builder.with_paged_attn(paged);
         }
-        builder.build().await
+        // `TextModelBuilder::build` in two steps, to read the tokenizer off the pipeline in between.
+        let (pipeline, scheduler, config) = build_text_pipeline(builder).await?;
+        let tokens = ModelTokens::of(&pipeline).await?;
+        Ok((
+            build_model_from_pipeline(pipeline, scheduler, config).await,
+            tokens,
+        ))
+    }
+}
+
+/// What the engine knows of the tokenizer that our layer needs too.
+struct ModelTokens {
+    vocabulary: Vocabulary,
+    grammars: Option<GrammarFactory>,
+    /// End tokens the model's metadata does not list (the tokenizer's own, e.g. `<|endoftext|>` beside
+    /// the chat template's `<|im_end|>`), by name: a grammar ends by forcing one of them, and the engine
+    /// would otherwise go on generating it until `max_tokens`.
+    unlisted_ends: Vec<String>,
+}
+
+impl ModelTokens {
+    async fn of<P: Pipeline + ?Sized>(pipeline: &tokio::sync::Mutex<P>) -> anyhow::Result<Self> {
+        let metadata = pipeline.lock().await.get_metadata();
+        let grammars = metadata.llg_factory.clone();
+        let env = metadata
+            .tok_env()
+            .ok_or_else(|| anyhow::anyhow!("the model has no tokenizer"))?;
+        let trie = env.tok_trie();
+        let pieces = (0..trie.vocab_size() as u32)
+            .map(|token| match trie.token(token) {
+                [TokTrie::SPECIAL_TOKEN_MARKER, name @ ..] => {
+                    Piece::Special(String::from_utf8_lossy(name).into_owned())
+                }
+                bytes => Piece::Text(bytes.to_vec()),
+            })
+            .collect();
+        let mut ends = metadata.eos_tok.clone();
+        let mut unlisted_ends = Vec::new();
+        for &token in trie.eos_tokens() {
+            if let (false, [TokTrie::SPECIAL_TOKEN_MARKER, name @ ..]) =
+                (ends.contains(&token), trie.token(token))
+            {
+                ends.push(token);
+                unlisted_ends.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        Ok(ModelTokens {
+            vocabulary: Vocabulary::new(pieces, ends),
+            grammars,
+            unlisted_ends,
+        })
     }
 }
 
@@ -193,7 +259,7 @@ async fn load_gguf(
     files: Vec<String>,
     options: &LoadOptions,
     chat_template: Option<String>,
-) -> anyhow::Result<Model> {
+) -> anyhow::Result<(Model, ModelTokens)> {
     let device = mistralrs::best_device(false)?;
     let dtype = model_dtype(options.dtype, &device);
     tracing::info!(?dtype, device = ?device.location(), "activation dtype");
@@ -219,6 +285,7 @@ async fn load_gguf(
         None,
         paged_attention_config(options.paged_attention)?,
     )?;
+    let tokens = ModelTokens::of(&pipeline).await?;
     // With paged attention the pipeline carries the KV-pool layout its scheduler needs.
     let cache_config = pipeline.lock().await.get_metadata().cache_config.clone();
     let scheduler = match cache_config {
@@ -237,7 +304,7 @@ async fn load_gguf(
         .with_prefix_cache_n(options.prefix_cache_n)
         .build()
         .await;
-    Ok(Model::new(runner))
+    Ok((Model::new(runner), tokens))
 }
 
 fn chat_messages(prompt: &Prompt) -> Either<Vec<IndexMap<String, MessageContent>>, String> {
@@ -260,18 +327,18 @@ fn chat_messages(prompt: &Prompt) -> Either<Vec<IndexMap<String, MessageContent>
     }
 }
 
-fn sampling_params(request: &GenerationRequest) -> SamplingParams {
+/// The engine's own sampling is reduced to its penalties and an argmax: `TokenPicker` chooses the token.
+fn sampling_params(request: &GenerationRequest, unlisted_ends: &[String]) -> SamplingParams {
     let s = &request.sampling;
     let mut params = SamplingParams::neutral();
-    params.temperature = Some(s.temperature);
-    params.top_p = s.top_p;
-    params.top_k = s.top_k;
-    params.min_p = s.min_p;
+    params.temperature = Some(0.0);
     params.presence_penalty = s.presence_penalty;
     params.frequency_penalty = s.frequency_penalty;
     params.repetition_penalty = s.repetition_penalty;
     params.max_len = Some(request.max_tokens);
-    params.stop_toks = (!request.stop.is_empty()).then(|| StopTokens::Seqs(request.stop.clone()));
+    // A stop string that is one special token becomes a stop token in the engine.
+    let stops: Vec<String> = request.stop.iter().chain(unlisted_ends).cloned().collect();
+    params.stop_toks = (!stops.is_empty()).then_some(StopTokens::Seqs(stops));
     params.n_choices = 1;
     params
 }
@@ -289,8 +356,7 @@ fn finish_reason(reason: &str) -> Result<EngineFinish, EngineError> {
 
 /// mistral.rs trims the start of a sequence's first streamed delta. Right for chat, wrong for completions:
 /// the continuation of "colors are" is " the", and `echo` or prompt + completion would lose the space. The
-/// chunk's logprob carries the sampled token decoded untrimmed, which gives the whitespace back (byte-level
-/// BPE tokenizers; a SentencePiece decoder strips it too, and then nothing changes).
+/// sampled tokens' own bytes give the whitespace back.
 fn restore_leading_whitespace(delta: String, token: &str) -> String {
     let trimmed = token.trim_start();
     let whitespace = &token[..token.len() - trimmed.len()];
@@ -303,44 +369,90 @@ fn restore_leading_whitespace(delta: String, token: &str) -> String {
     format!("{whitespace}{delta}")
 }
 
+/// The logits processor that hands each step to our `TokenPicker`.
+struct PickerProcessor(Arc<TokenPicker>);
+
+impl CustomLogitsProcessor for PickerProcessor {
+    fn apply(
+        &self,
+        logits: &candle_core::Tensor,
+        context: &[u32],
+    ) -> candle_core::Result<candle_core::Tensor> {
+        let mut values: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        self.0.pick(&mut values, context.len());
+        let len = values.len();
+        candle_core::Tensor::from_vec(values, len, logits.device())?.to_dtype(logits.dtype())
+    }
+}
+
+/// Matches the engine's streamed chunks with the picks behind them. The engine sends a chunk after a token
+/// unless the text so far ends in an incomplete UTF-8 sequence, so the picks of one chunk run up to the
+/// first point where their bytes decode whole: the same rule, replayed on the same bytes.
+struct ChunkPicks {
+    picker: Arc<TokenPicker>,
+    vocabulary: Arc<Vocabulary>,
+    /// Picks already matched to chunks.
+    consumed: usize,
+    /// `Some(k)`: the request asked for logprobs with `k` alternatives.
+    top_logprobs: Option<usize>,
+}
+
+impl ChunkPicks {
+    /// The picks behind the next chunk, and the bytes they decode to.
+    fn next_chunk(&mut self) -> (Vec<Pick>, Vec<u8>) {
+        let mut picks = Vec::new();
+        let mut bytes = Vec::new();
+        for pick in self.picker.picks_from(self.consumed) {
+            bytes.extend_from_slice(self.vocabulary.text_bytes(pick.token));
+            picks.push(pick);
+            if !String::from_utf8_lossy(&bytes).ends_with('\u{FFFD}') {
+                break;
+            }
+        }
+        self.consumed += picks.len();
+        (picks, bytes)
+    }
+
+    /// OpenAI's logprob entries for these picks; an end-of-sequence token is not part of the answer.
+    fn logprobs(&self, picks: &[Pick]) -> Vec<TokenLogprob> {
+        let Some(k) = self.top_logprobs else {
+            return Vec::new();
+        };
+        picks
+            .iter()
+            .filter(|p| !self.vocabulary.is_end_of_sequence(p.token))
+            .map(|p| TokenLogprob {
+                sampled: self.vocabulary.alternative(p.token, p.logprob),
+                top: p
+                    .top
+                    .iter()
+                    .take(k)
+                    .map(|&(t, l)| self.vocabulary.alternative(t, l))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
 /// Turns the engine's response channel into our events; dropping the stream drops the receiver, which the
 /// engine notices at its next token and answers by cancelling the sequence.
-fn event_stream(mut rx: mpsc::Receiver<Response>) -> EventStream {
+fn event_stream(
+    mut rx: mpsc::Receiver<Response>,
+    mut picks: ChunkPicks,
+    is_completion: bool,
+) -> EventStream {
     Box::pin(async_stream::stream! {
         let mut first_delta = true;
         while let Some(response) = rx.recv().await {
-            match response {
-                Response::Chunk(chunk) => {
+            let (text, reason, usage) = match response {
+                Response::Chunk(mut chunk) => {
                     let usage = chunk.usage.as_ref().map(|u| u.completion_tokens);
-                    for choice in chunk.choices {
-                        let text = choice.delta.content.unwrap_or_default();
-                        yield Ok(EngineEvent::Text { text, tokens: 1 });
-                        if let Some(reason) = choice.finish_reason {
-                            yield finish_reason(&reason).map(|reason| EngineEvent::Finished {
-                                reason,
-                                completion_tokens: usage,
-                            });
-                            return;
-                        }
-                    }
+                    let Some(choice) = chunk.choices.pop() else { continue };
+                    (choice.delta.content.unwrap_or_default(), choice.finish_reason, usage)
                 }
-                Response::CompletionChunk(chunk) => {
-                    for choice in chunk.choices {
-                        let mut text = choice.text;
-                        if std::mem::take(&mut first_delta) {
-                            if let Some(bytes) = choice.logprobs.as_ref().and_then(|l| l.bytes.as_ref()) {
-                                text = restore_leading_whitespace(text, &String::from_utf8_lossy(bytes));
-                            }
-                        }
-                        yield Ok(EngineEvent::Text { text, tokens: 1 });
-                        if let Some(reason) = choice.finish_reason {
-                            yield finish_reason(&reason).map(|reason| EngineEvent::Finished {
-                                reason,
-                                completion_tokens: None,
-                            });
-                            return;
-                        }
-                    }
+                Response::CompletionChunk(mut chunk) => {
+                    let Some(choice) = chunk.choices.pop() else { continue };
+                    (choice.text, choice.finish_reason, None)
                 }
                 Response::ValidationError(e) => {
                     yield Err(EngineError::Rejected(e.to_string()));
@@ -355,11 +467,36 @@ fn event_stream(mut rx: mpsc::Receiver<Response>) -> EventStream {
                     return;
                 }
                 // Non-streaming answers and other modalities are never requested.
-                _ => {}
+                _ => continue,
+            };
+            let (chunk_picks, bytes) = picks.next_chunk();
+            let mut text = text;
+            if is_completion && std::mem::take(&mut first_delta) {
+                text = restore_leading_whitespace(text, &String::from_utf8_lossy(&bytes));
+            }
+            yield Ok(EngineEvent::Text {
+                text,
+                tokens: chunk_picks.len().max(1),
+                logprobs: picks.logprobs(&chunk_picks),
+            });
+            if let Some(reason) = reason {
+                yield finish_reason(&reason).map(|reason| EngineEvent::Finished {
+                    reason,
+                    completion_tokens: usage,
+                });
+                return;
             }
         }
         yield Err(EngineError::Internal("the engine dropped the sequence without finishing it".into()));
     })
+}
+
+fn constraint(constraint: Option<&OutputConstraint>) -> Constraint {
+    match constraint {
+        None => Constraint::None,
+        Some(OutputConstraint::JsonSchema(schema)) => Constraint::JsonSchema(schema.clone()),
+        Some(OutputConstraint::Lark(grammar)) => Constraint::Lark(grammar.clone()),
+    }
 }
 
 #[async_trait]
@@ -368,7 +505,7 @@ impl Engine for MistralEngine {
         &self.info
     }
 
-    async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError> {
+    async fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
         let sender = self.sender()?;
         let (tx, mut rx) = mpsc::channel(1);
         let request = Request::Tokenize(TokenizationRequest {
@@ -388,7 +525,7 @@ impl Engine for MistralEngine {
                 .await
                 .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
             match rx.recv().await {
-                Some(Ok(tokens)) => Ok(tokens.len()),
+                Some(Ok(tokens)) => Ok(tokens),
                 Some(Err(e)) => Err(EngineError::Rejected(format!("{e:#}"))),
                 None => Err(EngineError::Unavailable(
                     "engine dropped a tokenization request".into(),
@@ -397,6 +534,26 @@ impl Engine for MistralEngine {
         });
         task.await
             .map_err(|e| EngineError::Internal(format!("tokenization task failed: {e}")))?
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
+        self.vocabulary.decode(tokens)
+    }
+
+    fn check_constraint(&self, wanted: &OutputConstraint) -> Result<(), EngineError> {
+        let factory = self.grammars.as_ref().ok_or_else(|| {
+            EngineError::Rejected("this model has no grammar support for constrained output".into())
+        })?;
+        let grammar = match wanted {
+            OutputConstraint::JsonSchema(schema) => {
+                LlguidanceGrammar::from_json_schema(schema.clone())
+            }
+            OutputConstraint::Lark(lark) => LlguidanceGrammar::from_lark(lark.clone()),
+        };
+        factory
+            .create_parser(grammar)
+            .map(drop)
+            .map_err(|e| EngineError::Rejected(format!("invalid constraint: {e}")))
     }
 
     async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
@@ -415,20 +572,31 @@ impl Engine for MistralEngine {
                 best_of: None,
             },
         };
-        // Completions ask for logprobs only to get the first token's untrimmed text (see above).
         let is_completion = matches!(request.prompt, Prompt::Text(_));
+        let picker = Arc::new(TokenPicker::new(PickerSettings {
+            logit_bias: request.logit_bias.clone(),
+            seed: request.seed,
+            top_logprobs: request.logprobs,
+            ..PickerSettings::new(&request.sampling)
+        }));
+        let picks = ChunkPicks {
+            picker: picker.clone(),
+            vocabulary: self.vocabulary.clone(),
+            consumed: 0,
+            top_logprobs: request.logprobs,
+        };
         let normal = NormalRequest {
             messages,
-            sampling_params: sampling_params(&request),
+            sampling_params: sampling_params(&request, &self.unlisted_ends),
             response: tx,
-            return_logprobs: is_completion,
+            return_logprobs: false,
             is_streaming: true,
             id: 0,
-            constraint: Constraint::None,
+            constraint: constraint(request.constraint.as_ref()),
             suffix: None,
             tools: None,
             tool_choice: None,
-            logits_processors: None,
+            logits_processors: Some(vec![Arc::new(PickerProcessor(picker))]),
             return_raw_logits: false,
             web_search_options: None,
             model_id: None,
@@ -446,7 +614,7 @@ impl Engine for MistralEngine {
             submitted.push(weak.clone());
         }
         Ok(Submitted {
-            events: event_stream(rx),
+            events: event_stream(rx, picks, is_completion),
             held: Box::new(move || weak.strong_count() > 0),
         })
     }

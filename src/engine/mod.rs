@@ -4,6 +4,8 @@
 
 pub mod gguf;
 pub mod mistral;
+pub mod sampler;
+pub mod vocab;
 
 use std::pin::Pin;
 
@@ -55,6 +57,15 @@ pub struct Sampling {
     pub repetition_penalty: Option<f32>,
 }
 
+/// What the generated text must match, enforced by constrained decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputConstraint {
+    /// Any JSON value described by this JSON Schema (`{"type": "object"}` for `json_object`).
+    JsonSchema(serde_json::Value),
+    /// A grammar in llguidance's Lark dialect (tool calls are built as one).
+    Lark(String),
+}
+
 /// One sequence to generate. `max_tokens` already fits the context.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationRequest {
@@ -63,6 +74,44 @@ pub struct GenerationRequest {
     pub max_tokens: usize,
     /// Passed to the engine so it stops early; the text layer (`stop.rs`) cuts them from the output.
     pub stop: Vec<String>,
+    /// Seeds this sequence's own sampler: the same seed and request give the same tokens.
+    pub seed: Option<u64>,
+    /// Added to the logits of these token ids before sampling (OpenAI's `logit_bias`).
+    pub logit_bias: Vec<(u32, f32)>,
+    /// `Some(k)`: report each sampled token's log probability and its `k` most likely alternatives.
+    pub logprobs: Option<usize>,
+    pub constraint: Option<OutputConstraint>,
+}
+
+impl GenerationRequest {
+    /// A plain request: no seed, bias, logprobs or constraint.
+    pub fn new(prompt: Prompt, sampling: Sampling, max_tokens: usize, stop: Vec<String>) -> Self {
+        GenerationRequest {
+            prompt,
+            sampling,
+            max_tokens,
+            stop,
+            seed: None,
+            logit_bias: Vec::new(),
+            logprobs: None,
+            constraint: None,
+        }
+    }
+}
+
+/// A token's text and log probability (natural log, as OpenAI reports it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenAlternative {
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+/// One sampled token with its most likely alternatives at that step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub sampled: TokenAlternative,
+    pub top: Vec<TokenAlternative>,
 }
 
 /// Why the engine ended a sequence.
@@ -76,8 +125,13 @@ pub enum EngineFinish {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
-    /// Newly generated text; `tokens` is how many sampled tokens it covers.
-    Text { text: String, tokens: usize },
+    /// Newly generated text; `tokens` is how many sampled tokens it covers, `logprobs` (when asked for)
+    /// one entry per token.
+    Text {
+        text: String,
+        tokens: usize,
+        logprobs: Vec<TokenLogprob>,
+    },
     /// The last event of a sequence. `completion_tokens` is the engine's own count when it reports one.
     Finished {
         reason: EngineFinish,
@@ -126,6 +180,18 @@ pub struct ModelInfo {
     pub context_length: usize,
     /// Whether `image_url` content parts can be served.
     pub accepts_images: bool,
+    /// Token ids run from 0 to `vocab_size - 1` (bounds `logit_bias` keys).
+    pub vocab_size: usize,
+    /// Whether the vocabulary has fill-in-the-middle tokens (`suffix` needs them).
+    pub fill_in_middle: Option<FillInMiddle>,
+}
+
+/// The special tokens of a fill-in-the-middle prompt: `{prefix}{text}{suffix}{after}{middle}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillInMiddle {
+    pub prefix: String,
+    pub suffix: String,
+    pub middle: String,
 }
 
 /// A loaded model that generates. Dropping an `EventStream` cancels its sequence.
@@ -134,7 +200,18 @@ pub trait Engine: Send + Sync {
     fn info(&self) -> &ModelInfo;
 
     /// Tokens the prompt occupies after templating, as the engine will count them.
-    async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError>;
+    async fn count_prompt_tokens(&self, prompt: &Prompt) -> Result<usize, EngineError> {
+        Ok(self.tokenize(prompt).await?.len())
+    }
+
+    /// The prompt's token ids after templating (with special tokens), as the engine will see them.
+    async fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError>;
+
+    /// The text of these token ids; unknown ids are an error.
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError>;
+
+    /// Checks that a constraint compiles, so that a bad schema is a 400 before anything is submitted.
+    fn check_constraint(&self, constraint: &OutputConstraint) -> Result<(), EngineError>;
 
     /// Submits one sequence; events arrive as the engine produces them.
     async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError>;

@@ -4,16 +4,18 @@ use actix_web::{web, HttpResponse};
 
 use crate::api::chat::{
     AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk,
-    ChatCompletionRequest, ChatDelta,
+    ChatCompletionRequest, ChatDelta, ChatLogprobs, ChatTokenLogprob, ChatTopLogprob, FunctionCall,
+    FunctionCallDelta, ToolCall, ToolCallDelta,
 };
 use crate::api::common::{ChunkUsage, FinishReason, Usage};
 use crate::api::errors::ErrorResponse;
-use crate::engine::Prompt;
+use crate::engine::{Prompt, TokenLogprob};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::server::AppState;
 use crate::stream::{self, ChunkFormat, StreamSettings};
 use crate::telemetry::RequestLog;
+use crate::tools::{self, ToolCallParser, ToolEvent};
 use crate::{ids, validate};
 
 /// Creates a model response for the given chat conversation.
@@ -61,6 +63,7 @@ pub async fn create_chat_completion(
     let prompt_tokens = planned.prompt_tokens;
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
+    let parse_tools = chat.tools.is_some();
 
     if generation.stream {
         let format = ChatChunks {
@@ -72,6 +75,10 @@ pub async fn create_chat_completion(
             } else {
                 ChunkUsage::Absent
             },
+            with_logprobs: generation.logprobs.is_some(),
+            choices: (0..generation.n)
+                .map(|_| ChoiceState::new(parse_tools))
+                .collect(),
         };
         let start = planned
             .start_streaming(&state.admission, state.config.sse_keep_alive)
@@ -89,6 +96,7 @@ pub async fn create_chat_completion(
 
     let started = planned.start(&state.admission).await?;
     let (choices, completion_tokens) = stream::collect(started, &log).await?;
+    let with_logprobs = generation.logprobs.is_some();
     Ok(HttpResponse::Ok().json(ChatCompletion {
         id,
         object: "chat.completion".to_string(),
@@ -96,18 +104,85 @@ pub async fn create_chat_completion(
         model: model.name.clone(),
         choices: choices
             .into_iter()
-            .map(|c| ChatChoice {
-                index: c.index,
-                message: AssistantMessage {
-                    role: "assistant".to_string(),
-                    content: c.text,
-                },
-                logprobs: None,
-                finish_reason: c.finish_reason,
+            .map(|c| {
+                let (content, calls) = if parse_tools {
+                    tools::parse_complete(&c.text)
+                } else {
+                    (Some(c.text), Vec::new())
+                };
+                let finish_reason = match c.finish_reason {
+                    FinishReason::Stop if !calls.is_empty() => FinishReason::ToolCalls,
+                    other => other,
+                };
+                let tool_calls = (!calls.is_empty()).then(|| {
+                    calls
+                        .into_iter()
+                        .map(|(name, arguments)| ToolCall {
+                            id: call_id(),
+                            kind: "function".to_string(),
+                            function: FunctionCall { name, arguments },
+                        })
+                        .collect()
+                });
+                ChatChoice {
+                    index: c.index,
+                    message: AssistantMessage {
+                        role: "assistant".to_string(),
+                        content,
+                        tool_calls,
+                    },
+                    logprobs: with_logprobs.then(|| chat_logprobs(c.logprobs)),
+                    finish_reason,
+                }
             })
             .collect(),
         usage: Usage::new(prompt_tokens, completion_tokens),
     }))
+}
+
+fn call_id() -> String {
+    format!("call_{}", ids::random_id(24))
+}
+
+/// Our token logprobs in the chat shape.
+fn chat_logprobs(tokens: Vec<TokenLogprob>) -> ChatLogprobs {
+    ChatLogprobs {
+        content: tokens
+            .into_iter()
+            .map(|t| ChatTokenLogprob {
+                token: t.sampled.token,
+                logprob: t.sampled.logprob,
+                bytes: Some(t.sampled.bytes),
+                top_logprobs: t
+                    .top
+                    .into_iter()
+                    .map(|a| ChatTopLogprob {
+                        token: a.token,
+                        logprob: a.logprob,
+                        bytes: Some(a.bytes),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        refusal: None,
+    }
+}
+
+/// One streaming choice: its tool-call parser (with tools) and logprobs not yet sent with a chunk.
+struct ChoiceState {
+    tools: Option<ToolCallParser>,
+    call_ids: Vec<String>,
+    pending_logprobs: Vec<TokenLogprob>,
+}
+
+impl ChoiceState {
+    fn new(parse_tools: bool) -> Self {
+        ChoiceState {
+            tools: parse_tools.then(ToolCallParser::default),
+            call_ids: Vec::new(),
+            pending_logprobs: Vec::new(),
+        }
+    }
 }
 
 /// `chat.completion.chunk` events of one request: same id, `created` and model on every chunk.
@@ -116,6 +191,8 @@ struct ChatChunks {
     created: u64,
     model: String,
     usage: ChunkUsage,
+    with_logprobs: bool,
+    choices: Vec<ChoiceState>,
 }
 
 impl ChatChunks {
@@ -135,40 +212,108 @@ impl ChatChunks {
         &self,
         index: usize,
         delta: ChatDelta,
+        logprobs: Option<ChatLogprobs>,
         finish_reason: Option<FinishReason>,
     ) -> String {
         let choice = ChatChunkChoice {
             index,
             delta,
-            logprobs: None,
+            logprobs,
             finish_reason,
         };
         self.chunk(vec![choice], self.usage)
     }
+
+    /// The logprobs owed to the next chunk of this choice (all pending ones, once).
+    fn take_logprobs(&mut self, index: usize) -> Option<ChatLogprobs> {
+        let pending = std::mem::take(&mut self.choices[index].pending_logprobs);
+        (self.with_logprobs && !pending.is_empty()).then(|| chat_logprobs(pending))
+    }
+
+    fn tool_events(&mut self, index: usize, events: Vec<ToolEvent>) -> Vec<String> {
+        let mut chunks = Vec::new();
+        for event in events {
+            let delta = match event {
+                ToolEvent::Content(text) => ChatDelta {
+                    content: Some(text),
+                    ..ChatDelta::default()
+                },
+                ToolEvent::CallStart { index: call, name } => {
+                    let id = call_id();
+                    self.choices[index].call_ids.push(id.clone());
+                    ChatDelta {
+                        tool_calls: Some(vec![ToolCallDelta {
+                            index: call,
+                            id: Some(id),
+                            kind: Some("function"),
+                            function: FunctionCallDelta {
+                                name: Some(name),
+                                arguments: String::new(),
+                            },
+                        }]),
+                        ..ChatDelta::default()
+                    }
+                }
+                ToolEvent::Arguments {
+                    index: call,
+                    fragment,
+                } => ChatDelta {
+                    tool_calls: Some(vec![ToolCallDelta {
+                        index: call,
+                        id: None,
+                        kind: None,
+                        function: FunctionCallDelta {
+                            name: None,
+                            arguments: fragment,
+                        },
+                    }]),
+                    ..ChatDelta::default()
+                },
+            };
+            let logprobs = self.take_logprobs(index);
+            chunks.push(self.choice(index, delta, logprobs, None));
+        }
+        chunks
+    }
 }
 
 impl ChunkFormat for ChatChunks {
-    fn opening(&self, index: usize) -> Option<String> {
+    fn opening(&mut self, index: usize) -> Vec<String> {
         let delta = ChatDelta {
             role: Some("assistant"),
             content: Some(String::new()),
+            tool_calls: None,
         };
-        Some(self.choice(index, delta, None))
+        vec![self.choice(index, delta, None, None)]
     }
 
-    fn text(&self, index: usize, text: String) -> String {
-        self.choice(
-            index,
-            ChatDelta {
-                role: None,
-                content: Some(text),
-            },
-            None,
-        )
+    fn text(&mut self, index: usize, text: String, logprobs: Vec<TokenLogprob>) -> Vec<String> {
+        self.choices[index].pending_logprobs.extend(logprobs);
+        if let Some(parser) = self.choices[index].tools.as_mut() {
+            let events = parser.push(&text);
+            return self.tool_events(index, events);
+        }
+        let logprobs = self.take_logprobs(index);
+        let delta = ChatDelta {
+            content: Some(text),
+            ..ChatDelta::default()
+        };
+        vec![self.choice(index, delta, logprobs, None)]
     }
 
-    fn finish(&self, index: usize, reason: FinishReason) -> String {
-        self.choice(index, ChatDelta::default(), Some(reason))
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String> {
+        let mut chunks = Vec::new();
+        let mut reason = reason;
+        if let Some(parser) = self.choices[index].tools.as_mut() {
+            let events = parser.finish();
+            if parser.calls() > 0 && reason == FinishReason::Stop {
+                reason = FinishReason::ToolCalls;
+            }
+            chunks = self.tool_events(index, events);
+        }
+        let logprobs = self.take_logprobs(index);
+        chunks.push(self.choice(index, ChatDelta::default(), logprobs, Some(reason)));
+        chunks
     }
 
     fn usage(&self, usage: Usage) -> String {

@@ -3,15 +3,18 @@
 use actix_web::{web, HttpResponse};
 
 use crate::api::common::{ChunkUsage, FinishReason, Usage};
+use std::collections::BTreeMap;
+
 use crate::api::completions::{
-    CompletionChoice, CompletionChunkChoice, CompletionRequest, TextCompletion, TextCompletionChunk,
+    CompletionChoice, CompletionChunkChoice, CompletionLogprobs, CompletionRequest, TextCompletion,
+    TextCompletionChunk,
 };
 use crate::api::errors::ErrorResponse;
-use crate::engine::Prompt;
-use crate::error::ApiError;
+use crate::engine::{Prompt, TokenLogprob};
+use crate::error::{ApiError, ValidationError};
 use crate::extract::ApiJson;
 use crate::server::AppState;
-use crate::stream::{self, ChunkFormat, StreamSettings};
+use crate::stream::{self, ChunkFormat, CollectedChoice, StreamSettings};
 use crate::telemetry::RequestLog;
 use crate::{ids, validate};
 
@@ -47,12 +50,35 @@ pub async fn create_completion(
     let generation = completion.generation;
     let model = state.models.resolve(generation.model.as_deref())?;
     log.set_model(&model.name, &model.version);
-    let prompts = completion
-        .prompts
-        .iter()
-        .cloned()
-        .map(Prompt::Text)
-        .collect();
+    let prompts = match &completion.suffix {
+        None => completion
+            .prompts
+            .iter()
+            .cloned()
+            .map(Prompt::Text)
+            .collect(),
+        Some(suffix) => {
+            let fim = model.engine.info().fill_in_middle.clone().ok_or_else(|| {
+                ValidationError::unsupported(
+                    "suffix",
+                    format!(
+                        "`suffix` needs a model with fill-in-the-middle tokens; `{}` has none",
+                        model.name
+                    ),
+                )
+            })?;
+            completion
+                .prompts
+                .iter()
+                .map(|p| {
+                    Prompt::Text(format!(
+                        "{}{p}{}{suffix}{}",
+                        fim.prefix, fim.suffix, fim.middle
+                    ))
+                })
+                .collect()
+        }
+    };
     let planned = super::plan(
         model.clone(),
         generation.clone(),
@@ -64,9 +90,20 @@ pub async fn create_completion(
     let prompt_tokens = planned.prompt_tokens;
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
-    let echoes = completion.echo.then(|| completion.prompts.clone());
+    // Per choice (prompt-major, `n` per prompt): the prompt it continues, when echoed.
+    let echoes: Option<Vec<String>> = completion.echo.then(|| {
+        completion
+            .prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.clone(), generation.n))
+            .collect()
+    });
 
     if generation.stream {
+        let choices = completion.prompts.len() * generation.n;
+        let offsets = (0..choices)
+            .map(|i| echoes.as_ref().map_or(0, |e| e[i].chars().count()))
+            .collect();
         let format = CompletionChunks {
             id,
             created,
@@ -77,6 +114,8 @@ pub async fn create_completion(
                 ChunkUsage::Absent
             },
             echoes,
+            logprobs: generation.logprobs,
+            offsets,
         };
         let start = planned
             .start_streaming(&state.admission, state.config.sse_keep_alive)
@@ -93,35 +132,86 @@ pub async fn create_completion(
     }
 
     let started = planned.start(&state.admission).await?;
-    let (choices, completion_tokens) = stream::collect(started, &log).await?;
+    let (candidates, completion_tokens) = stream::collect(started, &log).await?;
+    let chosen = best_of(candidates, generation.generated, generation.n);
     Ok(HttpResponse::Ok().json(TextCompletion {
         id,
         object: "text_completion".to_string(),
         created,
         model: model.name.clone(),
-        choices: choices
+        choices: chosen
             .into_iter()
-            .map(|c| CompletionChoice {
-                text: match &echoes {
-                    Some(prompts) => format!("{}{}", prompts[c.index], c.text),
-                    None => c.text,
-                },
-                index: c.index,
-                logprobs: None,
-                finish_reason: c.finish_reason,
+            .enumerate()
+            .map(|(index, c)| {
+                let echo = echoes.as_ref().map(|e| e[index].as_str()).unwrap_or("");
+                let logprobs = generation
+                    .logprobs
+                    .map(|k| completion_logprobs(&c.logprobs, k, echo.chars().count()).0);
+                CompletionChoice {
+                    text: format!("{echo}{}", c.text),
+                    index,
+                    logprobs,
+                    finish_reason: c.finish_reason,
+                }
             })
             .collect(),
+        // Usage counts every generated candidate, as OpenAI bills `best_of`.
         usage: Usage::new(prompt_tokens, completion_tokens),
     }))
 }
 
-/// `text_completion` chunks of one request; with `echo`, each choice opens with its prompt.
+/// Of `generated` candidates per prompt (prompt-major), the `n` with the highest total log probability,
+/// in that order; with `generated == n` all of them, in order.
+fn best_of(candidates: Vec<CollectedChoice>, generated: usize, n: usize) -> Vec<CollectedChoice> {
+    if generated == n {
+        return candidates;
+    }
+    let mut chosen = Vec::with_capacity(candidates.len() / generated * n);
+    let mut candidates = candidates.into_iter().peekable();
+    while candidates.peek().is_some() {
+        let mut group: Vec<CollectedChoice> = candidates.by_ref().take(generated).collect();
+        group.sort_by(|a, b| b.total_logprob().total_cmp(&a.total_logprob()));
+        chosen.extend(group.into_iter().take(n));
+    }
+    chosen
+}
+
+/// Our token logprobs in the legacy shape; `offset` is where the first token starts in the choice's text.
+/// Returns the offset after the last token too, for the next chunk.
+fn completion_logprobs(
+    tokens: &[TokenLogprob],
+    k: usize,
+    mut offset: usize,
+) -> (CompletionLogprobs, usize) {
+    let mut logprobs = CompletionLogprobs::default();
+    for token in tokens {
+        logprobs.tokens.push(token.sampled.token.clone());
+        logprobs.token_logprobs.push(token.sampled.logprob);
+        // The `k` most likely, and the sampled token whatever its rank (OpenAI: up to k + 1 entries).
+        let mut top: BTreeMap<String, f32> = token
+            .top
+            .iter()
+            .take(k)
+            .map(|a| (a.token.clone(), a.logprob))
+            .collect();
+        top.insert(token.sampled.token.clone(), token.sampled.logprob);
+        logprobs.top_logprobs.push(top);
+        logprobs.text_offset.push(offset);
+        offset += token.sampled.token.chars().count();
+    }
+    (logprobs, offset)
+}
+
+/// `text_completion` chunks of one request: same id, `created` and model on every chunk.
 struct CompletionChunks {
     id: String,
     created: u64,
     model: String,
     usage: ChunkUsage,
     echoes: Option<Vec<String>>,
+    logprobs: Option<usize>,
+    /// Per choice: the character offset of its next token (after the echoed prompt).
+    offsets: Vec<usize>,
 }
 
 impl CompletionChunks {
@@ -137,11 +227,17 @@ impl CompletionChunks {
         .expect("chunks serialize")
     }
 
-    fn choice(&self, index: usize, text: String, finish_reason: Option<FinishReason>) -> String {
+    fn choice(
+        &self,
+        index: usize,
+        text: String,
+        logprobs: Option<CompletionLogprobs>,
+        finish_reason: Option<FinishReason>,
+    ) -> String {
         let choice = CompletionChunkChoice {
             text,
             index,
-            logprobs: None,
+            logprobs,
             finish_reason,
         };
         self.chunk(vec![choice], self.usage)
@@ -149,17 +245,24 @@ impl CompletionChunks {
 }
 
 impl ChunkFormat for CompletionChunks {
-    fn opening(&self, index: usize) -> Option<String> {
-        let prompt = self.echoes.as_ref()?.get(index)?;
-        Some(self.choice(index, prompt.clone(), None))
+    fn opening(&mut self, index: usize) -> Vec<String> {
+        match self.echoes.as_ref().and_then(|e| e.get(index)) {
+            Some(prompt) => vec![self.choice(index, prompt.clone(), None, None)],
+            None => Vec::new(),
+        }
     }
 
-    fn text(&self, index: usize, text: String) -> String {
-        self.choice(index, text, None)
+    fn text(&mut self, index: usize, text: String, tokens: Vec<TokenLogprob>) -> Vec<String> {
+        let logprobs = self.logprobs.map(|k| {
+            let (logprobs, next) = completion_logprobs(&tokens, k, self.offsets[index]);
+            self.offsets[index] = next;
+            logprobs
+        });
+        vec![self.choice(index, text, logprobs, None)]
     }
 
-    fn finish(&self, index: usize, reason: FinishReason) -> String {
-        self.choice(index, String::new(), Some(reason))
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String> {
+        vec![self.choice(index, String::new(), None, Some(reason))]
     }
 
     fn usage(&self, usage: Usage) -> String {

@@ -6,6 +6,7 @@ pub mod docs;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod tokenize;
 
 use actix_web::web;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use crate::engine::{GenerationRequest, Prompt};
+use crate::engine::{GenerationRequest, OutputConstraint, Prompt};
 use crate::error::{ApiError, ValidationError};
 use crate::gateway::limits::{Admission, AdmissionPermit, Admitted};
 use crate::models::ServedModel;
@@ -34,6 +35,8 @@ pub const HEALTH_STARTUP: &str = "/health/startup";
 pub const OPENAPI_JSON: &str = "/openapi.json";
 pub const DOCS: &str = "/docs";
 pub const METRICS: &str = "/metrics";
+pub const TOKENIZE: &str = "/tokenize";
+pub const DETOKENIZE: &str = "/detokenize";
 
 /// Registers every route; `server::app` and the tests use the same table. `/metrics` is here unless it
 /// has a port of its own.
@@ -43,6 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         .service(resource(COMPLETIONS).route(web::post().to(completions::create_completion)))
         .service(resource(MODELS).route(web::get().to(models::list_models)))
         .service(resource(MODEL).route(web::get().to(models::retrieve_model)))
+        .service(resource(TOKENIZE).route(web::post().to(tokenize::tokenize)))
+        .service(resource(DETOKENIZE).route(web::post().to(tokenize::detokenize)))
         .service(resource(HEALTH).route(web::get().to(health::ready)))
         .service(resource(HEALTH_LIVE).route(web::get().to(health::live)))
         .service(resource(HEALTH_READY).route(web::get().to(health::ready)))
@@ -66,10 +71,16 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
 
 /// A request's choices, counted and fitted to the context, not yet submitted: everything that can still
 /// be refused with a 4xx is decided before the request waits for a slot.
+struct PlannedChoice {
+    prompt: Prompt,
+    max_tokens: usize,
+    seed: Option<u64>,
+}
+
 pub struct PlannedGeneration {
     model: Arc<ServedModel>,
     generation: ValidatedGeneration,
-    choices: Vec<(Prompt, usize)>,
+    choices: Vec<PlannedChoice>,
     log: RequestLog,
     pub prompt_tokens: usize,
 }
@@ -84,9 +95,20 @@ pub async fn plan(
     admission: &Admission,
     log: &RequestLog,
 ) -> Result<PlannedGeneration, ApiError> {
+    generation.check_against(model.engine.info())?;
+    if let Some(constraint) = &generation.constraint {
+        let param = match constraint {
+            OutputConstraint::JsonSchema(_) => "response_format",
+            OutputConstraint::Lark(_) => "tools",
+        };
+        model
+            .engine
+            .check_constraint(constraint)
+            .map_err(|e| ValidationError::invalid(param, e.to_string()))?;
+    }
     admission.refuse_early()?;
     let counting = std::time::Instant::now();
-    let mut choices = Vec::with_capacity(prompts.len());
+    let mut choices = Vec::with_capacity(prompts.len() * generation.generated);
     let mut prompt_tokens = 0;
     for prompt in prompts {
         let tokens = model.engine.count_prompt_tokens(&prompt).await?;
@@ -95,8 +117,17 @@ pub async fn plan(
             generation.max_tokens,
             model.engine.info().context_length,
         )?;
+        // OpenAI counts the prompt once per prompt, however many choices it gets.
         prompt_tokens += tokens;
-        choices.push((prompt, max_tokens));
+        for choice in 0..generation.generated {
+            // Choice `i` of a seeded request samples with `seed + i`: reproducible, and not all alike.
+            let seed = generation.seed.map(|s| s.wrapping_add(choice as u64));
+            choices.push(PlannedChoice {
+                prompt: prompt.clone(),
+                max_tokens,
+                seed,
+            });
+        }
     }
     tracing::debug!(
         prompt_tokens,
@@ -124,15 +155,26 @@ impl PlannedGeneration {
     async fn submit(self, mut permit: AdmissionPermit) -> Result<Started, ApiError> {
         self.log.admitted();
         let mut sources = Vec::with_capacity(self.choices.len());
-        for (index, (prompt, max_tokens)) in self.choices.into_iter().enumerate() {
+        // `best_of` ranks its candidates by their total log probability, so they need logprobs.
+        let logprobs = match self.generation.logprobs {
+            None if self.generation.generated > self.generation.n => Some(0),
+            other => other,
+        };
+        for (index, choice) in self.choices.into_iter().enumerate() {
             let submitted = self
                 .model
                 .engine
                 .generate(GenerationRequest {
-                    prompt,
-                    sampling: self.generation.sampling.clone(),
-                    max_tokens,
-                    stop: self.generation.stop.clone(),
+                    seed: choice.seed,
+                    logit_bias: self.generation.logit_bias.clone(),
+                    logprobs,
+                    constraint: self.generation.constraint.clone(),
+                    ..GenerationRequest::new(
+                        choice.prompt,
+                        self.generation.sampling.clone(),
+                        choice.max_tokens,
+                        self.generation.stop.clone(),
+                    )
                 })
                 .await?;
             permit.also_hold(submitted.held);

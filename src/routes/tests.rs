@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::engine::{
-    Engine, EngineError, EngineEvent, EngineFinish, GenerationRequest, ModelInfo, Prompt, Submitted,
+    Engine, EngineError, EngineEvent, EngineFinish, GenerationRequest, ModelInfo, OutputConstraint,
+    Prompt, Submitted,
 };
 use crate::server::{app, AppState};
 
@@ -29,8 +30,14 @@ impl Engine for ScriptedEngine {
     fn info(&self) -> &ModelInfo {
         &self.info
     }
-    async fn count_prompt_tokens(&self, _: &Prompt) -> Result<usize, EngineError> {
-        Ok(self.prompt_tokens)
+    async fn tokenize(&self, _: &Prompt) -> Result<Vec<u32>, EngineError> {
+        Ok((0..self.prompt_tokens as u32).collect())
+    }
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
+        Ok(tokens.iter().map(|t| format!("<{t}>")).collect())
+    }
+    fn check_constraint(&self, _: &OutputConstraint) -> Result<(), EngineError> {
+        Ok(())
     }
     async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
         self.requests.lock().unwrap().push(request);
@@ -54,6 +61,7 @@ fn text(t: &str) -> Result<EngineEvent, EngineError> {
     Ok(EngineEvent::Text {
         text: t.into(),
         tokens: 1,
+        logprobs: Vec::new(),
     })
 }
 
@@ -66,6 +74,8 @@ fn engine(
         info: ModelInfo {
             context_length: 64,
             accepts_images: false,
+            vocab_size: 100,
+            fill_in_middle: None,
         },
         prompt_tokens,
         script,

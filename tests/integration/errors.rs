@@ -72,7 +72,7 @@ async fn bad_values_are_400_naming_the_field() {
             "frequency_penalty",
         ),
         (
-            json!({"messages": [{"role": "user", "content": "hi"}], "n": 3}),
+            json!({"messages": [{"role": "user", "content": "hi"}], "n": 0}),
             "n",
         ),
         (

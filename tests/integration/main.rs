@@ -1,5 +1,5 @@
 //! Integration tests: llmserve on 127.0.0.1:0 with the real default model, driven over HTTP and by the
-//! official `openai` Python SDK. One binary, one shared server (plus dedicated ones where a test needs the
+//! official `openai` Python and Node SDKs. One binary, one shared server (plus dedicated ones where a test needs the
 //! server to itself).
 
 mod common;
@@ -14,7 +14,9 @@ mod errors;
 mod gpu;
 mod logs;
 mod metrics;
+mod openai_node;
 mod openai_python;
 mod sse;
 mod startup;
+mod surface;
 mod tracing;

@@ -1,0 +1,45 @@
+//! `POST /tokenize` and `POST /detokenize` wire types, in vLLM's shapes.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::chat::ChatMessage;
+
+/// Either a `prompt` (tokenized as `/v1/completions` would) or `messages` (templated as
+/// `/v1/chat/completions` would, with the generation prompt), never both.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(example = json!({"prompt": "The capital of France is"}))]
+pub struct TokenizeRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<ChatMessage>>,
+    /// Also return each token's text.
+    #[serde(default)]
+    pub return_token_strs: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenizeResponse {
+    pub count: usize,
+    /// The model's context length.
+    pub max_model_len: usize,
+    pub tokens: Vec<u32>,
+    /// Each token's text, with `return_token_strs`.
+    pub token_strs: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(example = json!({"tokens": [504, 3575, 282, 4649, 314]}))]
+pub struct DetokenizeRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub tokens: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DetokenizeResponse {
+    pub prompt: String,
+}
