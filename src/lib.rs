@@ -8,9 +8,12 @@
 //! - [`api`]: wire types only (serde + OpenAPI schemas).
 //! - [`extract`]: the JSON body extractor whose rejections are OpenAI error envelopes.
 //! - [`validate`]: wire request → validated request (defaults, bounds, context length).
+//! - [`tools`]: tool calling in our layer: tools in the prompt, `<tool_call>` parsing, grammars for
+//!   `required` and named choices.
 //! - [`gateway`]: what stands between a request and the engine: the bounded admission queue and the drain.
 //! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` is the only importer of
-//!   `mistralrs`.
+//!   `mistralrs`; `engine::sampler` chooses each token (seed, bias, logprobs), `engine::vocab` knows the
+//!   tokens' bytes.
 //! - [`stop`]: stop sequences cut from streamed text.
 //! - [`stream`]: engine events → SSE body or one collected answer.
 //! - [`models`]: the served model and its load state; [`default_model`]: fetching SmolLM2 from PyPI.
@@ -22,12 +25,13 @@
 //! ```text
 //! POST /v1/chat/completions
 //!   extract::ApiJson          body → ChatCompletionRequest          (400 / 413 / 415)
-//!   validate::chat            → ValidatedChat                        (400)
+//!   validate::chat            → ValidatedChat (tools in the prompt)  (400)
 //!   models.resolve            model id → ServedModel                 (404 / 503)
-//!   routes::plan              count prompt tokens, fit max_tokens    (400 context_length_exceeded)
+//!   routes::plan              bias ids, grammar compiles, count prompt tokens, fit max_tokens, n × seed
+//!                                                                    (400, context_length_exceeded)
 //!   gateway::limits           wait for a slot                        (429 / 503; a queued stream: 200 + pings)
-//!   engine.generate           → EventStream (Text…, Finished)
-//!   stream::sse_body|collect  stop filter → SSE chunks … [DONE] | one chat.completion
+//!   engine.generate           → EventStream (Text + logprobs…, Finished); a TokenPicker per sequence
+//!   stream::sse_body|collect  stop filter → format (tool-call parser) → SSE chunks … [DONE] | one answer
 //! ```
 //! The admission permit and the engine stream live inside the response: when the client goes away they are
 //! dropped, the engine cancels the sequence, and the count goes down.

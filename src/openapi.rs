@@ -76,6 +76,8 @@ mod tests {
             routes::HEALTH_LIVE,
             routes::HEALTH_READY,
             routes::HEALTH_STARTUP,
+            routes::TOKENIZE,
+            routes::DETOKENIZE,
         ] {
             assert!(
                 doc.paths.paths.contains_key(path),
@@ -83,5 +85,36 @@ mod tests {
             );
         }
         assert!(doc.to_json().unwrap().contains("\"openapi\":\"3.1"));
+    }
+
+    /// docs/compatibility.md stays a table of every request and response field: a field added to the API
+    /// types without a row fails here.
+    #[test]
+    fn every_api_field_has_a_row_in_the_compatibility_table() {
+        let table = include_str!("../docs/compatibility.md");
+        let document: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let schemas = &document["components"]["schemas"];
+        for schema in [
+            "ChatCompletionRequest",
+            "ChatMessage",
+            "ChatCompletion",
+            "ChatChoice",
+            "AssistantMessage",
+            "ChatDelta",
+            "CompletionRequest",
+            "TextCompletion",
+            "CompletionChoice",
+            "Usage",
+        ] {
+            let properties = schemas[schema]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{schema} has no properties"));
+            for field in properties.keys() {
+                assert!(
+                    table.contains(&format!("{field}`")),
+                    "docs/compatibility.md has no row for `{field}` of {schema}"
+                );
+            }
+        }
     }
 }

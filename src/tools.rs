@@ -126,12 +126,14 @@ pub fn setup(
             "none" => ToolChoice::None,
             "auto" => ToolChoice::Auto,
             "required" => ToolChoice::Required,
-            other => return Err(invalid(
-                "tool_choice",
-                format!(
+            other => {
+                return Err(invalid(
+                    "tool_choice",
+                    format!(
                     "`tool_choice` must be `none`, `auto`, `required` or a function, got `{other}`"
                 ),
-            )),
+                ))
+            }
         },
         Some(object) => {
             let name = object

@@ -461,6 +461,41 @@ fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, usize),
     Ok((PromptMessage { role, content }, images))
 }
 
+/// Fields that would change what OpenAI returns but that this server cannot serve: refused, not ignored.
+fn refuse_unserved(request: &ChatCompletionRequest) -> Result<(), ValidationError> {
+    let present = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    if present(&request.functions) || present(&request.function_call) {
+        return Err(ValidationError::unsupported(
+            if present(&request.functions) { "functions" } else { "function_call" },
+            "the deprecated `functions` / `function_call` are not served; send `tools` and `tool_choice`",
+        ));
+    }
+    if let Some(other) = request
+        .modalities
+        .iter()
+        .flatten()
+        .find(|m| m.as_str() != "text")
+    {
+        return Err(ValidationError::unsupported(
+            "modalities",
+            format!("only the `text` modality is served, got `{other}`"),
+        ));
+    }
+    if present(&request.audio) {
+        return Err(ValidationError::unsupported(
+            "audio",
+            "audio output is not served by this server",
+        ));
+    }
+    if present(&request.web_search_options) {
+        return Err(ValidationError::unsupported(
+            "web_search_options",
+            "web search is not served by this server",
+        ));
+    }
+    Ok(())
+}
+
 pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationError> {
     if request.messages.is_empty() {
         return Err(ValidationError::invalid(
@@ -484,6 +519,7 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
         }
         (true, k) => Some(k.unwrap_or(0) as usize),
     };
+    refuse_unserved(&request)?;
     let constraint = response_format(request.response_format.as_ref())?;
     let tools = tools::setup(
         request.tools.as_deref(),

@@ -87,6 +87,25 @@ pub struct ChatCompletionRequest {
     /// Whether several calls may come in one answer (default true).
     #[serde(default)]
     pub parallel_tool_calls: Option<bool>,
+    /// Deprecated function calling: refused with a pointer to `tools`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub functions: Option<serde_json::Value>,
+    /// Deprecated function calling: refused with a pointer to `tool_choice`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub function_call: Option<serde_json::Value>,
+    /// Output modalities: only `["text"]` is served.
+    #[serde(default)]
+    pub modalities: Option<Vec<String>>,
+    /// Audio output is not served: a value gets 400.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub audio: Option<serde_json::Value>,
+    /// Web search is not served: a value gets 400.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub web_search_options: Option<serde_json::Value>,
 }
 
 impl ChatCompletionRequest {
