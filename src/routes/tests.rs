@@ -415,3 +415,105 @@ async fn a_queue_timeout_after_the_200_is_an_error_event_before_any_token() {
     assert_eq!(state.admission.requests_waiting(), 0);
     drop(first);
 }
+
+/// A model that writes a call on its own (`auto`): content before it stays content, the call streams name
+/// first, and the answer ends with `tool_calls`, streamed or not.
+#[actix_web::test]
+async fn calls_written_by_the_model_in_auto_mode_become_tool_calls() {
+    let script = || {
+        vec![
+            text("Checking."),
+            text("<tool_"),
+            text("call>\n{\"name\": \"get_weather\", \"argu"),
+            text("ments\": {\"city\": \"Par"),
+            text("is\"}}\n</tool_call>"),
+            finished(EngineFinish::Stop),
+        ]
+    };
+    let tools = json!({"tools": [{"type": "function", "function": {"name": "get_weather"}}]});
+    let engine_used = engine(5, script(), Duration::ZERO);
+    let (status, body) = post(
+        state(Some(engine_used.clone())),
+        "/v1/chat/completions",
+        chat(tools.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], "Checking.");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call["function"]["arguments"], "{\"city\": \"Paris\"}");
+    // `auto` constrains nothing, and the tools reached the prompt.
+    let request = &engine_used.requests.lock().unwrap()[0];
+    assert!(request.constraint.is_none());
+    let Prompt::Chat(messages) = &request.prompt else {
+        panic!("a chat prompt")
+    };
+    assert!(messages[0].content.contains("get_weather"));
+
+    let mut streamed = tools;
+    streamed["stream"] = json!(true);
+    let (_, body) = post(
+        state(Some(engine(5, script(), Duration::ZERO))),
+        "/v1/chat/completions",
+        chat(streamed),
+    )
+    .await;
+    let chunks: Vec<Value> = body
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    assert_eq!(deltas[1]["content"], "Checking.");
+    assert_eq!(
+        deltas[2]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+    assert_eq!(deltas[2]["tool_calls"][0]["index"], 0);
+    let arguments: String = deltas[2..]
+        .iter()
+        .filter_map(|d| d["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(arguments, "{\"city\": \"Paris\"}");
+    assert!(deltas
+        .iter()
+        .all(|d| !d["content"].as_str().unwrap_or("").contains("tool_call")));
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+}
+
+/// `n` and `seed` reach the engine as one sequence per choice with seeds `seed + i`; `best_of` asks for
+/// logprobs to rank its candidates.
+#[actix_web::test]
+async fn choices_are_submitted_as_seeded_sequences() {
+    let engine_used = engine(
+        5,
+        vec![text("a"), finished(EngineFinish::Length)],
+        Duration::ZERO,
+    );
+    let (status, body) = post(
+        state(Some(engine_used.clone())),
+        "/v1/completions",
+        json!({"prompt": ["x", "y"], "n": 2, "best_of": 3, "seed": 10, "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let requests = engine_used.requests.lock().unwrap();
+    assert_eq!(requests.len(), 6);
+    let seeds: Vec<Option<u64>> = requests.iter().map(|r| r.seed).collect();
+    assert_eq!(
+        seeds,
+        vec![Some(10), Some(11), Some(12), Some(10), Some(11), Some(12)]
+    );
+    assert!(requests.iter().all(|r| r.logprobs == Some(0)));
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["choices"].as_array().unwrap().len(), 4);
+    assert!(body["choices"][0]["logprobs"].is_null(), "not asked for");
+}
