@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Memory over many requests: starts llmserve, sends N short requests (chat and completions, streamed and
-not) from C clients, and samples the
-server's RSS from /proc every N/20 requests; prints the samples, the peak and the end, and the growth
-between the first and the last quarter (flat means no leak).
+not) from C clients, and samples the server's RSS from /proc every N/20 requests; prints the samples, the
+peak, the end, the RSS once idle, and the growth between the first and the last quarter (flat means no
+leak).
 
   python3 bench/rss_soak.py [--requests 10000] [--concurrency 8] [-- extra llmserve flags]
 """
@@ -90,6 +90,9 @@ def main():
         t.join()
     elapsed = time.time() - started
     peak, end = rss_mb(server.pid, "VmHWM"), rss_mb(server.pid)
+    # The server returns freed memory to the OS once idle (src/memory.rs): what stays is what it keeps.
+    time.sleep(3)
+    idle = rss_mb(server.pid)
     server.terminate()
     server.wait()
     print(f"{done[0]} requests ok, {failed[0]} failed, in {elapsed:.0f} s ({done[0] / elapsed:.1f} req/s)")
@@ -99,7 +102,8 @@ def main():
     quarter = max(1, len(samples) // 4)
     first = sum(mb for _, mb in samples[1:1 + quarter]) / quarter
     last = sum(mb for _, mb in samples[-quarter:]) / quarter
-    print(f"peak {peak:.0f} MB, end {end:.0f} MB, mean of the last quarter - mean of the first: {last - first:+.0f} MB")
+    print(f"peak {peak:.0f} MB, end {end:.0f} MB, idle 3 s later {idle:.0f} MB, "
+          f"mean of the last quarter - mean of the first: {last - first:+.0f} MB")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@
 //! - [`models`]: the served model and its load state; [`default_model`]: fetching SmolLM2 from PyPI.
 //! - [`error`]: `ApiError` → status + OpenAI envelope in one match.
 //! - [`telemetry`]: tracing, request ids, one log line per request, feeding [`metrics`] (Prometheus).
+//! - [`memory`]: freed memory returned to the OS when the server goes idle.
 //! - [`otlp`]: W3C `traceparent` and OTLP/HTTP span export. [`openapi`]: the OpenAPI document.
 //!
 //! # Data flow
@@ -44,6 +45,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod ids;
+pub mod memory;
 pub mod metrics;
 pub mod models;
 pub mod openapi;

@@ -17,7 +17,7 @@ use crate::gateway::limits::{Admission, AdmissionLimits};
 use crate::metrics::Metrics;
 use crate::models::{LoadState, ModelRegistry};
 use crate::otlp::SpanExporter;
-use crate::{default_model, routes, telemetry};
+use crate::{default_model, memory, routes, telemetry};
 
 /// What every handler reads.
 pub struct AppState {
@@ -246,6 +246,7 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     };
     let server = http.run();
     spawn_model_loader(state.clone(), server.handle());
+    memory::spawn_idle_trimmer(state.admission.clone());
     Ok(RunningServer {
         local_addr,
         metrics_addr,
@@ -299,6 +300,8 @@ fn spawn_model_loader(state: web::Data<AppState>, server: ServerHandle) {
                     "model ready"
                 );
                 state.models.set_ready(Arc::new(engine));
+                // Loading leaves its temporary buffers (GGUF reads, requantization) in the heap.
+                memory::trim();
                 state.metrics.set_model_loaded(
                     state.models.name(),
                     &state.config.model_version,

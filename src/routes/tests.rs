@@ -447,7 +447,7 @@ async fn calls_written_by_the_model_in_auto_mode_become_tool_calls() {
     assert_eq!(call["function"]["name"], "get_weather");
     assert_eq!(call["function"]["arguments"], "{\"city\": \"Paris\"}");
     // `auto` constrains nothing, and the tools reached the prompt.
-    let request = &engine_used.requests.lock().unwrap()[0];
+    let request = engine_used.requests.lock().unwrap()[0].clone();
     assert!(request.constraint.is_none());
     let Prompt::Chat(messages) = &request.prompt else {
         panic!("a chat prompt")

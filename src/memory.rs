@@ -1,0 +1,46 @@
+//! Freed memory handed back to the OS once the server goes idle.
+//!
+//! glibc keeps what the engine frees (prefill activations, per-sequence KV caches, batch buffers) in its
+//! arenas for reuse, so a server that served a burst stays at its high-water mark. Measured on the default
+//! model: 636 MB after 60 requests at concurrency 4, 498 MB after one `malloc_trim(0)`. Trimming takes a
+//! few milliseconds and contends with allocation, so it runs only when nothing runs or waits.
+
+use std::time::Duration;
+
+use crate::gateway::limits::Admission;
+
+/// How often the trimmer looks whether the server has gone idle.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Returns free heap memory to the OS; reports whether the allocator released any.
+pub fn trim() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only walks the allocator's own free lists; any thread may call it.
+        unsafe { malloc_trim(0) != 0 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// Trims once after every burst of work: when the server goes from busy to idle.
+pub fn spawn_idle_trimmer(admission: Admission) {
+    tokio::spawn(async move {
+        let mut worked_since_trim = false;
+        loop {
+            tokio::time::sleep(IDLE_CHECK_INTERVAL).await;
+            let busy = admission.requests_running() > 0 || admission.requests_waiting() > 0;
+            if busy {
+                worked_since_trim = true;
+            } else if std::mem::take(&mut worked_since_trim) {
+                let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
+                tracing::debug!(released, "idle: returned freed memory to the OS");
+            }
+        }
+    });
+}
