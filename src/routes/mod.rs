@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use crate::engine::{GenerationRequest, OutputConstraint, Prompt};
+use crate::engine::{EngineError, GenerationRequest, OutputConstraint, Prompt};
 use crate::error::{ApiError, ValidationError};
 use crate::gateway::limits::{Admission, AdmissionPermit, Admitted};
 use crate::models::ServedModel;
@@ -101,9 +101,11 @@ pub async fn plan(
             OutputConstraint::JsonSchema(_) => "response_format",
             OutputConstraint::Lark(_) => "tools",
         };
-        model
-            .engine
-            .check_constraint(constraint)
+        // Compiling a grammar is CPU work that grows with the schema: off the HTTP worker.
+        let (engine, constraint) = (model.engine.clone(), constraint.clone());
+        tokio::task::spawn_blocking(move || engine.check_constraint(&constraint))
+            .await
+            .map_err(|e| EngineError::Internal(format!("grammar check failed: {e}")))?
             .map_err(|e| ValidationError::invalid(param, e.to_string()))?;
     }
     admission.refuse_early()?;
