@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use crate::api::chat::{ChatCompletionRequest, ChatMessage, ContentPart, MessageContent};
 use crate::api::common::StopSequences;
 use crate::api::completions::{CompletionRequest, PromptInput};
-use crate::engine::{ModelInfo, OutputConstraint, PromptMessage, Role, Sampling};
+use base64::Engine as _;
+
+use crate::engine::{ImageInput, ModelInfo, OutputConstraint, PromptMessage, Role, Sampling};
 use crate::error::ValidationError;
 use crate::tools::{self, ToolSetup};
 
@@ -316,9 +318,25 @@ fn response_format(format: Option<&Value>) -> Result<Option<OutputConstraint>, V
     }
 }
 
-/// Checks an `image_url` part: a base64 PNG, JPEG, WebP or GIF data URL within the size bound. Remote
-/// URLs are refused: the server fetches nothing on a client's behalf.
-fn image_part(index: usize, part_index: usize, part: &ContentPart) -> Result<(), ValidationError> {
+/// The media type an image's first bytes announce.
+fn sniffed_media_type(data: &[u8]) -> Option<&'static str> {
+    match data {
+        [0x89, b'P', b'N', b'G', ..] => Some("image/png"),
+        [0xFF, 0xD8, 0xFF, ..] => Some("image/jpeg"),
+        [b'G', b'I', b'F', b'8', ..] => Some("image/gif"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some("image/webp"),
+        _ => None,
+    }
+}
+
+/// Decodes an `image_url` part: a base64 PNG, JPEG, WebP or GIF data URL within the size bound, whose
+/// bytes are what its media type says. Remote URLs are refused: the server fetches nothing on a client's
+/// behalf.
+fn image_part(
+    index: usize,
+    part_index: usize,
+    part: &ContentPart,
+) -> Result<ImageInput, ValidationError> {
     let at = format!("messages[{index}].content[{part_index}]");
     let url = part
         .image_url
@@ -352,17 +370,7 @@ fn image_part(index: usize, part_index: usize, part: &ContentPart) -> Result<(),
             format!("`{at}`: images must be PNG, JPEG, WebP or GIF, got `{media}`"),
         ));
     }
-    let valid_base64 = data.len() % 4 == 0
-        && data
-            .trim_end_matches('=')
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
-    if !valid_base64 || data.is_empty() {
-        return Err(ValidationError::invalid(
-            "messages",
-            format!("`{at}`: the image data is not valid base64"),
-        ));
-    }
+    // Checked before decoding, so that an oversized image costs no allocation.
     let bytes = data.len() / 4 * 3;
     if bytes > MAX_IMAGE_BYTES {
         return Err(ValidationError::invalid(
@@ -370,10 +378,34 @@ fn image_part(index: usize, part_index: usize, part: &ContentPart) -> Result<(),
             format!("`{at}`: the image is {bytes} bytes; the limit is {MAX_IMAGE_BYTES}"),
         ));
     }
-    Ok(())
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            ValidationError::invalid(
+                "messages",
+                format!("`{at}`: the image data is not valid base64"),
+            )
+        })?;
+    let declared = if media == "image/jpg" {
+        "image/jpeg"
+    } else {
+        media
+    };
+    if sniffed_media_type(&decoded) != Some(declared) {
+        return Err(ValidationError::invalid(
+            "messages",
+            format!("`{at}`: the data is not a {declared} image"),
+        ));
+    }
+    Ok(ImageInput {
+        media_type: declared.to_string(),
+        data: decoded,
+    })
 }
 
-fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, usize), ValidationError> {
+fn message(index: usize, message: ChatMessage) -> Result<PromptMessage, ValidationError> {
     let role = match message.role.as_str() {
         "system" | "developer" => Role::System,
         "user" => Role::User,
@@ -388,7 +420,7 @@ fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, usize),
             ))
         }
     };
-    let mut images = 0;
+    let mut images = Vec::new();
     let content = match message.content {
         Some(MessageContent::Text(text)) => Some(text),
         Some(MessageContent::Parts(parts)) => {
@@ -405,8 +437,7 @@ fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, usize),
                         }
                     },
                     "image_url" if role == Role::User => {
-                        image_part(index, part_index, &part)?;
-                        images += 1;
+                        images.push(image_part(index, part_index, &part)?);
                     }
                     "image_url" => {
                         return Err(ValidationError::invalid(
@@ -458,7 +489,11 @@ fn message(index: usize, message: ChatMessage) -> Result<(PromptMessage, usize),
             ))
         }
     };
-    Ok((PromptMessage { role, content }, images))
+    Ok(PromptMessage {
+        role,
+        content,
+        images,
+    })
 }
 
 /// Fields that would change what OpenAI returns but that this server cannot serve: refused, not ignored.
@@ -557,12 +592,10 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
             .map(OutputConstraint::Lark)
     });
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
-    let mut images = 0;
     for (index, m) in request.messages.into_iter().enumerate() {
-        let (m, count) = message(index, m)?;
-        images += count;
-        messages.push(m);
+        messages.push(message(index, m)?);
     }
+    let images: usize = messages.iter().map(|m| m.images.len()).sum();
     if images > MAX_IMAGES {
         return Err(ValidationError::invalid(
             "messages",
@@ -581,6 +614,7 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
                 PromptMessage {
                     role: Role::System,
                     content: instructions,
+                    images: Vec::new(),
                 },
             ),
         }

@@ -52,11 +52,12 @@ pub struct ChatCompletionRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
-    /// Number of choices (1–16 by default), each under its own `index`; usage sums them.
+    /// Number of choices (1–64), each under its own `index`; usage sums them.
     #[serde(default)]
     pub n: Option<i64>,
-    /// Seeds this request's own sampler: the same seed and request give the same output at any
-    /// temperature, whatever else the server is doing. With `n > 1` choice `i` uses `seed + i`.
+    /// Seeds this request's own sampler, which no other request advances: the same seed and request
+    /// give the same output at any temperature while the engine computes the same logits (see
+    /// docs/compatibility.md). With `n > 1` choice `i` uses `seed + i`.
     #[serde(default)]
     pub seed: Option<i64>,
     /// Return the log probability of each output token in `choices[].logprobs.content`.

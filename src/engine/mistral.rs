@@ -557,6 +557,15 @@ impl Engine for MistralEngine {
     }
 
     async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
+        // `accepts_images` is false for every model this engine loads, so the routes refuse images first;
+        // this keeps an image from ever being dropped silently.
+        if let Prompt::Chat(messages) = &request.prompt {
+            if messages.iter().any(|m| !m.images.is_empty()) {
+                return Err(EngineError::Rejected(
+                    "this engine does not serve images: vision models are not loaded yet".into(),
+                ));
+            }
+        }
         let sender = self.sender()?;
         let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_CAPACITY);
         let weak = tx.downgrade();

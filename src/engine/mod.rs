@@ -36,6 +36,15 @@ impl Role {
 pub struct PromptMessage {
     pub role: Role,
     pub content: String,
+    /// Images of a user turn, decoded (served only when `ModelInfo::accepts_images`).
+    pub images: Vec<ImageInput>,
+}
+
+/// An image as the client sent it: its media type and its encoded bytes (PNG, JPEG, WebP or GIF).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInput {
+    pub media_type: String,
+    pub data: Vec<u8>,
 }
 
 /// What the model continues: a conversation rendered by the chat template, or raw text.
@@ -74,7 +83,7 @@ pub struct GenerationRequest {
     pub max_tokens: usize,
     /// Passed to the engine so it stops early; the text layer (`stop.rs`) cuts them from the output.
     pub stop: Vec<String>,
-    /// Seeds this sequence's own sampler: the same seed and request give the same tokens.
+    /// Seeds this sequence's own sampler: the same seed and logits give the same tokens.
     pub seed: Option<u64>,
     /// Added to the logits of these token ids before sampling (OpenAI's `logit_bias`).
     pub logit_bias: Vec<(u32, f32)>,

@@ -65,6 +65,13 @@ fn text(t: &str) -> Result<EngineEvent, EngineError> {
     })
 }
 
+fn engine_with_images(script: Vec<Result<EngineEvent, EngineError>>) -> Arc<ScriptedEngine> {
+    let engine = engine(5, script, Duration::ZERO);
+    let mut engine = Arc::try_unwrap(engine).ok().expect("not shared yet");
+    engine.info.accepts_images = true;
+    Arc::new(engine)
+}
+
 fn engine(
     prompt_tokens: usize,
     script: Vec<Result<EngineEvent, EngineError>>,
@@ -516,4 +523,43 @@ async fn choices_are_submitted_as_seeded_sequences() {
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["choices"].as_array().unwrap().len(), 4);
     assert!(body["choices"][0]["logprobs"].is_null(), "not asked for");
+}
+
+/// On a model that accepts images, a data-URL image reaches the engine call decoded, with its media type
+/// and in its message; on a text model the same request is a 400 before the engine.
+#[actix_web::test]
+async fn images_reach_the_engine_decoded_on_a_vision_model() {
+    // A 1×1 PNG.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let body = json!({"messages": [
+        {"role": "system", "content": "Describe images."},
+        {"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}"), "detail": "low"}}
+        ]}
+    ]});
+    let vision = engine_with_images(vec![text("a dot"), finished(EngineFinish::Stop)]);
+    let (status, answer) = post(
+        state(Some(vision.clone())),
+        "/v1/chat/completions",
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let request = vision.requests.lock().unwrap()[0].clone();
+    let Prompt::Chat(messages) = request.prompt else {
+        panic!("a chat prompt")
+    };
+    assert!(messages[0].images.is_empty());
+    assert_eq!(messages[1].content, "What is this?");
+    assert_eq!(messages[1].images.len(), 1);
+    assert_eq!(messages[1].images[0].media_type, "image/png");
+    assert_eq!(&messages[1].images[0].data[..4], b"\x89PNG");
+    assert_eq!(messages[1].images[0].data.len(), 70);
+
+    let text_only = engine(5, vec![], Duration::ZERO);
+    let (status, answer) = post(state(Some(text_only.clone())), "/v1/chat/completions", body).await;
+    assert_eq!(status, 400);
+    assert!(answer.contains("does not accept images"), "{answer}");
+    assert!(text_only.requests.lock().unwrap().is_empty());
 }
