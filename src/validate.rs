@@ -77,9 +77,14 @@ impl ValidatedGeneration {
 pub struct ValidatedChat {
     pub generation: ValidatedGeneration,
     pub messages: Vec<PromptMessage>,
-    /// Whether any message carried an `image_url` part (served only by vision models).
-    pub has_images: bool,
     pub tools: Option<ToolSetup>,
+}
+
+impl ValidatedChat {
+    /// Whether any message carries an image (served only by vision models).
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| !m.images.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -622,7 +627,6 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
     Ok(ValidatedChat {
         generation,
         messages,
-        has_images: images > 0,
         tools,
     })
 }
@@ -872,9 +876,13 @@ mod tests {
         };
         let ok: ChatCompletionRequest =
             serde_json::from_value(image("data:image/png;base64,iVBORw0KGgo=")).unwrap();
-        assert!(chat(ok).unwrap().has_images);
+        let ok = chat(ok).unwrap();
+        assert!(ok.has_images());
+        assert_eq!(ok.messages[0].images[0].data, b"\x89PNG\r\n\x1a\n".to_vec());
         for bad in [
             "https://example.com/a.png",
+            // A JPEG declared as PNG.
+            "data:image/png;base64,/9j/4AAQ",
             "data:text/plain;base64,aGk=",
             "data:image/png;base64,%%%",
         ] {
@@ -898,7 +906,7 @@ mod tests {
         assert_eq!(chat.messages[0].role, Role::System);
         assert_eq!(chat.messages[1].content, "ab");
         assert_eq!(chat.generation.max_tokens, Some(5));
-        assert!(!chat.has_images);
+        assert!(!chat.has_images());
     }
 
     #[test]

@@ -583,10 +583,10 @@ impl Engine for MistralEngine {
         };
         let is_completion = matches!(request.prompt, Prompt::Text(_));
         let picker = Arc::new(TokenPicker::new(PickerSettings {
+            sampling: request.sampling.clone(),
             logit_bias: request.logit_bias.clone(),
             seed: request.seed,
             top_logprobs: request.logprobs,
-            ..PickerSettings::new(&request.sampling)
         }));
         let picks = ChunkPicks {
             picker: picker.clone(),

@@ -20,29 +20,13 @@ const BAN_BIAS: f32 = -100.0;
 /// How one sequence chooses its tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PickerSettings {
-    pub temperature: f64,
-    pub top_p: Option<f64>,
-    pub top_k: Option<usize>,
-    pub min_p: Option<f64>,
+    /// Temperature, top-p, top-k and min-p apply here; the engine applies the penalties before.
+    pub sampling: Sampling,
     pub logit_bias: Vec<(u32, f32)>,
     /// `None`: a fresh random seed.
     pub seed: Option<u64>,
     /// Alternatives to record per step (`Some(0)`: only the sampled token's log probability).
     pub top_logprobs: Option<usize>,
-}
-
-impl PickerSettings {
-    pub fn new(sampling: &Sampling) -> Self {
-        PickerSettings {
-            temperature: sampling.temperature,
-            top_p: sampling.top_p,
-            top_k: sampling.top_k,
-            min_p: sampling.min_p,
-            logit_bias: Vec::new(),
-            seed: None,
-            top_logprobs: None,
-        }
-    }
 }
 
 /// One step's choice: the token, its log probability and the most likely alternatives (natural log, over
@@ -91,11 +75,11 @@ impl TokenPicker {
                 };
             }
         }
-        let token = if self.settings.temperature <= 0.0 {
+        let token = if self.settings.sampling.temperature <= 0.0 {
             argmax(logits)
         } else {
             let mut rng = self.rng.lock().expect("picker rng");
-            sample(logits, &self.settings, &mut *rng)
+            sample(logits, &self.settings.sampling, &mut *rng)
         };
         // Recorded for every request: the stream needs each token's bytes (and `best_of`, which asks for
         // logprobs, their log probabilities).
@@ -200,7 +184,7 @@ fn top_indices(values: &[f32], k: usize) -> Vec<u32> {
 }
 
 /// Temperature, then top-k, top-p and min-p (as vLLM orders them), then one draw from `rng`.
-fn sample(logits: &[f32], settings: &PickerSettings, rng: &mut impl Rng) -> u32 {
+fn sample(logits: &[f32], settings: &Sampling, rng: &mut impl Rng) -> u32 {
     let temperature = settings.temperature as f32;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if !max.is_finite() {
@@ -262,10 +246,10 @@ mod tests {
 
     fn settings(temperature: f64) -> PickerSettings {
         PickerSettings {
-            temperature,
-            top_p: None,
-            top_k: None,
-            min_p: None,
+            sampling: Sampling {
+                temperature,
+                ..Sampling::default()
+            },
             logit_bias: Vec::new(),
             seed: Some(7),
             top_logprobs: Some(2),
@@ -325,10 +309,10 @@ mod tests {
     #[test]
     fn top_k_and_top_p_narrow_the_candidates() {
         let mut top_k = settings(1.0);
-        top_k.top_k = Some(2);
+        top_k.sampling.top_k = Some(2);
         assert!(run(top_k, 64).iter().all(|t| *t == 1 || *t == 3));
         let mut top_p = settings(1.0);
-        top_p.top_p = Some(0.01);
+        top_p.sampling.top_p = Some(0.01);
         assert!(run(top_p, 64).iter().all(|t| *t == 1));
     }
 
@@ -368,10 +352,10 @@ mod timing {
             ("top 5", 0.0, Some(5)),
         ] {
             let picker = TokenPicker::new(PickerSettings {
-                temperature,
-                top_p: None,
-                top_k: None,
-                min_p: None,
+                sampling: Sampling {
+                    temperature,
+                    ..Sampling::default()
+                },
                 logit_bias: Vec::new(),
                 seed: Some(1),
                 top_logprobs: top,

@@ -50,7 +50,7 @@ pub async fn create_chat_completion(
     let chat = validate::chat(body.into_inner())?;
     let model = state.models.resolve(chat.generation.model.as_deref())?;
     log.set_model(&model.name, &model.version);
-    super::check_images(&model, chat.has_images)?;
+    super::check_images(&model, chat.has_images())?;
     let planned = super::plan(
         model.clone(),
         chat.generation.clone(),
@@ -171,7 +171,6 @@ fn chat_logprobs(tokens: Vec<TokenLogprob>) -> ChatLogprobs {
 /// One streaming choice: its tool-call parser (with tools) and logprobs not yet sent with a chunk.
 struct ChoiceState {
     tools: Option<ToolCallParser>,
-    call_ids: Vec<String>,
     pending_logprobs: Vec<TokenLogprob>,
 }
 
@@ -179,7 +178,6 @@ impl ChoiceState {
     fn new(parse_tools: bool) -> Self {
         ChoiceState {
             tools: parse_tools.then(ToolCallParser::default),
-            call_ids: Vec::new(),
             pending_logprobs: Vec::new(),
         }
     }
@@ -240,7 +238,6 @@ impl ChatChunks {
                 },
                 ToolEvent::CallStart { index: call, name } => {
                     let id = call_id();
-                    self.choices[index].call_ids.push(id.clone());
                     ChatDelta {
                         tool_calls: Some(vec![ToolCallDelta {
                             index: call,
