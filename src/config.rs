@@ -32,6 +32,11 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_MODEL")]
     pub model: Option<String>,
 
+    /// Load a Hugging Face repo id with mistral.rs's multimodal loader (vision models such as SmolVLM or
+    /// Qwen2.5-VL). A local directory needs no flag: its `config.json` names the architecture.
+    #[arg(long, env = "LLMSERVE_MULTIMODAL", action = clap::ArgAction::SetTrue)]
+    pub multimodal: bool,
+
     /// Model id that clients send in `model` and see in `/v1/models`. Default: derived from the file or
     /// directory name (e.g. `SmolLM2-135M-Instruct`), or the repo id.
     #[arg(long, env = "LLMSERVE_SERVED_MODEL_NAME")]
@@ -132,6 +137,11 @@ pub struct Cli {
     /// HTTP worker threads (actix). Default: one per core.
     #[arg(long, env = "LLMSERVE_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+
+    /// Fetch `http(s)` image URLs that clients send to a vision model (≤ 10 MiB, 10 s each). Off by
+    /// default: a server that fetches URLs for its clients can be made to reach hosts only it can reach.
+    #[arg(long, env = "LLMSERVE_ALLOW_REMOTE_IMAGES", action = clap::ArgAction::SetTrue)]
+    pub allow_remote_images: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -182,8 +192,8 @@ pub enum ModelSource {
     GgufFile(PathBuf),
     /// A local directory: GGUF files or a safetensors model with `config.json`.
     LocalDir(PathBuf),
-    /// A Hugging Face repo id, loaded through the hub.
-    HubRepo(String),
+    /// A Hugging Face repo id, loaded through the hub (with the multimodal loader when `multimodal`).
+    HubRepo { repo: String, multimodal: bool },
 }
 
 /// The validated configuration everything else reads.
@@ -213,6 +223,7 @@ pub struct Config {
     /// OTLP/HTTP collector base URL; `None`: no span export.
     pub otlp_endpoint: Option<String>,
     pub otlp_service_name: String,
+    pub allow_remote_images: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -263,7 +274,7 @@ impl Cli {
                     None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
                 },
             },
-            Some(model) => classify_model(&model)?,
+            Some(model) => classify_model(&model, self.multimodal)?,
         };
         if let Some(template) = &self.chat_template {
             let ext = template.extension().and_then(|e| e.to_str());
@@ -353,6 +364,7 @@ impl Cli {
             metrics_port: self.metrics_port,
             otlp_endpoint: self.otlp_endpoint,
             otlp_service_name: self.otlp_service_name,
+            allow_remote_images: self.allow_remote_images,
         })
     }
 }
@@ -390,7 +402,7 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("llmserve"))
 }
 
-fn classify_model(model: &str) -> Result<ModelSource, ConfigError> {
+fn classify_model(model: &str, multimodal: bool) -> Result<ModelSource, ConfigError> {
     let path = Path::new(model);
     if path.is_file() {
         return Ok(ModelSource::GgufFile(path.to_path_buf()));
@@ -409,7 +421,10 @@ fn classify_model(model: &str) -> Result<ModelSource, ConfigError> {
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         });
     if looks_like_repo {
-        Ok(ModelSource::HubRepo(model.to_string()))
+        Ok(ModelSource::HubRepo {
+            repo: model.to_string(),
+            multimodal,
+        })
     } else {
         Err(ConfigError::ModelNotFound(model.to_string()))
     }
@@ -427,7 +442,7 @@ fn default_served_name(source: &ModelSource) -> String {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".to_string()),
-        ModelSource::HubRepo(repo) => repo.clone(),
+        ModelSource::HubRepo { repo, .. } => repo.clone(),
     }
 }
 
@@ -441,7 +456,7 @@ fn default_model_version(source: &ModelSource) -> String {
         ModelSource::Default { .. } => crate::default_model::VERSION.to_string(),
         ModelSource::GgufFile(path) => file_name(path),
         ModelSource::LocalDir(path) => file_name(&path.canonicalize().unwrap_or(path.clone())),
-        ModelSource::HubRepo(repo) => repo.clone(),
+        ModelSource::HubRepo { repo, .. } => repo.clone(),
     }
 }
 
@@ -487,21 +502,29 @@ mod tests {
     #[test]
     fn models_are_classified_before_loading() {
         assert_eq!(
-            classify_model("HuggingFaceTB/SmolLM2-135M-Instruct"),
-            Ok(ModelSource::HubRepo(
-                "HuggingFaceTB/SmolLM2-135M-Instruct".into()
-            ))
+            classify_model("HuggingFaceTB/SmolLM2-135M-Instruct", false),
+            Ok(ModelSource::HubRepo {
+                repo: "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
+                multimodal: false
+            })
+        );
+        assert_eq!(
+            classify_model("HuggingFaceTB/SmolVLM-256M-Instruct", true),
+            Ok(ModelSource::HubRepo {
+                repo: "HuggingFaceTB/SmolVLM-256M-Instruct".into(),
+                multimodal: true
+            })
         );
         assert!(matches!(
-            classify_model("/no/such/file.gguf"),
+            classify_model("/no/such/file.gguf", false),
             Err(ConfigError::ModelNotFound(_))
         ));
         assert!(matches!(
-            classify_model("../x"),
+            classify_model("../x", false),
             Err(ConfigError::ModelNotFound(_))
         ));
         assert!(matches!(
-            classify_model(file!()),
+            classify_model(file!(), false),
             Ok(ModelSource::GgufFile(_))
         ));
     }

@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod otlp;
+pub mod remote_images;
 pub mod routes;
 pub mod server;
 pub mod stop;

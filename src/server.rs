@@ -17,6 +17,7 @@ use crate::gateway::limits::{Admission, AdmissionLimits};
 use crate::metrics::Metrics;
 use crate::models::{LoadState, ModelRegistry};
 use crate::otlp::SpanExporter;
+use crate::remote_images::RemoteImages;
 use crate::{default_model, memory, routes, telemetry};
 
 /// What every handler reads.
@@ -27,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Span export, when `--otlp-endpoint` is set (started inside the runtime by `start`).
     pub spans: Option<SpanExporter>,
+    /// The image fetcher, when `--allow-remote-images` is set.
+    pub remote_images: Option<RemoteImages>,
 }
 
 impl AppState {
@@ -36,6 +39,7 @@ impl AppState {
         metrics.set_model_loaded(&config.served_model_name, &config.model_version, false);
         AppState {
             spans: None,
+            remote_images: config.allow_remote_images.then(RemoteImages::new),
             metrics: Arc::new(metrics),
             models: ModelRegistry::new(
                 config.served_model_name.clone(),
@@ -323,7 +327,10 @@ fn resolve_target(source: &ModelSource) -> Result<LoadTarget, EngineError> {
         ModelSource::Default { cache_dir } => gguf_file_target(&default_model::ensure(cache_dir)?),
         ModelSource::GgufFile(path) => gguf_file_target(path),
         ModelSource::LocalDir(dir) => local_dir_target(dir),
-        ModelSource::HubRepo(repo) => Ok(LoadTarget::Hub(repo.clone())),
+        ModelSource::HubRepo { repo, multimodal } => Ok(LoadTarget::Hub {
+            repo: repo.clone(),
+            multimodal: *multimodal,
+        }),
     }
 }
 

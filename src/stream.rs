@@ -48,6 +48,8 @@ pub enum ChoiceEvent {
         index: usize,
         reason: FinishReason,
         completion_tokens: usize,
+        /// The engine's count of the prompt, when it reported one.
+        prompt_tokens: Option<usize>,
     },
     Failed(EngineError),
 }
@@ -121,7 +123,7 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                     if let Some(seen) = events_after_stop.as_mut() {
                         *seen += 1;
                         if *seen > EVENTS_AFTER_STOP_MATCH {
-                            yield ChoiceEvent::Finished { index, reason: FinishReason::Stop, completion_tokens: tokens };
+                            yield ChoiceEvent::Finished { index, reason: FinishReason::Stop, completion_tokens: tokens, prompt_tokens: None };
                             return;
                         }
                         continue;
@@ -147,7 +149,7 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                         events_after_stop = Some(0);
                     }
                 }
-                Ok(EngineEvent::Finished { reason, completion_tokens }) => {
+                Ok(EngineEvent::Finished { reason, completion_tokens, prompt_tokens }) => {
                     let reason = if events_after_stop.is_some() {
                         FinishReason::Stop
                     } else {
@@ -159,7 +161,7 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                         finish_reason(reason)
                     };
                     let completion_tokens = completion_tokens.unwrap_or(tokens);
-                    yield ChoiceEvent::Finished { index, reason, completion_tokens };
+                    yield ChoiceEvent::Finished { index, reason, completion_tokens, prompt_tokens };
                     return;
                 }
                 Err(error) => {
@@ -169,7 +171,7 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
             }
         }
         if events_after_stop.is_some() {
-            yield ChoiceEvent::Finished { index, reason: FinishReason::Stop, completion_tokens: tokens };
+            yield ChoiceEvent::Finished { index, reason: FinishReason::Stop, completion_tokens: tokens, prompt_tokens: None };
         } else {
             yield ChoiceEvent::Failed(EngineError::Internal("the sequence ended without a finish".into()));
         }
@@ -255,6 +257,7 @@ pub fn sse_body<F: ChunkFormat>(
         }
         let mut merged = std::pin::pin!(merged_choices(sources));
         let mut completion_tokens = 0;
+        let mut prompt_tokens = prompt_tokens;
         loop {
             let next = tokio::select! {
                 _ = permit.aborted() => None,
@@ -273,8 +276,9 @@ pub fn sse_body<F: ChunkFormat>(
                     }
                     continue;
                 }
-                Some(Ok(Some(ChoiceEvent::Finished { index, reason, completion_tokens: n }))) => {
+                Some(Ok(Some(ChoiceEvent::Finished { index, reason, completion_tokens: n, prompt_tokens: engine_prompt }))) => {
                     completion_tokens += n;
+                    prompt_tokens = prompt_tokens.max(engine_prompt.unwrap_or(0));
                     log.set_finish_reason(reason.as_str());
                     let chunks = format.finish(index, reason);
                     for chunk in chunks {
@@ -290,6 +294,7 @@ pub fn sse_body<F: ChunkFormat>(
             }
             return;
         }
+        log.set_prompt_tokens(prompt_tokens);
         log.set_completion_tokens(completion_tokens);
         if include_usage {
             yield Ok(data_event(&format.usage(Usage::new(prompt_tokens, completion_tokens))));
@@ -329,8 +334,9 @@ impl CollectedChoice {
 /// completion tokens. Dropping this future (client gone) cancels the engine sequences.
 pub async fn collect(
     started: Started,
+    prompt_tokens: usize,
     log: &RequestLog,
-) -> Result<(Vec<CollectedChoice>, usize), ApiError> {
+) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
     let Started {
         mut permit,
         sources,
@@ -344,6 +350,7 @@ pub async fn collect(
         })
         .collect();
     let mut completion_tokens = 0;
+    let mut prompt_tokens = prompt_tokens;
     let mut merged = std::pin::pin!(merged_choices(sources));
     loop {
         let event = tokio::select! {
@@ -366,16 +373,19 @@ pub async fn collect(
                 index,
                 reason,
                 completion_tokens: n,
+                prompt_tokens: engine_prompt,
             }) => {
                 completion_tokens += n;
+                prompt_tokens = prompt_tokens.max(engine_prompt.unwrap_or(0));
                 choices[index].finish_reason = reason;
                 log.set_finish_reason(reason.as_str());
             }
             Some(ChoiceEvent::Failed(error)) => return Err(error.into()),
         }
     }
+    log.set_prompt_tokens(prompt_tokens);
     log.set_completion_tokens(completion_tokens);
-    Ok((choices, completion_tokens))
+    Ok((choices, Usage::new(prompt_tokens, completion_tokens)))
 }
 
 #[cfg(test)]
@@ -405,6 +415,7 @@ mod tests {
                 Ok(EngineEvent::Finished {
                     reason: EngineFinish::Stop,
                     completion_tokens: None,
+                    prompt_tokens: None,
                 }),
             ]),
             stop: vec!["world".into()],
@@ -428,7 +439,8 @@ mod tests {
                 ChoiceEvent::Finished {
                     index: 0,
                     reason: FinishReason::Stop,
-                    completion_tokens: 3
+                    completion_tokens: 3,
+                    prompt_tokens: None
                 },
             ]
         );
@@ -446,6 +458,8 @@ mod tests {
     }
 
     #[actix_web::test]
+    /// The engine's counts win: its completion count, and its prompt count when larger than ours (a
+    /// vision model's processor adds the image tokens).
     async fn engine_usage_wins_over_counted_tokens() {
         let source = ChoiceSource {
             index: 0,
@@ -454,6 +468,7 @@ mod tests {
                 Ok(EngineEvent::Finished {
                     reason: EngineFinish::Length,
                     completion_tokens: Some(7),
+                    prompt_tokens: Some(12),
                 }),
             ]),
             stop: vec![],
@@ -468,8 +483,8 @@ mod tests {
             permit: gate.admit(1).await.unwrap(),
             sources: vec![source],
         };
-        let (choices, tokens) = collect(started, &RequestLog::default()).await.unwrap();
-        assert_eq!(tokens, 7);
+        let (choices, usage) = collect(started, 5, &RequestLog::default()).await.unwrap();
+        assert_eq!(usage, Usage::new(12, 7));
         assert_eq!(choices[0].finish_reason, FinishReason::Length);
         assert_eq!(choices[0].text, "a");
     }

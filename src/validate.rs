@@ -30,6 +30,9 @@ pub const MAX_LOGIT_BIAS_ENTRIES: usize = 300;
 /// Images per request, and bytes per decoded image.
 pub const MAX_IMAGES: usize = 8;
 pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Pixels per image, read from its header before anything is decoded: a small file can announce a huge
+/// canvas (a decompression bomb), and a 4096×4096 RGBA image already takes 64 MiB.
+pub const MAX_IMAGE_PIXELS: u64 = 4096 * 4096;
 
 /// What every generation request shares once validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -324,7 +327,7 @@ fn response_format(format: Option<&Value>) -> Result<Option<OutputConstraint>, V
 }
 
 /// The media type an image's first bytes announce.
-fn sniffed_media_type(data: &[u8]) -> Option<&'static str> {
+pub(crate) fn sniffed_media_type(data: &[u8]) -> Option<&'static str> {
     match data {
         [0x89, b'P', b'N', b'G', ..] => Some("image/png"),
         [0xFF, 0xD8, 0xFF, ..] => Some("image/jpeg"),
@@ -354,7 +357,7 @@ fn image_part(
     if url.starts_with("http://") || url.starts_with("https://") {
         return Err(ValidationError::invalid(
             "messages",
-            format!("`{at}`: remote image URLs are not fetched by this server; send the image as a base64 data URL"),
+            format!("`{at}`: remote image URLs are not fetched by this server (unless started with --allow-remote-images); send the image as a base64 data URL"),
         ));
     }
     let (media, data) = url
@@ -402,6 +405,24 @@ fn image_part(
         return Err(ValidationError::invalid(
             "messages",
             format!("`{at}`: the data is not a {declared} image"),
+        ));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&decoded));
+    reader.set_format(
+        image::ImageFormat::from_mime_type(declared).unwrap_or(image::ImageFormat::Png),
+    );
+    // Only the header is read here; the pixel bound below is the limit, with a clearer message.
+    reader.no_limits();
+    let (width, height) = reader.into_dimensions().ok().ok_or_else(|| {
+        ValidationError::invalid(
+            "messages",
+            format!("`{at}`: the {declared} image's header cannot be read"),
+        )
+    })?;
+    if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
+        return Err(ValidationError::invalid(
+            "messages",
+            format!("`{at}`: the image is {width}×{height} pixels; the limit is {MAX_IMAGE_PIXELS} pixels"),
         ));
     }
     Ok(ImageInput {
@@ -753,6 +774,7 @@ pub fn fit_to_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
 
     fn chat_request(extra: serde_json::Value) -> ChatCompletionRequest {
         let mut body =
@@ -874,12 +896,27 @@ mod tests {
             serde_json::json!({"messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": url}}]}]})
         };
-        let ok: ChatCompletionRequest =
-            serde_json::from_value(image("data:image/png;base64,iVBORw0KGgo=")).unwrap();
+        let mut png = Vec::new();
+        image::RgbImage::new(3, 2)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let url = format!("data:image/png;base64,{}", STANDARD.encode(&png));
+        let ok: ChatCompletionRequest = serde_json::from_value(image(&url)).unwrap();
         let ok = chat(ok).unwrap();
         assert!(ok.has_images());
-        assert_eq!(ok.messages[0].images[0].data, b"\x89PNG\r\n\x1a\n".to_vec());
+        assert_eq!(ok.messages[0].images[0].data, png);
+        // A 41-byte GIF whose header announces 60000×60000 pixels (a two-colour palette, one 1×1 frame).
+        let mut bomb = b"GIF89a".to_vec();
+        bomb.extend(60000u16.to_le_bytes());
+        bomb.extend(60000u16.to_le_bytes());
+        bomb.extend([0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+        bomb.extend([0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0, 0x3B]);
+        let bomb = format!("data:image/gif;base64,{}", STANDARD.encode(&bomb));
+        let error = chat(serde_json::from_value(image(&bomb)).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("60000×60000"), "{error}");
         for bad in [
+            // Only a PNG signature: no header to read.
+            "data:image/png;base64,iVBORw0KGgo=",
             "https://example.com/a.png",
             // A JPEG declared as PNG.
             "data:image/png;base64,/9j/4AAQ",

@@ -14,16 +14,20 @@ use either::Either;
 use indexmap::IndexMap;
 use mistralrs::core::{
     AutoDeviceMapParams, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, MistralRsBuilder,
-    Pipeline, RequestMessage, TokenizationRequest,
+    ModelCategory, MultimodalPromptPrefixer, Pipeline, RequestMessage, SupportedModality,
+    TokenizationRequest,
 };
 use mistralrs::llguidance::toktrie::TokTrie;
-use mistralrs::model_builder_trait::{build_model_from_pipeline, build_text_pipeline};
+use mistralrs::model_builder_trait::{
+    build_model_from_pipeline, build_multimodal_pipeline, build_text_pipeline,
+};
 use mistralrs::{
     Constraint, CustomLogitsProcessor, DefaultSchedulerMethod, Device, LlguidanceGrammar,
-    MemoryGpuConfig, MessageContent, Model, ModelDType, NormalRequest, PagedAttentionConfig,
-    PagedCacheType, Request, Response, SamplingParams, SchedulerConfig, StopTokens,
-    TextModelBuilder, TokenSource,
+    MemoryGpuConfig, MessageContent, Model, ModelDType, MultimodalLoaderType,
+    MultimodalModelBuilder, NormalRequest, PagedAttentionConfig, PagedCacheType, Request, Response,
+    SamplingParams, SchedulerConfig, StopTokens, TextModelBuilder, TokenSource,
 };
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::{Dtype, GpuMemory, PagedAttention};
@@ -48,10 +52,11 @@ const FALLBACK_CONTEXT_LENGTH: usize = 4096;
 pub enum LoadTarget {
     /// GGUF file(s) in a local directory (several files = one split model).
     Gguf { dir: PathBuf, files: Vec<String> },
-    /// A local safetensors model directory (`config.json`, `tokenizer.json`, weights).
+    /// A local safetensors model directory (`config.json`, `tokenizer.json`, weights). A vision model is
+    /// recognised by the architecture its `config.json` names.
     Safetensors(PathBuf),
     /// A Hugging Face repo id (needs hub access; `HF_TOKEN` for gated models).
-    Hub(String),
+    Hub { repo: String, multimodal: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +76,8 @@ pub struct MistralEngine {
     vocabulary: Arc<Vocabulary>,
     grammars: Option<GrammarFactory>,
     unlisted_ends: Vec<String>,
+    /// Set for multimodal models: writes a message's image placeholders the way the model expects them.
+    prefixer: Option<Arc<dyn MultimodalPromptPrefixer>>,
     /// One weak handle per submitted sequence: alive while the engine still holds the sequence's sender.
     submitted: Mutex<Vec<mpsc::WeakSender<Response>>>,
 }
@@ -101,19 +108,22 @@ impl MistralEngine {
                 load_gguf(dir, files, &options, template).await
             }
             LoadTarget::Safetensors(dir) => {
-                let text = TextLoad {
+                let load = SafetensorsLoad {
+                    multimodal: multimodal_architecture(&dir)?,
                     model_id: dir.display().to_string(),
                     token_source: TokenSource::None,
                 };
-                text.load(&options, template, paged, &device).await
+                load.load(&options, template, paged, &device).await
             }
             // The hub needs a token for gated models (HF_TOKEN or the cached login).
-            LoadTarget::Hub(repo) => {
-                let text = TextLoad {
+            LoadTarget::Hub { repo, multimodal } => {
+                let load = SafetensorsLoad {
+                    // `None` inside: mistral.rs reads the architecture from the repo's config.json.
+                    multimodal: multimodal.then_some(None),
                     model_id: repo,
                     token_source: TokenSource::CacheToken,
                 };
-                text.load(&options, template, paged, &device).await
+                load.load(&options, template, paged, &device).await
             }
         };
         let (model, tokens) = built.map_err(|e| EngineError::Load(format!("{e:#}")))?;
@@ -126,13 +136,14 @@ impl MistralEngine {
             model,
             info: ModelInfo {
                 context_length,
-                accepts_images: false,
+                accepts_images: tokens.accepts_images,
                 vocab_size: tokens.vocabulary.len(),
                 fill_in_middle: tokens.vocabulary.fill_in_middle(),
             },
             vocabulary: Arc::new(tokens.vocabulary),
             grammars: tokens.grammars,
             unlisted_ends: tokens.unlisted_ends,
+            prefixer: tokens.prefixer,
             submitted: Mutex::new(Vec::new()),
         })
     }
@@ -157,13 +168,34 @@ fn model_dtype(dtype: Dtype, device: &Device) -> ModelDType {
     }
 }
 
-/// A safetensors model, from a local directory or the hub, through the SDK's `TextModelBuilder`.
-struct TextLoad {
-    model_id: String,
-    token_source: TokenSource,
+/// The vision architecture a local model directory's `config.json` names, if it names one mistral.rs serves
+/// as multimodal (`Some(Some(kind))`); `None` for a text model.
+fn multimodal_architecture(
+    dir: &std::path::Path,
+) -> Result<Option<Option<MultimodalLoaderType>>, EngineError> {
+    let path = dir.join("config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        // `params.json` (Mistral's own layout) and the like: left to the text loader, as before.
+        return Ok(None);
+    };
+    let config: Value = serde_json::from_str(&text)
+        .map_err(|e| EngineError::Load(format!("{}: {e}", path.display())))?;
+    let architectures = config["architectures"].as_array().into_iter().flatten();
+    Ok(architectures
+        .filter_map(Value::as_str)
+        .find_map(|name| MultimodalLoaderType::from_causal_lm_name(name).ok())
+        .map(Some))
 }
 
-impl TextLoad {
+/// A safetensors model, from a local directory or the hub, through the SDK's text or multimodal builder.
+struct SafetensorsLoad {
+    model_id: String,
+    token_source: TokenSource,
+    /// `Some` for a multimodal model, with its architecture when known.
+    multimodal: Option<Option<MultimodalLoaderType>>,
+}
+
+impl SafetensorsLoad {
     async fn load(
         self,
         options: &LoadOptions,
@@ -172,20 +204,44 @@ impl TextLoad {
         device: &Device,
     ) -> anyhow::Result<(Model, ModelTokens)> {
         let prefix_cache_n = (options.prefix_cache_n > 0).then_some(options.prefix_cache_n);
-        let mut builder = TextModelBuilder::new(self.model_id)
-            .with_token_source(self.token_source)
-            .with_dtype(model_dtype(options.dtype, device))
-            .with_max_num_seqs(options.max_num_seqs)
-            .with_prefix_cache_n(prefix_cache_n)
-            .with_logging();
-        if let Some(template) = template {
-            builder = builder.with_chat_template(template);
-        }
-        if let Some(paged) = paged {
-            builder = builder.with_paged_attn(paged);
-        }
-        // `TextModelBuilder::build` in two steps, to read the tokenizer off the pipeline in between.
-        let (pipeline, scheduler, config) = build_text_pipeline(builder).await?;
+        let dtype = model_dtype(options.dtype, device);
+        // Both builders, then `build` in two steps, to read the tokenizer off the pipeline in between.
+        let (pipeline, scheduler, config) = match self.multimodal {
+            None => {
+                let mut builder = TextModelBuilder::new(self.model_id)
+                    .with_token_source(self.token_source)
+                    .with_dtype(dtype)
+                    .with_max_num_seqs(options.max_num_seqs)
+                    .with_prefix_cache_n(prefix_cache_n)
+                    .with_logging();
+                if let Some(template) = template {
+                    builder = builder.with_chat_template(template);
+                }
+                if let Some(paged) = paged {
+                    builder = builder.with_paged_attn(paged);
+                }
+                build_text_pipeline(builder).await?
+            }
+            Some(architecture) => {
+                tracing::info!(?architecture, "loading a multimodal model");
+                let mut builder = MultimodalModelBuilder::new(self.model_id)
+                    .with_token_source(self.token_source)
+                    .with_dtype(dtype)
+                    .with_max_num_seqs(options.max_num_seqs)
+                    .with_prefix_cache_n(prefix_cache_n)
+                    .with_logging();
+                if let Some(architecture) = architecture {
+                    builder = builder.with_loader_type(architecture);
+                }
+                if let Some(template) = template {
+                    builder = builder.with_chat_template(template);
+                }
+                if let Some(paged) = paged {
+                    builder = builder.with_paged_attn(paged);
+                }
+                build_multimodal_pipeline(builder).await?
+            }
+        };
         let tokens = ModelTokens::of(&pipeline).await?;
         Ok((
             build_model_from_pipeline(pipeline, scheduler, config).await,
@@ -202,11 +258,25 @@ struct ModelTokens {
     /// the chat template's `<|im_end|>`), by name: a grammar ends by forcing one of them, and the engine
     /// would otherwise go on generating it until `max_tokens`.
     unlisted_ends: Vec<String>,
+    /// Whether the model takes images, and how it marks them in a prompt.
+    accepts_images: bool,
+    prefixer: Option<Arc<dyn MultimodalPromptPrefixer>>,
 }
 
 impl ModelTokens {
     async fn of<P: Pipeline + ?Sized>(pipeline: &tokio::sync::Mutex<P>) -> anyhow::Result<Self> {
-        let metadata = pipeline.lock().await.get_metadata();
+        let (metadata, category) = {
+            let pipeline = pipeline.lock().await;
+            (pipeline.get_metadata(), pipeline.category())
+        };
+        let accepts_images = metadata
+            .modalities
+            .input
+            .contains(&SupportedModality::Vision);
+        let prefixer = match category {
+            ModelCategory::Multimodal { prefixer } => Some(prefixer),
+            _ => None,
+        };
         let grammars = metadata.llg_factory.clone();
         let env = metadata
             .tok_env()
@@ -234,6 +304,8 @@ impl ModelTokens {
             vocabulary: Vocabulary::new(pieces, ends),
             grammars,
             unlisted_ends,
+            accepts_images,
+            prefixer,
         })
     }
 }
@@ -307,24 +379,81 @@ async fn load_gguf(
     Ok((Model::new(runner), tokens))
 }
 
-fn chat_messages(prompt: &Prompt) -> Either<Vec<IndexMap<String, MessageContent>>, String> {
-    match prompt {
-        Prompt::Chat(messages) => Either::Left(
-            messages
-                .iter()
-                .map(|m| {
-                    IndexMap::from([
-                        (
-                            "role".to_string(),
-                            Either::Left(m.role.as_str().to_string()),
-                        ),
-                        ("content".to_string(), Either::Left(m.content.clone())),
-                    ])
-                })
-                .collect(),
-        ),
-        Prompt::Text(text) => Either::Right(text.clone()),
+/// The engine's messages. For a multimodal model every message is a list of parts, images first (as
+/// mistral.rs's own server writes them), with the model's image placeholders added to the text by its
+/// prefixer: such chat templates (SmolVLM's, for one) read only parts. A text model's are plain strings.
+fn chat_messages(
+    prompt: &Prompt,
+    prefixer: Option<&dyn MultimodalPromptPrefixer>,
+) -> Either<Vec<IndexMap<String, MessageContent>>, String> {
+    let messages = match prompt {
+        Prompt::Text(text) => return Either::Right(text.clone()),
+        Prompt::Chat(messages) => messages,
+    };
+    let mut images_before = 0;
+    let messages = messages
+        .iter()
+        .map(|m| {
+            let content = match prefixer {
+                None => Either::Left(m.content.clone()),
+                Some(prefixer) => {
+                    let indices: Vec<usize> =
+                        (images_before..images_before + m.images.len()).collect();
+                    images_before += m.images.len();
+                    let text = if indices.is_empty() {
+                        m.content.clone()
+                    } else {
+                        prefixer.prefix_image(indices, &m.content)
+                    };
+                    let mut parts: Vec<IndexMap<String, Value>> = m
+                        .images
+                        .iter()
+                        .map(|_| IndexMap::from([("type".to_string(), Value::from("image"))]))
+                        .collect();
+                    parts.push(IndexMap::from([
+                        ("type".to_string(), Value::from("text")),
+                        ("text".to_string(), Value::from(text)),
+                    ]));
+                    Either::Right(parts)
+                }
+            };
+            IndexMap::from([
+                (
+                    "role".to_string(),
+                    Either::Left(m.role.as_str().to_string()),
+                ),
+                ("content".to_string(), content),
+            ])
+        })
+        .collect();
+    Either::Left(messages)
+}
+
+/// Decodes a prompt's images, in order, off the async workers (a large PNG takes tens of milliseconds).
+async fn decode_images(prompt: &Prompt) -> Result<Vec<image::DynamicImage>, EngineError> {
+    let Prompt::Chat(messages) = prompt else {
+        return Ok(Vec::new());
+    };
+    let encoded: Vec<_> = messages.iter().flat_map(|m| m.images.clone()).collect();
+    if encoded.is_empty() {
+        return Ok(Vec::new());
     }
+    tokio::task::spawn_blocking(move || {
+        encoded
+            .iter()
+            .enumerate()
+            .map(|(index, input)| {
+                image::load_from_memory(&input.data).map_err(|e| {
+                    EngineError::Rejected(format!(
+                        "image {index} ({}) could not be decoded: {e}",
+                        input.media_type
+                    ))
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| EngineError::Internal(format!("image decoding failed: {e}")))?
 }
 
 /// The engine's own sampling is reduced to its penalties and an argmax: `TokenPicker` chooses the token.
@@ -446,7 +575,7 @@ fn event_stream(
         while let Some(response) = rx.recv().await {
             let (text, reason, usage) = match response {
                 Response::Chunk(mut chunk) => {
-                    let usage = chunk.usage.as_ref().map(|u| u.completion_tokens);
+                    let usage = chunk.usage.as_ref().map(|u| (u.completion_tokens, u.prompt_tokens));
                     let Some(choice) = chunk.choices.pop() else { continue };
                     (choice.delta.content.unwrap_or_default(), choice.finish_reason, usage)
                 }
@@ -482,7 +611,8 @@ fn event_stream(
             if let Some(reason) = reason {
                 yield finish_reason(&reason).map(|reason| EngineEvent::Finished {
                     reason,
-                    completion_tokens: usage,
+                    completion_tokens: usage.map(|(completion, _)| completion),
+                    prompt_tokens: usage.map(|(_, prompt)| prompt),
                 });
                 return;
             }
@@ -509,7 +639,7 @@ impl Engine for MistralEngine {
         let sender = self.sender()?;
         let (tx, mut rx) = mpsc::channel(1);
         let request = Request::Tokenize(TokenizationRequest {
-            text: chat_messages(prompt),
+            text: chat_messages(prompt, self.prefixer.as_deref()),
             tools: None,
             // The same flags the engine uses when it adds a chat or completion request.
             add_generation_prompt: true,
@@ -557,19 +687,26 @@ impl Engine for MistralEngine {
     }
 
     async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
-        // `accepts_images` is false for every model this engine loads, so the routes refuse images first;
-        // this keeps an image from ever being dropped silently.
-        if let Prompt::Chat(messages) = &request.prompt {
-            if messages.iter().any(|m| !m.images.is_empty()) {
-                return Err(EngineError::Rejected(
-                    "this engine does not serve images: vision models are not loaded yet".into(),
-                ));
-            }
+        let images = decode_images(&request.prompt).await?;
+        // The routes refuse images for a model that does not accept them; this keeps an image from ever
+        // being dropped silently.
+        if !images.is_empty() && self.prefixer.is_none() {
+            return Err(EngineError::Rejected(
+                "this model does not accept images".into(),
+            ));
         }
         let sender = self.sender()?;
         let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_CAPACITY);
         let weak = tx.downgrade();
-        let messages = match chat_messages(&request.prompt) {
+        let messages = match chat_messages(&request.prompt, self.prefixer.as_deref()) {
+            Either::Left(messages) if !images.is_empty() => RequestMessage::MultimodalChat {
+                images,
+                audios: Vec::new(),
+                videos: Vec::new(),
+                messages,
+                enable_thinking: None,
+                reasoning_effort: None,
+            },
             Either::Left(messages) => RequestMessage::Chat {
                 messages,
                 enable_thinking: None,
@@ -637,7 +774,80 @@ impl Engine for MistralEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::restore_leading_whitespace;
+    use super::*;
+    use crate::engine::{ImageInput, PromptMessage, Role};
+
+    /// Phi-3.5-vision's way: numbered placeholders before the text.
+    struct NumberedImages;
+    impl MultimodalPromptPrefixer for NumberedImages {
+        fn prefix_image(&self, indices: Vec<usize>, prompt: &str) -> String {
+            let marks: String = indices
+                .iter()
+                .map(|i| format!("<|image_{}|>", i + 1))
+                .collect();
+            format!("{marks}{prompt}")
+        }
+    }
+
+    #[test]
+    fn a_multimodal_model_gets_parts_with_numbered_images() {
+        let image = ImageInput {
+            media_type: "image/png".into(),
+            data: vec![],
+        };
+        let message = |role, content: &str, images: usize| PromptMessage {
+            role,
+            content: content.into(),
+            images: vec![image.clone(); images],
+        };
+        let prompt = Prompt::Chat(vec![
+            message(Role::System, "be brief", 0),
+            message(Role::User, "first", 2),
+            message(Role::User, "second", 1),
+        ]);
+        let Either::Left(text_model) = chat_messages(&prompt, None) else {
+            panic!("chat")
+        };
+        assert_eq!(text_model[1]["content"], Either::Left("first".to_string()));
+        let Either::Left(vision_model) = chat_messages(&prompt, Some(&NumberedImages)) else {
+            panic!("chat")
+        };
+        let parts = |i: usize| match &vision_model[i]["content"] {
+            Either::Right(parts) => serde_json::to_value(parts).unwrap(),
+            Either::Left(text) => panic!("a string: {text}"),
+        };
+        assert_eq!(
+            parts(0),
+            serde_json::json!([{"type": "text", "text": "be brief"}])
+        );
+        assert_eq!(
+            parts(1),
+            serde_json::json!([{"type": "image"}, {"type": "image"},
+                {"type": "text", "text": "<|image_1|><|image_2|>first"}])
+        );
+        // Numbering runs on across messages.
+        assert_eq!(
+            parts(2),
+            serde_json::json!([{"type": "image"}, {"type": "text", "text": "<|image_3|>second"}])
+        );
+    }
+
+    #[test]
+    fn vision_directories_are_recognised_by_their_architecture() {
+        let dir = std::env::temp_dir().join(format!("llmserve-arch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |config: &str| std::fs::write(dir.join("config.json"), config).unwrap();
+        write(r#"{"architectures": ["Idefics3ForConditionalGeneration"]}"#);
+        assert!(matches!(
+            multimodal_architecture(&dir),
+            Ok(Some(Some(MultimodalLoaderType::Idefics3)))
+        ));
+        write(r#"{"architectures": ["LlamaForCausalLM"]}"#);
+        assert!(matches!(multimodal_architecture(&dir), Ok(None)));
+        write("{not json");
+        assert!(multimodal_architecture(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_first_completion_token_gets_its_whitespace_back() {

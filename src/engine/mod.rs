@@ -141,10 +141,13 @@ pub enum EngineEvent {
         tokens: usize,
         logprobs: Vec<TokenLogprob>,
     },
-    /// The last event of a sequence. `completion_tokens` is the engine's own count when it reports one.
+    /// The last event of a sequence, with the engine's own counts when it reports them. Its prompt count
+    /// includes what the engine adds itself: a multimodal model's processor expands each image into its
+    /// image tokens.
     Finished {
         reason: EngineFinish,
         completion_tokens: Option<usize>,
+        prompt_tokens: Option<usize>,
     },
 }
 

@@ -47,7 +47,18 @@ pub async fn create_chat_completion(
     log: RequestLog,
     body: ApiJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let chat = validate::chat(body.into_inner())?;
+    let mut request = body.into_inner();
+    if let Some(remote_images) = &state.remote_images {
+        // Fetched only for a model that takes images: any other refuses them below without a fetch.
+        let takes_images = state
+            .models
+            .resolve(request.model.as_deref())
+            .is_ok_and(|model| model.engine.info().accepts_images);
+        if takes_images {
+            remote_images.inline(&mut request).await?;
+        }
+    }
+    let chat = validate::chat(request)?;
     let model = state.models.resolve(chat.generation.model.as_deref())?;
     log.set_model(&model.name, &model.version);
     super::check_images(&model, chat.has_images())?;
@@ -95,7 +106,7 @@ pub async fn create_chat_completion(
     }
 
     let started = planned.start(&state.admission).await?;
-    let (choices, completion_tokens) = stream::collect(started, &log).await?;
+    let (choices, usage) = stream::collect(started, prompt_tokens, &log).await?;
     let with_logprobs = generation.logprobs.is_some();
     Ok(HttpResponse::Ok().json(ChatCompletion {
         id,
@@ -136,7 +147,7 @@ pub async fn create_chat_completion(
                 }
             })
             .collect(),
-        usage: Usage::new(prompt_tokens, completion_tokens),
+        usage,
     }))
 }
 

@@ -132,7 +132,7 @@ pub async fn create_completion(
     }
 
     let started = planned.start(&state.admission).await?;
-    let (candidates, completion_tokens) = stream::collect(started, &log).await?;
+    let (candidates, usage) = stream::collect(started, prompt_tokens, &log).await?;
     let chosen = best_of(candidates, generation.generated, generation.n);
     Ok(HttpResponse::Ok().json(TextCompletion {
         id,
@@ -156,7 +156,7 @@ pub async fn create_completion(
             })
             .collect(),
         // Usage counts every generated candidate, as OpenAI bills `best_of`.
-        usage: Usage::new(prompt_tokens, completion_tokens),
+        usage,
     }))
 }
 

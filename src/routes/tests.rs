@@ -123,6 +123,7 @@ fn finished(reason: EngineFinish) -> Result<EngineEvent, EngineError> {
     Ok(EngineEvent::Finished {
         reason,
         completion_tokens: None,
+        prompt_tokens: None,
     })
 }
 

@@ -19,4 +19,6 @@ mod openai_python;
 mod sse;
 mod startup;
 mod surface;
+mod tiny_vision;
 mod tracing;
+mod vision;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::{cache_dir, model_name, start_server};
+use crate::vision;
 
 fn node_modules() -> PathBuf {
     let env = cache_dir().join("node-env");
@@ -34,6 +35,11 @@ fn official_node_sdk_suite() {
         .env("NODE_PATH", modules)
         .env("LLMSERVE_BASE_URL", format!("{base}/v1"))
         .env("LLMSERVE_MODEL", model_name())
+        .env(
+            "LLMSERVE_VISION_BASE_URL",
+            format!("{}/v1", vision::vision_server()),
+        )
+        .env("LLMSERVE_VISION_MODEL", vision::SERVED_NAME)
         .output()
         .expect("running node --test");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::{cache_dir, model_name, start_server};
+use crate::vision;
 
 fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("LLMSERVE_TEST_PYTHON") {
@@ -46,6 +47,11 @@ fn official_python_sdk_suite() {
         ])
         .env("LLMSERVE_BASE_URL", format!("{base}/v1"))
         .env("LLMSERVE_MODEL", model_name())
+        .env(
+            "LLMSERVE_VISION_BASE_URL",
+            format!("{}/v1", vision::vision_server()),
+        )
+        .env("LLMSERVE_VISION_MODEL", vision::SERVED_NAME)
         .output()
         .expect("running pytest");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -149,3 +149,34 @@ test("errors are the SDK's exception classes", async () => {
     (e) => e instanceof OpenAI.BadRequestError && e.param === "logit_bias",
   );
 });
+
+// A vision model (the tiny Idefics3 the Rust harness writes), sent screenshots as base64 PNG data URLs.
+const vision = new OpenAI({ baseURL: process.env.LLMSERVE_VISION_BASE_URL, apiKey: "unused", maxRetries: 0 });
+const visionModel = process.env.LLMSERVE_VISION_MODEL;
+const SCREEN_A =
+  "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAbElEQVR4nA3JQQEAMAgDMZSgpEqqhOepQAlKqmjLN1VFFypcTLHFFSmqm" +
+  "m7UuJlmm2vSP0QLCYsRK05EP0wbGZsxa87EP4YeNHiYYYcbMj+WXrR4mWWXW7I/jj50+JhjjztyP0IHBYcJGy4kPLAsVIExyOP/AAAAAElFTkSuQmCC";
+const screen = (...pngs) => [
+  {
+    role: "user",
+    content: [
+      ...pngs.map((png) => ({ type: "image_url", image_url: { url: `data:image/png;base64,${png}` } })),
+      { type: "text", text: "What is on the screen?" },
+    ],
+  },
+];
+
+test("a vision model reads a screenshot, plain and streamed", async () => {
+  const ask = (...pngs) =>
+    vision.chat.completions.create({ model: visionModel, messages: screen(...pngs), max_tokens: 4, temperature: 0 });
+  const [textOnly, withImage] = [await ask(), await ask(SCREEN_A)];
+  assert.ok(withImage.usage.prompt_tokens >= textOnly.usage.prompt_tokens + 4, JSON.stringify(withImage.usage));
+  const stream = vision.chat.completions.stream({
+    model: visionModel,
+    messages: screen(SCREEN_A),
+    max_tokens: 4,
+    temperature: 0,
+  });
+  const final = await stream.finalChatCompletion();
+  assert.equal(final.choices[0].message.content, withImage.choices[0].message.content);
+});
