@@ -12,8 +12,10 @@
 //!   `required` and named choices.
 //! - [`gateway`]: what stands between a request and the engine: the bounded admission queue and the drain.
 //! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` is the only importer of
-//!   `mistralrs`; `engine::sampler` chooses each token (seed, bias, logprobs), `engine::vocab` knows the
-//!   tokens' bytes.
+//!   `mistralrs` (text and vision models); `engine::sampler` chooses each token (seed, bias, logprobs),
+//!   `engine::vocab` knows the tokens' bytes, `engine::local_tokenizer` renders and counts prompts without
+//!   waiting for the engine.
+//! - [`remote_images`]: `http(s)` image URLs fetched into data URLs, when the operator allows it.
 //! - [`stop`]: stop sequences cut from streamed text.
 //! - [`stream`]: engine events → SSE body or one collected answer.
 //! - [`models`]: the served model and its load state; [`default_model`]: fetching SmolLM2 from PyPI.
@@ -26,6 +28,7 @@
 //! ```text
 //! POST /v1/chat/completions
 //!   extract::ApiJson          body → ChatCompletionRequest          (400 / 413 / 415)
+//!   remote_images             http(s) image URLs → data URLs, if allowed (400)
 //!   validate::chat            → ValidatedChat (tools in the prompt)  (400)
 //!   models.resolve            model id → ServedModel                 (404 / 503)
 //!   routes::plan              bias ids, grammar compiles, count prompt tokens, fit max_tokens, n × seed

@@ -250,7 +250,15 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     };
     let server = http.run();
     spawn_model_loader(state.clone(), server.handle());
-    memory::spawn_idle_trimmer(state.admission.clone());
+    let watched = state.clone();
+    memory::spawn_idle_trimmer(move || {
+        watched.admission.requests_running() > 0
+            || watched.admission.requests_waiting() > 0
+            || watched
+                .models
+                .ready()
+                .is_some_and(|model| model.engine.sequences_alive() > 0)
+    });
     Ok(RunningServer {
         local_addr,
         metrics_addr,

@@ -207,9 +207,28 @@ pub struct Started {
     pub sources: Vec<ChoiceSource>,
 }
 
+/// A request's prompt tokens as counted before generation, and whether the engine's own count replaces them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PromptCount {
+    pub counted: usize,
+    /// Every choice continues one prompt (chat, or a single completion prompt): the engine's count, when
+    /// it reports one, is then that prompt's, and it includes what the engine adds itself (a vision
+    /// model's image tokens). Several completion prompts keep our sum.
+    pub single_prompt: bool,
+}
+
+impl PromptCount {
+    fn reported(self, engine: Option<usize>) -> usize {
+        match engine {
+            Some(engine) if self.single_prompt => engine,
+            _ => self.counted,
+        }
+    }
+}
+
 /// Everything an SSE response needs besides the choices themselves.
 pub struct StreamSettings {
-    pub prompt_tokens: usize,
+    pub prompt_tokens: PromptCount,
     pub include_usage: bool,
     pub keep_alive: Duration,
     pub log: RequestLog,
@@ -257,7 +276,7 @@ pub fn sse_body<F: ChunkFormat>(
         }
         let mut merged = std::pin::pin!(merged_choices(sources));
         let mut completion_tokens = 0;
-        let mut prompt_tokens = prompt_tokens;
+        let mut engine_prompt_tokens = None;
         loop {
             let next = tokio::select! {
                 _ = permit.aborted() => None,
@@ -278,7 +297,7 @@ pub fn sse_body<F: ChunkFormat>(
                 }
                 Some(Ok(Some(ChoiceEvent::Finished { index, reason, completion_tokens: n, prompt_tokens: engine_prompt }))) => {
                     completion_tokens += n;
-                    prompt_tokens = prompt_tokens.max(engine_prompt.unwrap_or(0));
+                    engine_prompt_tokens = engine_prompt_tokens.max(engine_prompt);
                     log.set_finish_reason(reason.as_str());
                     let chunks = format.finish(index, reason);
                     for chunk in chunks {
@@ -294,6 +313,7 @@ pub fn sse_body<F: ChunkFormat>(
             }
             return;
         }
+        let prompt_tokens = prompt_tokens.reported(engine_prompt_tokens);
         log.set_prompt_tokens(prompt_tokens);
         log.set_completion_tokens(completion_tokens);
         if include_usage {
@@ -334,7 +354,7 @@ impl CollectedChoice {
 /// completion tokens. Dropping this future (client gone) cancels the engine sequences.
 pub async fn collect(
     started: Started,
-    prompt_tokens: usize,
+    prompt_tokens: PromptCount,
     log: &RequestLog,
 ) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
     let Started {
@@ -350,7 +370,7 @@ pub async fn collect(
         })
         .collect();
     let mut completion_tokens = 0;
-    let mut prompt_tokens = prompt_tokens;
+    let mut engine_prompt_tokens = None;
     let mut merged = std::pin::pin!(merged_choices(sources));
     loop {
         let event = tokio::select! {
@@ -376,13 +396,14 @@ pub async fn collect(
                 prompt_tokens: engine_prompt,
             }) => {
                 completion_tokens += n;
-                prompt_tokens = prompt_tokens.max(engine_prompt.unwrap_or(0));
+                engine_prompt_tokens = engine_prompt_tokens.max(engine_prompt);
                 choices[index].finish_reason = reason;
                 log.set_finish_reason(reason.as_str());
             }
             Some(ChoiceEvent::Failed(error)) => return Err(error.into()),
         }
     }
+    let prompt_tokens = prompt_tokens.reported(engine_prompt_tokens);
     log.set_prompt_tokens(prompt_tokens);
     log.set_completion_tokens(completion_tokens);
     Ok((choices, Usage::new(prompt_tokens, completion_tokens)))
@@ -458,8 +479,8 @@ mod tests {
     }
 
     #[actix_web::test]
-    /// The engine's counts win: its completion count, and its prompt count when larger than ours (a
-    /// vision model's processor adds the image tokens).
+    /// The engine's counts win: its completion count, and its prompt count for a single prompt (a vision
+    /// model's processor adds the image tokens).
     async fn engine_usage_wins_over_counted_tokens() {
         let source = ChoiceSource {
             index: 0,
@@ -483,7 +504,13 @@ mod tests {
             permit: gate.admit(1).await.unwrap(),
             sources: vec![source],
         };
-        let (choices, usage) = collect(started, 5, &RequestLog::default()).await.unwrap();
+        let one_prompt = PromptCount {
+            counted: 5,
+            single_prompt: true,
+        };
+        let (choices, usage) = collect(started, one_prompt, &RequestLog::default())
+            .await
+            .unwrap();
         assert_eq!(usage, Usage::new(12, 7));
         assert_eq!(choices[0].finish_reason, FinishReason::Length);
         assert_eq!(choices[0].text, "a");

@@ -13,7 +13,7 @@ use crate::engine::{Prompt, TokenLogprob};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::server::AppState;
-use crate::stream::{self, ChunkFormat, StreamSettings};
+use crate::stream::{self, ChunkFormat, PromptCount, StreamSettings};
 use crate::telemetry::RequestLog;
 use crate::tools::{self, ToolCallParser, ToolEvent};
 use crate::{ids, validate};
@@ -71,7 +71,10 @@ pub async fn create_chat_completion(
     )
     .await?;
     let generation = chat.generation;
-    let prompt_tokens = planned.prompt_tokens;
+    let prompt_tokens = PromptCount {
+        counted: planned.prompt_tokens,
+        single_prompt: true,
+    };
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
     let parse_tools = chat.tools.is_some();

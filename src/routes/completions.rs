@@ -14,7 +14,7 @@ use crate::engine::{Prompt, TokenLogprob};
 use crate::error::{ApiError, ValidationError};
 use crate::extract::ApiJson;
 use crate::server::AppState;
-use crate::stream::{self, ChunkFormat, CollectedChoice, StreamSettings};
+use crate::stream::{self, ChunkFormat, CollectedChoice, PromptCount, StreamSettings};
 use crate::telemetry::RequestLog;
 use crate::{ids, validate};
 
@@ -87,7 +87,10 @@ pub async fn create_completion(
         &log,
     )
     .await?;
-    let prompt_tokens = planned.prompt_tokens;
+    let prompt_tokens = PromptCount {
+        counted: planned.prompt_tokens,
+        single_prompt: completion.prompts.len() == 1,
+    };
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
     // Per choice (prompt-major, `n` per prompt): the prompt it continues, when echoed.

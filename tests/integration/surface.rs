@@ -238,19 +238,44 @@ async fn a_named_tool_is_called_and_streamed_name_first() {
     );
 }
 
+/// Prompts are tokenized in our layer (rendered as mistral.rs renders them); the engine's own count, which
+/// usage reports for a single prompt, must be the same for every shape of conversation.
 #[tokio::test]
 async fn tokenize_counts_what_generation_counts_and_detokenize_inverts_it() {
-    let messages = json!([{"role": "user", "content": "How many tokens is this?"}]);
-    let (status, tokens) = post_json(server(), "/tokenize", json!({"messages": messages})).await;
-    assert_eq!(status, 200, "{tokens}");
+    let conversations = [
+        json!([{"role": "user", "content": "How many tokens is this?"}]),
+        json!([{"role": "system", "content": "You answer in French."},
+               {"role": "user", "content": "  Bonjour !\n"},
+               {"role": "assistant", "content": "Salut."},
+               {"role": "user", "content": "Ça va ? 🎉 <b>{{ x }}</b> & 'q'"}]),
+        json!([{"role": "developer", "content": "Be brief."},
+               {"role": "user", "content": [{"type": "text", "text": "two "}, {"type": "text", "text": "parts"}]}]),
+    ];
+    for messages in conversations {
+        let (status, tokens) =
+            post_json(server(), "/tokenize", json!({"messages": messages})).await;
+        assert_eq!(status, 200, "{tokens}");
+        let (_, answer) = post_json(
+            server(),
+            "/v1/chat/completions",
+            json!({"messages": messages, "max_tokens": 1}),
+        )
+        .await;
+        assert_eq!(
+            tokens["count"], answer["usage"]["prompt_tokens"],
+            "{messages}"
+        );
+        assert_eq!(tokens["max_model_len"], 8192);
+    }
+    let prompt = "Once upon a time, naïve 🐉";
+    let (_, tokens) = post_json(server(), "/tokenize", json!({"prompt": prompt})).await;
     let (_, answer) = post_json(
         server(),
-        "/v1/chat/completions",
-        json!({"messages": messages, "max_tokens": 1}),
+        "/v1/completions",
+        json!({"prompt": prompt, "max_tokens": 1}),
     )
     .await;
     assert_eq!(tokens["count"], answer["usage"]["prompt_tokens"]);
-    assert_eq!(tokens["max_model_len"], 8192);
 
     let (_, prompt) = post_json(
         server(),
