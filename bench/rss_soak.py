@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -38,8 +39,10 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, RUST_LOG="warn")
+    # Warnings and errors only: a failed request's cause is printed at the end.
+    log = tempfile.NamedTemporaryFile("w+", prefix="llmserve-soak-", suffix=".log", delete=False)
     server = subprocess.Popen([binary, "--port", str(port), *args.flags], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     while True:
         try:
@@ -106,6 +109,11 @@ def main():
     last = sum(mb for _, mb in samples[-quarter:]) / quarter
     print(f"peak {peak:.0f} MB, end {end:.0f} MB, idle 3 s later {idle:.0f} MB, "
           f"mean of the last quarter - mean of the first: {last - first:+.0f} MB")
+    with open(log.name) as f:
+        problems = [line.rstrip() for line in f if "ERROR" in line or "WARN" in line]
+    print(f"server log ({log.name}): {len(problems)} warnings and errors")
+    for line in problems[:20]:
+        print("  " + line)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@
 //! - [`gateway`]: what stands between a request and the engine: the bounded admission queue and the drain.
 //! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` is the only importer of
 //!   `mistralrs` (text and vision models); `engine::sampler` chooses each token (seed, bias, logprobs),
-//!   `engine::vocab` knows the tokens' bytes, `engine::local_tokenizer` renders and counts prompts without
-//!   waiting for the engine.
+//!   `engine::vocab` knows the tokens' bytes.
 //! - [`remote_images`]: `http(s)` image URLs fetched into data URLs, when the operator allows it.
 //! - [`stop`]: stop sequences cut from streamed text.
 //! - [`stream`]: engine events → SSE body or one collected answer.

@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use either::Either;
 use indexmap::IndexMap;
 use mistralrs::core::{
-    AutoDeviceMapParams, ChatTemplate, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig,
-    MistralRsBuilder, ModelCategory, MultimodalPromptPrefixer, Pipeline, RequestMessage,
-    SupportedModality, TokenizationRequest,
+    AutoDeviceMapParams, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, MistralRsBuilder,
+    ModelCategory, MultimodalPromptPrefixer, Pipeline, RequestMessage, SupportedModality,
+    TokenizationRequest,
 };
 use mistralrs::llguidance::toktrie::TokTrie;
 use mistralrs::model_builder_trait::{
@@ -32,7 +32,6 @@ use tokio::sync::mpsc;
 
 use crate::config::{Dtype, GpuMemory, PagedAttention};
 
-use super::local_tokenizer::{self, LocalTokenizer, TemplateSource};
 use super::sampler::{Pick, PickerSettings, TokenPicker};
 use super::vocab::{Piece, Vocabulary};
 use super::{
@@ -45,8 +44,6 @@ type GrammarFactory = Arc<mistralrs::llguidance::ParserFactory>;
 
 /// Buffer of each request's response channel: the engine awaits a full channel, stalling every sequence.
 const RESPONSE_CHANNEL_CAPACITY: usize = 10_000;
-/// Prompts up to this size are tokenized on the calling worker; longer ones on a blocking thread.
-const INLINE_TOKENIZE_BYTES: usize = 4096;
 /// Context length assumed when a model does not report one.
 const FALLBACK_CONTEXT_LENGTH: usize = 4096;
 
@@ -81,8 +78,6 @@ pub struct MistralEngine {
     unlisted_ends: Vec<String>,
     /// Set for multimodal models: writes a message's image placeholders the way the model expects them.
     prefixer: Option<Arc<dyn MultimodalPromptPrefixer>>,
-    /// Tokenization in our layer, when it agrees with the engine's (checked at load).
-    local_tokenizer: Option<Arc<LocalTokenizer>>,
     /// One weak handle per submitted sequence: alive while the engine still holds the sequence's sender.
     submitted: Mutex<Vec<mpsc::WeakSender<Response>>>,
 }
@@ -137,7 +132,7 @@ impl MistralEngine {
             .ok()
             .flatten()
             .unwrap_or(FALLBACK_CONTEXT_LENGTH);
-        let mut engine = MistralEngine {
+        Ok(MistralEngine {
             model,
             info: ModelInfo {
                 context_length,
@@ -149,75 +144,8 @@ impl MistralEngine {
             grammars: tokens.grammars,
             unlisted_ends: tokens.unlisted_ends,
             prefixer: tokens.prefixer,
-            local_tokenizer: None,
             submitted: Mutex::new(Vec::new()),
-        };
-        if let Some(candidate) = tokens.local_tokenizer {
-            engine.local_tokenizer = engine.checked(candidate).await;
-        }
-        Ok(engine)
-    }
-
-    /// The local tokenizer if it tokenizes every probe exactly as the engine does; otherwise prompts keep
-    /// going through the engine, and the log says why.
-    async fn checked(&self, local: LocalTokenizer) -> Option<Arc<LocalTokenizer>> {
-        for probe in local_tokenizer::probes() {
-            let ours = local.tokenize(&probe).map(|r| r.map_err(|e| e.to_string()));
-            let engine = self
-                .engine_tokenize(&probe)
-                .await
-                .map_err(|e| e.to_string());
-            match ours {
-                Some(ours) if ours == engine => continue,
-                // Both refuse it (a template may reject a role): they agree, in other words.
-                Some(Err(_)) if engine.is_err() => continue,
-                // No template here for chat: chat goes to the engine, completions stay local.
-                None => continue,
-                Some(ours) => {
-                    tracing::warn!(
-                        ?probe,
-                        ?ours,
-                        ?engine,
-                        "prompt tokenization in our layer differs from the engine's: prompts are counted by the engine"
-                    );
-                    return None;
-                }
-            }
-        }
-        tracing::info!("prompts are tokenized in our layer (checked against the engine)");
-        Some(Arc::new(local))
-    }
-
-    /// Tokenization by the engine: answered between two decode steps.
-    async fn engine_tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
-        let sender = self.sender()?;
-        let (tx, mut rx) = mpsc::channel(1);
-        let request = Request::Tokenize(TokenizationRequest {
-            text: chat_messages(prompt, self.prefixer.as_deref()),
-            tools: None,
-            // The same flags the engine uses when it adds a chat or completion request.
-            add_generation_prompt: true,
-            add_special_tokens: true,
-            enable_thinking: None,
-            reasoning_effort: None,
-            response: tx,
-        });
-        // Detached so that a client going away mid-call cannot drop the receiver the engine answers into.
-        let task = tokio::spawn(async move {
-            sender
-                .send(request)
-                .await
-                .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
-            match rx.recv().await {
-                Some(Ok(tokens)) => Ok(tokens),
-                Some(Err(e)) => Err(EngineError::Rejected(format!("{e:#}"))),
-                None => Err(EngineError::Unavailable(
-                    "engine dropped a tokenization request".into(),
-                )),
-            }
-        });
-        task.await
-            .map_err(|e| EngineError::Internal(format!("tokenization task failed: {e}")))?
+        })
     }
 
     fn sender(&self) -> Result<mpsc::Sender<Request>, EngineError> {
@@ -333,20 +261,13 @@ struct ModelTokens {
     /// Whether the model takes images, and how it marks them in a prompt.
     accepts_images: bool,
     prefixer: Option<Arc<dyn MultimodalPromptPrefixer>>,
-    /// A text model's tokenizer and chat template, to tokenize in our layer once checked.
-    local_tokenizer: Option<LocalTokenizer>,
 }
 
 impl ModelTokens {
     async fn of<P: Pipeline + ?Sized>(pipeline: &tokio::sync::Mutex<P>) -> anyhow::Result<Self> {
-        let (metadata, category, tokenizer, chat_template) = {
+        let (metadata, category) = {
             let pipeline = pipeline.lock().await;
-            (
-                pipeline.get_metadata(),
-                pipeline.category(),
-                pipeline.tokenizer(),
-                pipeline.get_chat_template(),
-            )
+            (pipeline.get_metadata(), pipeline.category())
         };
         let accepts_images = metadata
             .modalities
@@ -384,47 +305,8 @@ impl ModelTokens {
             grammars,
             unlisted_ends,
             accepts_images,
-            local_tokenizer: match (&prefixer, tokenizer) {
-                // A multimodal model's processor rewrites prompts inside the engine.
-                (None, Some(tokenizer)) => {
-                    let encode: local_tokenizer::Encode = Arc::new(move |text: &str| {
-                        tokenizer
-                            .encode_fast(text, true)
-                            .map(|encoding| encoding.get_ids().to_vec())
-                            .map_err(anyhow::Error::msg)
-                    });
-                    Some(LocalTokenizer::new(
-                        chat_template.as_deref().and_then(template_source),
-                        encode,
-                    )?)
-                }
-                _ => None,
-            },
             prefixer,
         })
-    }
-}
-
-/// The chat template as mistral.rs loaded it, when it is one template (a list of named ones is left to the
-/// engine), with the special tokens it may use.
-fn template_source(loaded: &ChatTemplate) -> Option<TemplateSource> {
-    // A macro, not a closure: mistral.rs does not export the token field's type.
-    macro_rules! token {
-        ($field:expr) => {
-            $field.as_ref().map(|t| match &t.0 {
-                Either::Left(text) => text.clone(),
-                Either::Right(added) => added.content.clone(),
-            })
-        };
-    }
-    match &loaded.chat_template.as_ref()?.0 {
-        Either::Left(template) => Some(TemplateSource {
-            template: template.clone(),
-            bos_token: token!(loaded.bos_token),
-            eos_token: token!(loaded.eos_token),
-            unk_token: token!(loaded.unk_token),
-        }),
-        Either::Right(_) => None,
     }
 }
 
@@ -754,25 +636,34 @@ impl Engine for MistralEngine {
     }
 
     async fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
-        if let Some(local) = &self.local_tokenizer {
-            let bytes = match prompt {
-                Prompt::Text(text) => text.len(),
-                Prompt::Chat(messages) => messages.iter().map(|m| m.content.len()).sum(),
-            };
-            // Short prompts inline (tens of microseconds); long ones off the async workers.
-            let tokens = if bytes < INLINE_TOKENIZE_BYTES {
-                local.tokenize(prompt)
-            } else {
-                let (local, prompt) = (local.clone(), prompt.clone());
-                tokio::task::spawn_blocking(move || local.tokenize(&prompt))
-                    .await
-                    .map_err(|e| EngineError::Internal(format!("tokenization failed: {e}")))?
-            };
-            if let Some(tokens) = tokens {
-                return tokens;
+        let sender = self.sender()?;
+        let (tx, mut rx) = mpsc::channel(1);
+        let request = Request::Tokenize(TokenizationRequest {
+            text: chat_messages(prompt, self.prefixer.as_deref()),
+            tools: None,
+            // The same flags the engine uses when it adds a chat or completion request.
+            add_generation_prompt: true,
+            add_special_tokens: true,
+            enable_thinking: None,
+            reasoning_effort: None,
+            response: tx,
+        });
+        // Detached so that a client going away mid-call cannot drop the receiver the engine answers into.
+        let task = tokio::spawn(async move {
+            sender
+                .send(request)
+                .await
+                .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
+            match rx.recv().await {
+                Some(Ok(tokens)) => Ok(tokens),
+                Some(Err(e)) => Err(EngineError::Rejected(format!("{e:#}"))),
+                None => Err(EngineError::Unavailable(
+                    "engine dropped a tokenization request".into(),
+                )),
             }
-        }
-        self.engine_tokenize(prompt).await
+        });
+        task.await
+            .map_err(|e| EngineError::Internal(format!("tokenization task failed: {e}")))?
     }
 
     fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {

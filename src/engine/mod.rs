@@ -3,7 +3,6 @@
 //! `mistral.rs` is the only module that imports `mistralrs`; `gguf.rs` reads and rewrites GGUF files.
 
 pub mod gguf;
-pub mod local_tokenizer;
 pub mod mistral;
 pub mod sampler;
 pub mod vocab;
