@@ -16,24 +16,18 @@ import hashlib
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
+
+from server_process import free_port, wait_ready
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CACHE = os.environ.get("LLMSERVE_CACHE_DIR", os.path.expanduser("~/.cache/llmserve"))
 PEERS = os.path.join(CACHE, "peers")
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sha256(path):
@@ -89,22 +83,6 @@ def cpu_seconds(pid):
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except OSError:
         return None
-
-
-def wait_ready(port, proc, limit=600):
-    started = time.perf_counter()
-    while time.perf_counter() - started < limit:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
-                # llmserve answers 200 with an empty list while its model loads.
-                if r.status == 200 and json.load(r).get("data"):
-                    return time.perf_counter() - started
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server not ready")
 
 
 def run_server(name, spec, args, log_dir, rep):

@@ -11,13 +11,13 @@ is llmserve's share of the time to first token (`ttft_ms` − `engine_ttft_ms`).
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from server_process import start_llmserve
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("LLMSERVE_CACHE_DIR", os.path.expanduser("~/.cache/llmserve"))
@@ -32,19 +32,8 @@ def main():
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    server = subprocess.Popen([args.binary, "--port", str(port), "--log-format", "json"],
-                              env=dict(os.environ, RUST_LOG="info"), stdout=log, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    while True:
-        try:
-            urllib.request.urlopen(base + "/health/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
+    server, base = start_llmserve(args.binary, ["--log-format", "json"], dict(os.environ, RUST_LOG="info"), log)
     print(f"{'concurrency':>11}  {'requests':>8}  {'p50 ms':>7}  {'p90 ms':>7}  {'p99 ms':>7}")
     for level in [int(c) for c in args.levels.split(",")]:
         start = os.path.getsize(log.name)

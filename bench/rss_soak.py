@@ -9,12 +9,12 @@ leak).
 import argparse
 import json
 import os
-import socket
-import subprocess
 import tempfile
 import threading
 import time
 import urllib.request
+
+from server_process import start_llmserve
 
 CACHE = os.environ.get("LLMSERVE_CACHE_DIR", os.path.expanduser("~/.cache/llmserve"))
 TOPICS = ["the sea", "trains", "the moon", "a garden", "winter", "bridges", "a market", "rivers"]
@@ -35,21 +35,9 @@ def main():
     parser.add_argument("flags", nargs="*", help="extra llmserve flags (after --)")
     args = parser.parse_args()
     binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target")), "release", "llmserve")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, RUST_LOG="warn")
     # Warnings and errors only: a failed request's cause is printed at the end.
     log = tempfile.NamedTemporaryFile("w+", prefix="llmserve-soak-", suffix=".log", delete=False)
-    server = subprocess.Popen([binary, "--port", str(port), *args.flags], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    while True:
-        try:
-            urllib.request.urlopen(base + "/health/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
+    server, base = start_llmserve(binary, args.flags, dict(os.environ, RUST_LOG="warn"), log)
     samples = [(0, rss_mb(server.pid))]
     lock, done, failed = threading.Lock(), [0], [0]
     every = max(1, args.requests // 20)

@@ -425,10 +425,7 @@ fn image_part(
             format!("`{at}`: the image is {width}×{height} pixels; the limit is {MAX_IMAGE_PIXELS} pixels"),
         ));
     }
-    Ok(ImageInput {
-        media_type: declared.to_string(),
-        data: decoded,
-    })
+    Ok(ImageInput::new(declared.to_string(), decoded))
 }
 
 fn message(index: usize, message: ChatMessage) -> Result<PromptMessage, ValidationError> {

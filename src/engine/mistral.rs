@@ -429,7 +429,8 @@ fn chat_messages(
     Either::Left(messages)
 }
 
-/// Decodes a prompt's images, in order, off the async workers (a large PNG takes tens of milliseconds).
+/// A prompt's images, in order, decoded off the async workers (a large PNG takes tens of milliseconds) and
+/// copied for the engine, which takes them by value.
 async fn decode_images(prompt: &Prompt) -> Result<Vec<image::DynamicImage>, EngineError> {
     let Prompt::Chat(messages) = prompt else {
         return Ok(Vec::new());
@@ -443,7 +444,7 @@ async fn decode_images(prompt: &Prompt) -> Result<Vec<image::DynamicImage>, Engi
             .iter()
             .enumerate()
             .map(|(index, input)| {
-                image::load_from_memory(&input.data).map_err(|e| {
+                input.decode().map(|pixels| (*pixels).clone()).map_err(|e| {
                     EngineError::Rejected(format!(
                         "image {index} ({}) could not be decoded: {e}",
                         input.media_type
@@ -791,10 +792,7 @@ mod tests {
 
     #[test]
     fn a_multimodal_model_gets_parts_with_numbered_images() {
-        let image = ImageInput {
-            media_type: "image/png".into(),
-            data: vec![],
-        };
+        let image = ImageInput::new("image/png".into(), vec![]);
         let message = |role, content: &str, images: usize| PromptMessage {
             role,
             content: content.into(),

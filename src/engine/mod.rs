@@ -8,6 +8,7 @@ pub mod sampler;
 pub mod vocab;
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures::Stream;
@@ -41,10 +42,40 @@ pub struct PromptMessage {
 }
 
 /// An image as the client sent it: its media type and its encoded bytes (PNG, JPEG, WebP or GIF).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ImageInput {
     pub media_type: String,
     pub data: Vec<u8>,
+    /// The pixels, decoded by the first choice that needs them: a request's choices share clones of one
+    /// prompt, so `n` choices decode each image once.
+    decoded: Arc<OnceLock<Result<Arc<image::DynamicImage>, String>>>,
+}
+
+impl ImageInput {
+    pub fn new(media_type: String, data: Vec<u8>) -> Self {
+        ImageInput {
+            media_type,
+            data,
+            decoded: Arc::default(),
+        }
+    }
+
+    /// The decoded pixels (slow for large images: call it off the async workers).
+    pub fn decode(&self) -> Result<Arc<image::DynamicImage>, String> {
+        self.decoded
+            .get_or_init(|| {
+                image::load_from_memory(&self.data)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+    }
+}
+
+impl PartialEq for ImageInput {
+    fn eq(&self, other: &Self) -> bool {
+        self.media_type == other.media_type && self.data == other.data
+    }
 }
 
 /// What the model continues: a conversation rendered by the chat template, or raw text.
@@ -230,4 +261,24 @@ pub trait Engine: Send + Sync {
 
     /// Sequences the engine still holds (finished or cancelled ones drop out once the engine frees them).
     fn sequences_alive(&self) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_sharing_a_prompt_decode_its_image_once() {
+        let mut png = Vec::new();
+        image::RgbImage::new(2, 2)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let image = ImageInput::new("image/png".into(), png);
+        let other_choice = image.clone();
+        let first = image.decode().unwrap();
+        assert!(Arc::ptr_eq(&first, &other_choice.decode().unwrap()));
+        assert_eq!((first.width(), first.height()), (2, 2));
+        let broken = ImageInput::new("image/png".into(), b"\x89PNG\r\n\x1a\n".to_vec());
+        assert!(broken.decode().is_err());
+    }
 }

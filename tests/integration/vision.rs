@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::common::{post_json, post_sse, sse_data, start_server};
+use crate::common::{assert_envelope, post_json, post_sse, sse_data, start_server};
 use crate::tiny_vision::{self, IMAGE_SEQ_LEN};
 
 pub const SERVED_NAME: &str = "tiny-idefics3";
@@ -67,6 +67,13 @@ async fn answer(body: Value) -> Value {
     let (status, answer) = post_json(vision_server(), "/v1/chat/completions", body).await;
     assert_eq!(status, 200, "{answer}");
     answer
+}
+
+/// Asserts a 400 in OpenAI's error envelope whose message says `why`.
+fn assert_refused(status: u16, body: &Value, why: &str) {
+    assert_eq!(status, 400, "{body}");
+    let message = assert_envelope(body)["message"].as_str().unwrap();
+    assert!(message.contains(why), "{body}");
 }
 
 fn first_logprobs(answer: &Value) -> Value {
@@ -135,17 +142,10 @@ async fn an_undecodable_image_is_a_400_and_the_server_goes_on() {
     );
     let (status, error) =
         post_json(vision_server(), "/v1/chat/completions", ask(&[truncated])).await;
-    assert_eq!(status, 400, "{error}");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("could not be decoded"),
-        "{error}"
-    );
+    assert_refused(status, &error, "could not be decoded");
     let nine = vec![good.clone(); 9];
     let (status, error) = post_json(vision_server(), "/v1/chat/completions", ask(&nine)).await;
-    assert_eq!(status, 400, "{error}");
+    assert_refused(status, &error, "at most 8 images");
     answer(ask(&[good])).await;
 }
 
@@ -197,11 +197,7 @@ async fn remote_images_are_fetched_only_when_allowed() {
         ask(std::slice::from_ref(&remote)),
     )
     .await;
-    assert_eq!(status, 400, "{error}");
-    assert!(error["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("--allow-remote-images"));
+    assert_refused(status, &error, "--allow-remote-images");
 
     let fetching = serve_tiny_model(|config| config.allow_remote_images = true);
     let (status, linked) = post_json(
@@ -223,12 +219,5 @@ async fn remote_images_are_fetched_only_when_allowed() {
         ask(&[format!("{host}/missing.png")]),
     )
     .await;
-    assert_eq!(status, 400, "{error}");
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("could not be fetched: HTTP 404"),
-        "{error}"
-    );
+    assert_refused(status, &error, "could not be fetched: HTTP 404");
 }
