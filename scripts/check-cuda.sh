@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cache="${LLMSERVE_CACHE_DIR:-$HOME/.cache/llmserve}"
+scripts/patch-engine.sh
 eval "$(scripts/cuda-toolchain.sh "$cache/cuda-13.2")"
 export CARGO_TARGET_DIR="${LLMSERVE_CUDA_TARGET_DIR:-$cache/target-cuda}"
 cargo check --release --locked --features cuda --all-targets

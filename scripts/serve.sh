@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/llmserve/target}"
+scripts/patch-engine.sh
 exec cargo run --release --locked --bin llmserve -- "$@"

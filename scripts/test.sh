@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/llmserve/target}"
 export LLMSERVE_CACHE_DIR="${LLMSERVE_CACHE_DIR:-$HOME/.cache/llmserve}"
+scripts/patch-engine.sh
 scripts/python-env.sh
 scripts/test-tools.sh
 scripts/node-env.sh

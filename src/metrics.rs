@@ -4,6 +4,8 @@
 //! Labels are bounded: model names and versions come from the configuration, routes are actix's route
 //! templates (`/v1/models/{model}`), reasons and statuses are our own fixed sets. Never raw paths or input.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::core::Collector;
@@ -11,6 +13,8 @@ use prometheus::{
     Counter, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
+
+use crate::engine::StepCounts;
 
 /// vLLM's `time_to_first_token_seconds` buckets.
 const TTFT_BUCKETS: &[f64] = &[
@@ -106,6 +110,10 @@ pub struct Metrics {
     client_disconnects: IntCounterVec,
     http_requests: IntCounterVec,
     http_request_duration: HistogramVec,
+    engine_steps: IntCounterVec,
+    engine_step_sequences: IntCounterVec,
+    /// The engine's own counts at the last scrape, per model: the counters advance by the difference.
+    engine_steps_seen: Mutex<HashMap<String, StepCounts>>,
     process: ProcessMetrics,
 }
 
@@ -169,6 +177,9 @@ impl Metrics {
             client_disconnects: counter(&r, "llmserve_client_disconnects_total", "Generation requests whose client went away before the response ended.", model),
             http_requests: counter(&r, "llmserve_http_requests_total", "HTTP requests by route template, method and status.", &["route", "method", "status"]),
             http_request_duration: histogram(&r, "llmserve_http_request_duration_seconds", "HTTP request duration (to the end of the body) by route template.", HTTP_DURATION_BUCKETS.to_vec(), &["route", "method"]),
+            engine_steps: counter(&r, "llmserve_engine_steps_total", "Forward steps the engine ran, by kind: prompt (prefill) or decode.", &["model", "kind"]),
+            engine_step_sequences: counter(&r, "llmserve_engine_step_sequences_total", "Sequences carried by those steps: divided by the steps, the batch size continuous batching achieved.", &["model", "kind"]),
+            engine_steps_seen: Mutex::default(),
             process: ProcessMetrics::new(&r),
             registry: r,
         };
@@ -226,6 +237,38 @@ impl Metrics {
         self.engine_sequences
             .with_label_values(&[model])
             .set(engine_sequences as i64);
+    }
+
+    /// The engine's step counts, read at scrape time. A count below the last one seen (an engine reloaded)
+    /// starts a new baseline rather than moving a counter backwards.
+    pub fn record_engine_steps(&self, model: &str, counts: StepCounts) {
+        let mut seen = self.engine_steps_seen.lock().expect("engine steps lock");
+        let last = seen.entry(model.to_string()).or_default();
+        let advance = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
+        for (kind, steps, sequences, steps_before, sequences_before) in [
+            (
+                "prompt",
+                counts.prompt_steps,
+                counts.prompt_sequences,
+                last.prompt_steps,
+                last.prompt_sequences,
+            ),
+            (
+                "decode",
+                counts.decode_steps,
+                counts.decode_sequences,
+                last.decode_steps,
+                last.decode_sequences,
+            ),
+        ] {
+            self.engine_steps
+                .with_label_values(&[model, kind])
+                .inc_by(advance(steps, steps_before));
+            self.engine_step_sequences
+                .with_label_values(&[model, kind])
+                .inc_by(advance(sequences, sequences_before));
+        }
+        *last = counts;
     }
 
     /// One gap between generated tokens; `tokens` > 1 when one engine event covered several.

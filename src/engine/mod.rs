@@ -261,6 +261,21 @@ pub trait Engine: Send + Sync {
 
     /// Sequences the engine still holds (finished or cancelled ones drop out once the engine frees them).
     fn sequences_alive(&self) -> usize;
+
+    /// Forward steps run so far and the sequences they carried (zero for engines that do not count).
+    fn step_counts(&self) -> StepCounts {
+        StepCounts::default()
+    }
+}
+
+/// How many forward steps the engine ran and how many sequences they carried: sequences / steps is the
+/// batch size continuous batching achieved, and decode sequences above decode steps prove co-batching.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepCounts {
+    pub prompt_steps: u64,
+    pub prompt_sequences: u64,
+    pub decode_steps: u64,
+    pub decode_sequences: u64,
 }
 
 #[cfg(test)]

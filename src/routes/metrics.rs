@@ -13,10 +13,13 @@ use crate::server::AppState;
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let admission = &state.admission;
-    let engine_sequences = state
-        .models
-        .ready()
-        .map_or(0, |m| m.engine.sequences_alive());
+    let engine = state.models.ready().map(|m| m.engine.clone());
+    let engine_sequences = engine.as_ref().map_or(0, |e| e.sequences_alive());
+    if let Some(engine) = &engine {
+        state
+            .metrics
+            .record_engine_steps(state.models.name(), engine.step_counts());
+    }
     state.metrics.set_load(
         state.models.name(),
         admission.requests_running(),

@@ -184,3 +184,37 @@ pub fn assert_envelope(body: &Value) -> &serde_json::Map<String, Value> {
     assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     error
 }
+
+/// GETs a Prometheus text exposition and checks its content type.
+pub async fn scrape(url: &str) -> String {
+    let response = client().get(url).send().await.expect("scrape");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    response.text().await.unwrap()
+}
+
+/// The value of the one sample of `name` whose labels include every pair in `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse().ok())?
+        })
+        .next()
+}

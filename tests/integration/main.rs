@@ -4,6 +4,7 @@
 
 mod common;
 
+mod batching;
 mod bench;
 mod chat;
 mod completions;
@@ -16,6 +17,7 @@ mod logs;
 mod metrics;
 mod openai_node;
 mod openai_python;
+mod reliability;
 mod sse;
 mod startup;
 mod surface;

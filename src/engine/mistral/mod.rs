@@ -36,7 +36,7 @@ use super::sampler::{Pick, PickerSettings, TokenPicker};
 use super::vocab::{Piece, Vocabulary};
 use super::{
     gguf, Engine, EngineError, EngineEvent, EngineFinish, EventStream, GenerationRequest,
-    ModelInfo, OutputConstraint, Prompt, Submitted, TokenLogprob,
+    ModelInfo, OutputConstraint, Prompt, StepCounts, Submitted, TokenLogprob,
 };
 
 /// llguidance's grammar compiler for this model's tokenizer.
@@ -771,7 +771,24 @@ impl Engine for MistralEngine {
         submitted.retain(|weak| weak.strong_count() > 0);
         submitted.len()
     }
+
+    fn step_counts(&self) -> StepCounts {
+        // Counted by the engine itself (patches/mistralrs-core-0.8.1/0004-count-engine-steps.patch).
+        let Ok(logger) = self.model.inner().get_logger(None) else {
+            return StepCounts::default();
+        };
+        let counts = logger.step_counts();
+        StepCounts {
+            prompt_steps: counts.prompt_steps as u64,
+            prompt_sequences: counts.prompt_sequences as u64,
+            decode_steps: counts.decode_steps as u64,
+            decode_sequences: counts.decode_sequences as u64,
+        }
+    }
 }
+
+#[cfg(test)]
+mod engine_patches;
 
 #[cfg(test)]
 mod tests {

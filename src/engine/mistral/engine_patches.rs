@@ -1,0 +1,191 @@
+//! Kernel-level proof of our engine patches (`patches/`): each test here fails on the unpatched crate.
+//! The patches that need a whole model are proven by the integration tests their headers name.
+
+use candle_core::{Device, Tensor};
+use mistralrs::core::layers::{Sdpa, SdpaParams};
+
+/// A decode step's shapes: several sequences, one query token each, grouped-query heads, and a KV length
+/// spanning several of the kernel's 16-position tiles.
+const BATCH: usize = 4;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HEAD_DIM: usize = 16;
+const KV_LEN: usize = 37;
+
+/// Reproducible values in [-1, 1): different for every row, so a row that reads another's data shows.
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+struct Step {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// Per row: how many leading KV positions are masked out (left padding).
+    masked: [usize; BATCH],
+}
+
+impl Step {
+    fn new(masked: [usize; BATCH]) -> Self {
+        Step {
+            q: values(1, BATCH * HEADS * HEAD_DIM),
+            k: values(2, BATCH * KV_HEADS * KV_LEN * HEAD_DIM),
+            v: values(3, BATCH * KV_HEADS * KV_LEN * HEAD_DIM),
+            masked,
+        }
+    }
+
+    fn params() -> SdpaParams {
+        SdpaParams {
+            n_kv_groups: HEADS / KV_HEADS,
+            softcap: None,
+            softmax_scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+            sliding_window: None,
+            sinks: None,
+        }
+    }
+
+    /// The engine's attention over rows `rows` of this step, as one batch: (rows, heads, 1, head_dim).
+    fn engine(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
+        let b = rows.len();
+        let per_q = HEADS * HEAD_DIM;
+        let per_kv = KV_HEADS * KV_LEN * HEAD_DIM;
+        let cpu = &Device::Cpu;
+        let q = Tensor::from_vec(
+            self.q[rows.start * per_q..rows.end * per_q].to_vec(),
+            (b, HEADS, 1, HEAD_DIM),
+            cpu,
+        )
+        .unwrap();
+        let kv = |data: &[f32]| {
+            Tensor::from_vec(
+                data[rows.start * per_kv..rows.end * per_kv].to_vec(),
+                (b, KV_HEADS, KV_LEN, HEAD_DIM),
+                cpu,
+            )
+            .unwrap()
+        };
+        let mask: Vec<f32> = rows
+            .clone()
+            .flat_map(|row| {
+                (0..KV_LEN).map(move |pos| {
+                    if pos < self.masked[row] {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (b, 1, 1, KV_LEN), cpu).unwrap();
+        let with_mask = self.masked.iter().any(|&m| m > 0);
+        Sdpa.run_attention(
+            &q,
+            &kv(&self.k),
+            &kv(&self.v),
+            with_mask.then_some(&mask),
+            None,
+            &Self::params(),
+        )
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+    }
+
+    /// softmax(q·k / sqrt(d)) · v for one row and head, over its unmasked positions, in f64.
+    fn reference(&self, row: usize, head: usize) -> Vec<f64> {
+        let kv_head = head / (HEADS / KV_HEADS);
+        let q = &self.q[(row * HEADS + head) * HEAD_DIM..][..HEAD_DIM];
+        let at = |data: &[f32], pos: usize| -> Vec<f64> {
+            let start = ((row * KV_HEADS + kv_head) * KV_LEN + pos) * HEAD_DIM;
+            data[start..start + HEAD_DIM]
+                .iter()
+                .map(|&x| f64::from(x))
+                .collect()
+        };
+        let positions = self.masked[row]..KV_LEN;
+        let scores: Vec<f64> = positions
+            .clone()
+            .map(|pos| {
+                let k = at(&self.k, pos);
+                q.iter()
+                    .zip(&k)
+                    .map(|(&a, b)| f64::from(a) * b)
+                    .sum::<f64>()
+                    / (HEAD_DIM as f64).sqrt()
+            })
+            .collect();
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        let mut out = vec![0.0; HEAD_DIM];
+        for (pos, weight) in positions.zip(weights) {
+            for (o, v) in out.iter_mut().zip(at(&self.v, pos)) {
+                *o += weight / total * v;
+            }
+        }
+        out
+    }
+
+    fn assert_matches_reference(&self, batched: &[f32]) {
+        for row in 0..BATCH {
+            for head in 0..HEADS {
+                let got = &batched[(row * HEADS + head) * HEAD_DIM..][..HEAD_DIM];
+                for (g, want) in got.iter().zip(self.reference(row, head)) {
+                    assert!(
+                        (f64::from(*g) - want).abs() < 1e-4,
+                        "row {row} head {head}: {g} against the reference {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Each row computed in the batch is bit for bit the row computed alone.
+    fn assert_batch_invariant(&self, batched: &[f32]) {
+        let per_row = HEADS * HEAD_DIM;
+        for row in 0..BATCH {
+            assert_eq!(
+                &batched[row * per_row..(row + 1) * per_row],
+                &self.engine(row..row + 1)[..],
+                "row {row} differs between the batch and a batch of one"
+            );
+        }
+    }
+}
+
+/// patches/mistralrs-core-0.8.1/0001: the decode kernel kept one scratch for all batch rows, so every row
+/// came out as the last row's attention.
+#[test]
+fn decode_attention_gives_each_batch_row_its_own_result() {
+    let step = Step::new([0; BATCH]);
+    let batched = step.engine(0..BATCH);
+    step.assert_matches_reference(&batched);
+    step.assert_batch_invariant(&batched);
+}
+
+/// patches/mistralrs-core-0.8.1/0001: a row whose leading positions are masked with -inf (left padding)
+/// came out as NaN; now it attends to its unmasked positions only, whatever the other rows' masks.
+#[test]
+fn decode_attention_skips_masked_positions_without_nan() {
+    let step = Step::new([0, 5, 16, 20]);
+    let batched = step.engine(0..BATCH);
+    assert!(
+        batched.iter().all(|x| x.is_finite()),
+        "NaN or inf in the output"
+    );
+    step.assert_matches_reference(&batched);
+    step.assert_batch_invariant(&batched);
+}
