@@ -10,6 +10,7 @@ Peers are built once, outside CI (bench/build-peers.sh says how); a peer whose b
 
   python3 bench/compare.py                       # full run: levels 1..32, 2 repetitions, 30 s per level
   python3 bench/compare.py --quick               # 1,4,16, 1 repetition, 15 s per level
+  python3 bench/compare.py --servers llmserve --baseline OLD_BINARY --no-doc   # A/B of two llmserve builds
 """
 import argparse
 import hashlib
@@ -38,15 +39,16 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def servers(model, slots, threads):
+def servers(model, slots, threads, llmserve=None, baseline=None):
     """name -> (binary, argv builder, version command)."""
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target"))
     model_dir, model_file = os.path.dirname(model), os.path.basename(model)
-    return {
+    llmserve_argv = lambda binary, port: [binary, "--model", model, "--port", str(port),  # noqa: E731
+                                          "--max-num-seqs", str(slots), "--max-queue", "1024"]
+    specs = {
         "llmserve": (
-            os.path.join(target, "release", "llmserve"),
-            lambda binary, port: [binary, "--model", model, "--port", str(port),
-                                  "--max-num-seqs", str(slots), "--max-queue", "1024"],
+            llmserve or os.path.join(target, "release", "llmserve"),
+            llmserve_argv,
             lambda binary: [binary, "--version"],
         ),
         "mistralrs": (
@@ -64,6 +66,10 @@ def servers(model, slots, threads):
             lambda binary: [binary, "--version"],
         ),
     }
+    if baseline:
+        # Another llmserve build (e.g. before an engine patch), run the same way: an A/B in one run.
+        specs["llmserve-baseline"] = (baseline, llmserve_argv, lambda binary: [binary, "--version"])
+    return specs
 
 
 def proc_status(pid, key):
@@ -192,6 +198,14 @@ def report(all_runs, args, model_sha, versions, load_before):
         theirs = median_level(all_runs["llama.cpp"], "c=16", "output_token_throughput")
         if ours and theirs:
             lines += [f"llmserve / llama.cpp at concurrency 16: **{ours / theirs:.2f}x**."]
+    if "llmserve" in all_runs and "llmserve-baseline" in all_runs:
+        ratios = []
+        for load in levels:
+            ours = median_level(all_runs["llmserve"], load, "output_token_throughput")
+            base = median_level(all_runs["llmserve-baseline"], load, "output_token_throughput")
+            if ours and base:
+                ratios.append(f"{load}: {ours / base:.2f}x")
+        lines += ["", "llmserve / llmserve-baseline, output tokens/s: " + ", ".join(ratios) + "."]
     if "llmserve" in all_runs:
         c1 = median_level(all_runs["llmserve"], "c=1", "output_token_throughput")
         c16 = median_level(all_runs["llmserve"], "c=16", "output_token_throughput")
@@ -205,6 +219,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q8_0.gguf"))
     parser.add_argument("--servers", default="llmserve,mistralrs,llama.cpp")
+    parser.add_argument("--llmserve", help="the llmserve binary (default: the release build)")
+    parser.add_argument("--baseline", help="a second llmserve binary, run as llmserve-baseline")
+    parser.add_argument("--no-doc", action="store_true", help="print the tables, leave docs/ alone")
     parser.add_argument("--levels", default="1,2,4,8,16,32")
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--repeats", type=int, default=2)
@@ -219,9 +236,10 @@ def main():
     if args.quick:
         args.levels, args.repeats, args.duration = "1,4,16", 1, 15
 
-    specs = servers(args.model, args.slots, args.threads)
+    specs = servers(args.model, args.slots, args.threads, args.llmserve, args.baseline)
+    names = args.servers.split(",") + (["llmserve-baseline"] if args.baseline else [])
     chosen = {}
-    for name in args.servers.split(","):
+    for name in names:
         if name not in specs:
             raise SystemExit(f"unknown server {name}; known: {', '.join(specs)}")
         if os.access(specs[name][0], os.X_OK):
@@ -252,6 +270,8 @@ def main():
         print("no plot (pip install -r bench/requirements.txt for matplotlib)")
     section = report(all_runs, args, model_sha, versions, load_before)
     print(section)
+    if args.no_doc:
+        return
     doc = open(args.doc).read() if os.path.exists(args.doc) else ""
     if BEGIN in doc and END in doc:
         doc = doc[:doc.index(BEGIN)] + section.rstrip("\n") + doc[doc.index(END) + len(END):]

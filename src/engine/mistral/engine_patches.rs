@@ -189,3 +189,50 @@ fn decode_attention_skips_masked_positions_without_nan() {
     step.assert_matches_reference(&batched);
     step.assert_batch_invariant(&batched);
 }
+
+/// patches/candle-core-0.10.2/0001: the Q8_0 matmul computes tiles of rows × columns in one parallel loop;
+/// each output must still be the single-row `vec_dot` result, bit for bit, for any number of rows.
+#[test]
+fn q8_0_matmul_rows_equal_the_same_rows_alone() {
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use candle_core::Module;
+
+    let (k, n) = (256, 70);
+    let cpu = &Device::Cpu;
+    let weights = Tensor::from_vec(values(7, n * k), (n, k), cpu).unwrap();
+    let matmul = QMatMul::from_qtensor(QTensor::quantize(&weights, GgmlDType::Q8_0).unwrap()).unwrap();
+    let dense: Vec<f32> = weights.flatten_all().unwrap().to_vec1().unwrap();
+    for m in [1, 2, 3, 4, 5, 7, 8, 16, 33] {
+        let x = values(100 + m as u64, m * k);
+        let batched: Vec<f32> = matmul
+            .forward(&Tensor::from_vec(x.clone(), (m, k), cpu).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for row in 0..m {
+            let alone: Vec<f32> = matmul
+                .forward(&Tensor::from_vec(x[row * k..(row + 1) * k].to_vec(), (1, k), cpu).unwrap())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(
+                &batched[row * n..(row + 1) * n],
+                &alone[..],
+                "{m} rows: row {row} differs from the row alone"
+            );
+            // And it is the product (to within Q8_0's rounding of weights and activations).
+            for col in 0..n {
+                let exact: f32 = (0..k).map(|i| x[row * k + i] * dense[col * k + i]).sum();
+                let got = batched[row * n + col];
+                assert!(
+                    (got - exact).abs() < 0.05 * (1.0 + exact.abs()),
+                    "{m} rows: ({row}, {col}) = {got}, expected about {exact}"
+                );
+            }
+        }
+    }
+}
