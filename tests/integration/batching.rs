@@ -91,14 +91,15 @@ fn first_difference(solo: &Value, batched: &Value) -> String {
 
 /// Serves every prompt alone first, then `rounds` rounds of `concurrency` different prompts at once,
 /// asserting that every co-batched answer is the solo answer and that some decode steps carried several
-/// sequences. Returns how many answers were compared.
-async fn assert_batch_invariant(base: &str, pool: &[Value], levels: &[(usize, usize)]) -> usize {
+/// sequences. Returns the mean decode batch of each level.
+async fn assert_batch_invariant(base: &str, pool: &[Value], levels: &[(usize, usize)]) -> Vec<f64> {
     let mut solo = HashMap::new();
     for messages in pool {
         solo.insert(messages.to_string(), answer(base, messages).await);
     }
     let mut compared = 0;
     let mut mismatches = Vec::new();
+    let mut mean_batches = Vec::new();
     for &(concurrency, rounds) in levels {
         let (steps_before, sequences_before) = decode_counts(base).await;
         for round in 0..rounds {
@@ -129,6 +130,7 @@ async fn assert_batch_invariant(base: &str, pool: &[Value], levels: &[(usize, us
             sequences > steps,
             "at concurrency {concurrency} no decode step carried two sequences: nothing was co-batched"
         );
+        mean_batches.push(sequences / steps);
     }
     assert!(
         mismatches.is_empty(),
@@ -136,7 +138,8 @@ async fn assert_batch_invariant(base: &str, pool: &[Value], levels: &[(usize, us
         mismatches.len(),
         mismatches.join("\n")
     );
-    compared
+    println!("{compared} co-batched answers equal their solo answers");
+    mean_batches
 }
 
 #[tokio::test]
@@ -154,8 +157,7 @@ async fn different_prompts_of_equal_length_answer_co_batched_as_alone() {
         "only {} prompts share a token count",
         pool.len()
     );
-    let compared = assert_batch_invariant(&base, &pool[..16], &[(2, 4), (4, 3), (16, 2)]).await;
-    println!("{compared} co-batched answers equal their solo answers");
+    assert_batch_invariant(&base, &pool[..16], &[(2, 4), (4, 3), (16, 2)]).await;
 }
 
 #[tokio::test]
@@ -181,6 +183,13 @@ async fn prompts_of_different_lengths_answer_co_batched_as_alone() {
         .flat_map(|&(a, b, i)| [(a, i), (b, i), (a, i + 1), (b, i + 1)])
         .map(|(l, i)| lengths[pick[l]][i].clone())
         .collect();
-    let compared = assert_batch_invariant(&base, &pool, &[(4, 4), (8, 2), (16, 1)]).await;
-    println!("{compared} co-batched answers equal their solo answers");
+    let mean_batches = assert_batch_invariant(&base, &pool, &[(4, 4), (8, 2), (16, 1)]).await;
+    // Eight requests of four lengths, two of each: equal-length buckets would carry at most two sequences
+    // per decode step. Decoding across lengths carries them all, less the ramp up and down of a round.
+    assert!(
+        mean_batches[1] > 4.0,
+        "at concurrency 8 over four lengths the mean decode batch was {:.2}: sequences of different \
+         lengths did not share decode steps",
+        mean_batches[1]
+    );
 }

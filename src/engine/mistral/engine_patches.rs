@@ -200,12 +200,25 @@ fn q8_0_matmul_rows_equal_the_same_rows_alone() {
     let (k, n) = (256, 70);
     let cpu = &Device::Cpu;
     let weights = Tensor::from_vec(values(7, n * k), (n, k), cpu).unwrap();
-    let matmul = QMatMul::from_qtensor(QTensor::quantize(&weights, GgmlDType::Q8_0).unwrap()).unwrap();
-    let dense: Vec<f32> = weights.flatten_all().unwrap().to_vec1().unwrap();
+    let quantized = QTensor::quantize(&weights, GgmlDType::Q8_0).unwrap();
+    // What the kernel multiplies: the Q8_0 weights, and the activations as it quantizes them (Q8_0 too).
+    let as_q8_0 = |t: &Tensor| -> Vec<f32> {
+        let q = QTensor::quantize(t, GgmlDType::Q8_0).unwrap();
+        q.dequantize(cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let dense = as_q8_0(&weights);
+    let matmul = QMatMul::from_qtensor(quantized).unwrap();
     for m in [1, 2, 3, 4, 5, 7, 8, 16, 33] {
         let x = values(100 + m as u64, m * k);
+        let x_tensor = Tensor::from_vec(x.clone(), (m, k), cpu).unwrap();
+        let x_q8 = as_q8_0(&x_tensor);
         let batched: Vec<f32> = matmul
-            .forward(&Tensor::from_vec(x.clone(), (m, k), cpu).unwrap())
+            .forward(&x_tensor)
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -213,7 +226,9 @@ fn q8_0_matmul_rows_equal_the_same_rows_alone() {
             .unwrap();
         for row in 0..m {
             let alone: Vec<f32> = matmul
-                .forward(&Tensor::from_vec(x[row * k..(row + 1) * k].to_vec(), (1, k), cpu).unwrap())
+                .forward(
+                    &Tensor::from_vec(x[row * k..(row + 1) * k].to_vec(), (1, k), cpu).unwrap(),
+                )
                 .unwrap()
                 .flatten_all()
                 .unwrap()
@@ -224,12 +239,14 @@ fn q8_0_matmul_rows_equal_the_same_rows_alone() {
                 &alone[..],
                 "{m} rows: row {row} differs from the row alone"
             );
-            // And it is the product (to within Q8_0's rounding of weights and activations).
+            // And it is the product of the quantized values (to within f32 rounding).
             for col in 0..n {
-                let exact: f32 = (0..k).map(|i| x[row * k + i] * dense[col * k + i]).sum();
-                let got = batched[row * n + col];
+                let exact: f64 = (0..k)
+                    .map(|i| f64::from(x_q8[row * k + i]) * f64::from(dense[col * k + i]))
+                    .sum();
+                let got = f64::from(batched[row * n + col]);
                 assert!(
-                    (got - exact).abs() < 0.05 * (1.0 + exact.abs()),
+                    (got - exact).abs() < 1e-4 * (1.0 + exact.abs()),
                     "{m} rows: ({row}, {col}) = {got}, expected about {exact}"
                 );
             }
