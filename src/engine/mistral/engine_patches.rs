@@ -190,66 +190,113 @@ fn decode_attention_skips_masked_positions_without_nan() {
     step.assert_batch_invariant(&batched);
 }
 
-/// patches/candle-core-0.10.2/0001: the Q8_0 matmul computes tiles of rows × columns in one parallel loop;
-/// each output must still be the single-row `vec_dot` result, bit for bit, for any number of rows.
+/// The blocks of a Q8_0 tensor: each block's scale and its 32 values.
+fn q8_0_blocks(tensor: &candle_core::quantized::QTensor) -> Vec<(f32, [i8; 32])> {
+    let bytes = tensor.data().unwrap();
+    bytes
+        .chunks_exact(34)
+        .map(|block| {
+            let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+            (d, std::array::from_fn(|i| block[2 + i] as i8))
+        })
+        .collect()
+}
+
+/// One output of the Q8_0 × Q8_0 matmul, step by step as the kernels define it (candle's AVX2
+/// `vec_dot_q8_0_q8_0`, which every kernel must match bit for bit): per block, eight integer sums of four
+/// products, each lane accumulated as `fma(dx * dy, sum, lane)` in block order, then the eight lanes
+/// summed pairwise as `hsum_float_8` does.
+fn q8_0_dot(weights: &[(f32, [i8; 32])], activations: &[(f32, [i8; 32])]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for ((dx, x), (dy, y)) in weights.iter().zip(activations) {
+        let d = dx * dy;
+        for (j, lane) in lanes.iter_mut().enumerate() {
+            let sum: i32 = (4 * j..4 * j + 4)
+                .map(|i| i32::from(x[i]) * i32::from(y[i]))
+                .sum();
+            *lane = d.mul_add(sum as f32, *lane);
+        }
+    }
+    let l = lanes;
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
+/// patches/candle-core-0.10.2/0001 and 0002: the Q8_0 matmul computes tiles of rows × columns in one
+/// parallel loop (with AVX-512 VNNI where the CPU has it); every output must still be exactly the
+/// single-row dot product, whatever the number of rows and the instruction set.
 #[test]
-fn q8_0_matmul_rows_equal_the_same_rows_alone() {
+fn q8_0_matmul_outputs_are_the_single_row_dot_product_bit_for_bit() {
     use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
     use candle_core::Module;
 
-    let (k, n) = (256, 70);
+    let (k, n) = (256, 75);
     let cpu = &Device::Cpu;
-    let weights = Tensor::from_vec(values(7, n * k), (n, k), cpu).unwrap();
-    let quantized = QTensor::quantize(&weights, GgmlDType::Q8_0).unwrap();
-    // What the kernel multiplies: the Q8_0 weights, and the activations as it quantizes them (Q8_0 too).
-    let as_q8_0 = |t: &Tensor| -> Vec<f32> {
-        let q = QTensor::quantize(t, GgmlDType::Q8_0).unwrap();
-        q.dequantize(cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let dense = as_q8_0(&weights);
-    let matmul = QMatMul::from_qtensor(quantized).unwrap();
+    let weights = QTensor::quantize(
+        &Tensor::from_vec(values(7, n * k), (n, k), cpu).unwrap(),
+        GgmlDType::Q8_0,
+    )
+    .unwrap();
+    let weight_blocks = q8_0_blocks(&weights);
+    let matmul = QMatMul::from_qtensor(weights).unwrap();
+    let kb = k / 32;
     for m in [1, 2, 3, 4, 5, 7, 8, 16, 33] {
-        let x = values(100 + m as u64, m * k);
-        let x_tensor = Tensor::from_vec(x.clone(), (m, k), cpu).unwrap();
-        let x_q8 = as_q8_0(&x_tensor);
-        let batched: Vec<f32> = matmul
-            .forward(&x_tensor)
+        let x = Tensor::from_vec(values(100 + m as u64, m * k), (m, k), cpu).unwrap();
+        // The matmul quantizes its activations the way `QTensor::quantize` does.
+        let x_blocks = q8_0_blocks(&QTensor::quantize(&x, GgmlDType::Q8_0).unwrap());
+        let out: Vec<f32> = matmul
+            .forward(&x)
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1()
             .unwrap();
         for row in 0..m {
-            let alone: Vec<f32> = matmul
-                .forward(
-                    &Tensor::from_vec(x[row * k..(row + 1) * k].to_vec(), (1, k), cpu).unwrap(),
-                )
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            assert_eq!(
-                &batched[row * n..(row + 1) * n],
-                &alone[..],
-                "{m} rows: row {row} differs from the row alone"
-            );
-            // And it is the product of the quantized values (to within f32 rounding).
             for col in 0..n {
-                let exact: f64 = (0..k)
-                    .map(|i| f64::from(x_q8[row * k + i]) * f64::from(dense[col * k + i]))
-                    .sum();
-                let got = f64::from(batched[row * n + col]);
-                assert!(
-                    (got - exact).abs() < 1e-4 * (1.0 + exact.abs()),
-                    "{m} rows: ({row}, {col}) = {got}, expected about {exact}"
+                let want = q8_0_dot(
+                    &weight_blocks[col * kb..(col + 1) * kb],
+                    &x_blocks[row * kb..(row + 1) * kb],
+                );
+                assert_eq!(
+                    out[row * n + col].to_bits(),
+                    want.to_bits(),
+                    "{m} rows: ({row}, {col}) is {}, the dot product is {want}",
+                    out[row * n + col]
                 );
             }
+        }
+    }
+}
+
+/// patches/candle-core-0.10.2/0002: activations are quantized 8 values at a time, with the scalar code's
+/// results: scale = max |x| / 127, values rounded halfway away from zero.
+#[test]
+fn q8_0_quantization_rounds_halfway_away_from_zero() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+
+    // Blocks whose maximum is 127, so that x * (1 / d) lands on exact halves: 0.5, -2.5, 126.5, ...
+    let mut x = Vec::new();
+    for block in 0..64 {
+        let mut b: Vec<f32> = (0..31)
+            .map(|i| (i as f32 - 15.0) * 4.0 + 0.5 * ((block + i) % 2) as f32)
+            .collect();
+        b.push(if block % 2 == 0 { 127.0 } else { -127.0 });
+        x.extend(b);
+    }
+    x.extend(values(3, 32 * 64).iter().map(|v| v * 3.0));
+    let blocks = x.len() / 32;
+    let quantized = QTensor::quantize(
+        &Tensor::from_vec(x.clone(), (blocks, 32), &Device::Cpu).unwrap(),
+        GgmlDType::Q8_0,
+    )
+    .unwrap();
+    for (i, (d, q)) in q8_0_blocks(&quantized).iter().enumerate() {
+        let xs = &x[i * 32..(i + 1) * 32];
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let want_d = amax / 127.0;
+        assert_eq!(*d, half::f16::from_f32(want_d).to_f32(), "block {i} scale");
+        let id = if want_d != 0.0 { 1.0 / want_d } else { 0.0 };
+        for (j, (&got, &v)) in q.iter().zip(xs).enumerate() {
+            assert_eq!(got, (v * id).round() as i8, "block {i} value {j}: {v}");
         }
     }
 }
