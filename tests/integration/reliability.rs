@@ -7,7 +7,9 @@
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-use crate::common::{client, model_name, post_json, server, sse_data};
+use crate::common::{
+    client, model_name, post_json, sample, scrape, server, sse_data, start_server,
+};
 
 /// A token whose bytes are only the start of a multi-byte UTF-8 character: the first token of an emoji.
 async fn partial_character_token(base: &str) -> u64 {
@@ -146,4 +148,34 @@ async fn hundreds_of_short_requests_back_to_back_and_concurrently_all_finish() {
         });
         join_all(requests).await;
     }
+}
+
+/// patches/mistralrs-core-0.8.1/0009: a sequence whose first token is its last finishes in its prompt step;
+/// the engine used to decode it once more anyway (a wasted step for every `max_tokens: 1` request).
+#[tokio::test]
+async fn a_sequence_finished_by_its_prompt_step_is_not_decoded_again() {
+    // A server of its own: its step counts are this test's requests only.
+    let base = start_server(|_| {});
+    let requests = 12;
+    for i in 0..requests {
+        let body = json!({"model": model_name(), "max_tokens": 1, "stream": i % 2 == 0,
+            "messages": [{"role": "user", "content": format!("Count to {i}.")}]});
+        let (_, finish) = complete(&base, "/v1/chat/completions", body).await;
+        assert_eq!(finish, "length");
+    }
+    let text = scrape(&format!("{base}/metrics")).await;
+    let steps = |kind| {
+        sample(
+            &text,
+            "llmserve_engine_steps_total",
+            &[("model", model_name()), ("kind", kind)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(steps("prompt"), requests as f64, "{text}");
+    assert_eq!(
+        steps("decode"),
+        0.0,
+        "requests that ended with their first token were decoded again"
+    );
 }
