@@ -202,28 +202,25 @@ fn q8_0_blocks(tensor: &candle_core::quantized::QTensor) -> Vec<(f32, [i8; 32])>
         .collect()
 }
 
-/// One output of the Q8_0 × Q8_0 matmul, step by step as the kernels define it (candle's AVX2
-/// `vec_dot_q8_0_q8_0`, which every kernel must match bit for bit): per block, eight integer sums of four
-/// products, each lane accumulated as `fma(dx * dy, sum, lane)` in block order, then the eight lanes
-/// summed pairwise as `hsum_float_8` does.
+/// One output of the Q8_0 × Q8_0 matmul, step by step as every kernel must compute it (candle's
+/// `dot_q8_0_q8_0_blocks`, patch 0003): per block, in order, the exact integer dot product of the 32 byte
+/// pairs, accumulated as `fma(dx * dy, dot, acc)` from zero.
 fn q8_0_dot(weights: &[(f32, [i8; 32])], activations: &[(f32, [i8; 32])]) -> f32 {
-    let mut lanes = [0f32; 8];
+    let mut acc = 0f32;
     for ((dx, x), (dy, y)) in weights.iter().zip(activations) {
-        let d = dx * dy;
-        for (j, lane) in lanes.iter_mut().enumerate() {
-            let sum: i32 = (4 * j..4 * j + 4)
-                .map(|i| i32::from(x[i]) * i32::from(y[i]))
-                .sum();
-            *lane = d.mul_add(sum as f32, *lane);
-        }
+        let dot: i32 = x
+            .iter()
+            .zip(y)
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        acc = (dx * dy).mul_add(dot as f32, acc);
     }
-    let l = lanes;
-    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+    acc
 }
 
-/// patches/candle-core-0.10.2/0001 and 0002: the Q8_0 matmul computes tiles of rows × columns in one
-/// parallel loop (with AVX-512 VNNI where the CPU has it); every output must still be exactly the
-/// single-row dot product, whatever the number of rows and the instruction set.
+/// patches/candle-core-0.10.2/0001–0003: the Q8_0 matmul computes tiles of rows × columns in one
+/// parallel loop, sixteen columns per register with AVX-512 VNNI where the CPU has it; every output must
+/// be exactly the dot product defined above, whatever the number of rows and the instruction set.
 #[test]
 fn q8_0_matmul_outputs_are_the_single_row_dot_product_bit_for_bit() {
     use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
