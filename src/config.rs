@@ -73,9 +73,9 @@ pub struct Cli {
     pub drain_timeout: u64,
 
     /// Finished sequences whose KV cache the engine keeps to reuse for prompts sharing a prefix; 0 turns
-    /// the prefix cache off. Default: 16 with paged attention, 0 without (CPU). Without paged attention,
-    /// mistral.rs 0.8.1 schedules a prefix-cache hit in a batch bucket of its own: with shared prompts at
-    /// 16 concurrent streams the default model fell from 28.6 to 4.7 tok/s, and memory grew (docs/benchmarks.md).
+    /// the prefix cache off. Default: 16 with paged attention; without it (CPU) only 0 is accepted:
+    /// mistral.rs 0.8.1's prefix cache without paged attention stalls batching (at 16 concurrent streams
+    /// with shared prompts the server stopped making progress, docs/benchmarks.md).
     #[arg(long, env = "LLMSERVE_PREFIX_CACHE_N")]
     pub prefix_cache_n: Option<usize>,
 
@@ -242,6 +242,11 @@ pub enum ConfigError {
     TinyBodyLimit,
     #[error("--queue-timeout must be at least 1 second (leave it unset for no limit)")]
     ZeroQueueTimeout,
+    #[error(
+        "--prefix-cache-n: the prefix cache needs paged attention (a CUDA build); without it, \
+         mistral.rs 0.8.1's prefix cache stalls batching (docs/benchmarks.md): leave it at 0"
+    )]
+    PrefixCacheWithoutPagedAttention,
     #[error("--paged-attn on needs a build with the `cuda` feature (mistral.rs has no paged attention on CPU)")]
     PagedAttentionNotBuilt,
     #[error("--paged-attn-gpu-memory must be a fraction in (0, 1] or MiB > 1, got `{0}`")]
@@ -315,6 +320,9 @@ impl Cli {
                 (PagedAttnMode::On, false) => return Err(ConfigError::PagedAttentionNotBuilt),
                 (_, true) => (Some(settings), "on: a CUDA build"),
             };
+        if paged_attention.is_none() && self.prefix_cache_n.is_some_and(|n| n > 0) {
+            return Err(ConfigError::PrefixCacheWithoutPagedAttention);
+        }
         let served_model_name = match self.served_model_name {
             Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyServedName),
             Some(name) => name,
@@ -546,6 +554,16 @@ mod tests {
         assert_eq!(
             parse(&["--served-model-name", " "]).unwrap_err(),
             ConfigError::EmptyServedName
+        );
+        assert_eq!(
+            parse(&["--paged-attn", "off", "--prefix-cache-n", "16"]).unwrap_err(),
+            ConfigError::PrefixCacheWithoutPagedAttention
+        );
+        assert_eq!(
+            parse(&["--paged-attn", "off", "--prefix-cache-n", "0"])
+                .unwrap()
+                .prefix_cache_n,
+            0
         );
     }
 
