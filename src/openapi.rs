@@ -50,14 +50,16 @@ mod tests {
     const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
 
     /// The committed document is what the code serves. Regenerate with
-    /// `LLMSERVE_UPDATE_OPENAPI=1 cargo test --release --lib openapi`.
+    /// `LLMSERVE_UPDATE_OPENAPI=1 cargo test --release --lib openapi`: that run rewrites the file and still
+    /// fails if the committed one was stale, so that the update mode can never pass over drift.
     #[test]
     fn committed_openapi_matches_the_code() {
         let generated = document();
-        if std::env::var_os("LLMSERVE_UPDATE_OPENAPI").is_some() {
-            std::fs::write(COMMITTED, &generated).expect("writing openapi/openapi.json");
-        }
         let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+        if committed != generated && std::env::var_os("LLMSERVE_UPDATE_OPENAPI").is_some() {
+            std::fs::write(COMMITTED, &generated).expect("writing openapi/openapi.json");
+            panic!("openapi/openapi.json was stale and has been rewritten: review and commit it");
+        }
         assert!(
             committed == generated,
             "openapi/openapi.json differs from the code; regenerate it with:\n  \

@@ -7,6 +7,14 @@ use serde_json::{json, Value};
 
 use crate::common::{client, get_json, open_sse, post_json, start_server};
 
+/// Whether SSE events carry a non-empty `content` delta.
+fn has_generated_text(events: &str) -> bool {
+    events
+        .split("\"content\":\"")
+        .skip(1)
+        .any(|rest| !rest.starts_with('"'))
+}
+
 fn count(health: &Value, key: &str) -> u64 {
     health[key].as_u64().unwrap()
 }
@@ -112,6 +120,9 @@ async fn two_hundred_abandoned_streams_and_requests_leave_nothing_running() {
         // Spread the abandonments over 0.2–3.0 s: some while queued, some mid-generation.
         let lifetime = Duration::from_millis(200 + (i * 37) % 2800);
         tasks.push(tokio::spawn(async move {
+            // What the client saw before it went away: the status, if the answer had begun, and the
+            // events that had arrived.
+            let mut seen = (None, String::new());
             let _ = tokio::time::timeout(lifetime, async {
                 let response = client()
                     .post(format!("{base}/v1/chat/completions"))
@@ -119,16 +130,46 @@ async fn two_hundred_abandoned_streams_and_requests_leave_nothing_running() {
                     .send()
                     .await;
                 if let Ok(response) = response {
+                    seen.0 = Some(response.status().as_u16());
                     let mut events = response.bytes_stream();
-                    while events.next().await.is_some() {}
+                    while let Some(Ok(bytes)) = events.next().await {
+                        seen.1.push_str(&String::from_utf8_lossy(&bytes));
+                    }
                 }
             })
             .await;
+            seen
         }));
     }
-    for task in tasks {
-        task.await.unwrap();
+    // Meanwhile, the most requests seen waiting in the queue: the abandonments must include queued ones.
+    let mut most_waiting = 0;
+    while tasks.iter().any(|task| !task.is_finished()) {
+        let (_, health) = get_json(&base, "/health/ready").await;
+        most_waiting = most_waiting.max(count(&health, "requests_waiting"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let mut answered = 0;
+    let mut streamed_tokens = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (Some(200), events) => {
+                answered += 1;
+                // A delta with text, not only the opening role chunk or keep-alive comments.
+                if has_generated_text(&events) {
+                    streamed_tokens += 1;
+                }
+            }
+            (Some(status), _) => panic!("a request was refused with {status}"),
+            (None, _) => {}
+        }
+    }
+    println!("{answered} answers begun, {streamed_tokens} with generated text, at most {most_waiting} queued");
+    // The test means abandonment of requests being served and queued, not of refused ones.
+    assert!(
+        streamed_tokens >= 16,
+        "only {streamed_tokens} streams got text before they were abandoned"
+    );
+    assert!(most_waiting > 0, "no request was ever queued");
     let (ours, engine) = wait_until_idle(&base, Duration::from_secs(60)).await;
     println!("240 abandoned requests: our slots free after {ours:?}, engine sequences freed after {engine:?}");
     a_fresh_request_is_served(&base).await;
