@@ -87,8 +87,12 @@ pub enum ApiError {
     ModelNotReady,
     #[error("No route for {0}")]
     RouteNotFound(String),
-    #[error("Method {0} is not allowed here")]
-    MethodNotAllowed(String),
+    #[error("Method {method} is not allowed here (allowed: {allow})")]
+    MethodNotAllowed {
+        method: String,
+        /// The resource's methods, for the `Allow` header RFC 9110 requires on a 405.
+        allow: &'static str,
+    },
 }
 
 /// The pieces of an error response, derived in one place.
@@ -225,7 +229,7 @@ impl ApiError {
                 RETRY_AFTER_NOT_READY_SECS,
             ),
             ApiError::RouteNotFound(_) => parts(S::NOT_FOUND, "not_found_error", None, None),
-            ApiError::MethodNotAllowed(_) => {
+            ApiError::MethodNotAllowed { .. } => {
                 parts(S::METHOD_NOT_ALLOWED, "invalid_request_error", None, None)
             }
         }
@@ -266,6 +270,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if let Some(secs) = parts.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, *allow));
         }
         response.json(self.envelope())
     }

@@ -34,9 +34,5 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// Registers `/metrics` (on the API port, or alone on `--metrics-port`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource(super::METRICS)
-            .route(web::get().to(metrics))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+    cfg.service(super::resource_with(super::METRICS, "GET").route(web::get().to(metrics)));
 }

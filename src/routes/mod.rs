@@ -41,27 +41,32 @@ pub const DETOKENIZE: &str = "/detokenize";
 /// Registers every route; `server::app` and the tests use the same table. `/metrics` is here unless it
 /// has a port of its own.
 pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
-    cfg.service(resource(CHAT_COMPLETIONS).route(web::post().to(chat::create_chat_completion)))
-        .service(resource(COMPLETIONS).route(web::post().to(completions::create_completion)))
-        .service(resource(MODELS).route(web::get().to(models::list_models)))
-        .service(resource(MODEL).route(web::get().to(models::retrieve_model)))
-        .service(resource(TOKENIZE).route(web::post().to(tokenize::tokenize)))
-        .service(resource(DETOKENIZE).route(web::post().to(tokenize::detokenize)))
-        .service(resource(HEALTH).route(web::get().to(health::ready)))
-        .service(resource(HEALTH_LIVE).route(web::get().to(health::live)))
-        .service(resource(HEALTH_READY).route(web::get().to(health::ready)))
-        .service(resource(HEALTH_STARTUP).route(web::get().to(health::startup)));
+    let post = |path: &str| resource_with(path, "POST");
+    let get = |path: &str| resource_with(path, "GET");
+    cfg.service(post(CHAT_COMPLETIONS).route(web::post().to(chat::create_chat_completion)))
+        .service(post(COMPLETIONS).route(web::post().to(completions::create_completion)))
+        .service(get(MODELS).route(web::get().to(models::list_models)))
+        .service(get(MODEL).route(web::get().to(models::retrieve_model)))
+        .service(post(TOKENIZE).route(web::post().to(tokenize::tokenize)))
+        .service(post(DETOKENIZE).route(web::post().to(tokenize::detokenize)))
+        .service(get(HEALTH).route(web::get().to(health::ready)))
+        .service(get(HEALTH_LIVE).route(web::get().to(health::live)))
+        .service(get(HEALTH_READY).route(web::get().to(health::ready)))
+        .service(get(HEALTH_STARTUP).route(web::get().to(health::startup)));
     if with_metrics {
         metrics::configure(cfg);
     }
     docs::configure(cfg);
 }
 
-pub(crate) async fn method_not_allowed(
-    req: actix_web::HttpRequest,
-) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+/// A resource whose other methods get a 405 naming `allow`, the methods it has.
+pub(crate) fn resource_with(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow,
+        })
+    }))
 }
 
 /// Anything unrouted: a JSON 404 rather than actix's empty one.

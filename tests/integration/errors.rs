@@ -163,6 +163,20 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let (status, body) = get_json(server(), "/v1/chat/completions").await;
     assert_eq!(status, 405);
     assert_envelope(&body);
+    // RFC 9110: a 405 names the methods the resource has.
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/v1/chat/completions", "POST"),
+        (reqwest::Method::DELETE, "/v1/models", "GET"),
+        (reqwest::Method::PUT, "/health", "GET"),
+    ] {
+        let response = client()
+            .request(method.clone(), format!("{}{path}", server()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
 }
 
 #[tokio::test]
