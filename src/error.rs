@@ -106,6 +106,13 @@ struct ErrorParts {
 }
 
 impl ApiError {
+    /// A fault of ours, logged at error level (once): a 5xx that is not an expected refusal such as a full
+    /// queue, a queue timeout or a drain, which carry `Retry-After`.
+    pub fn is_failure(&self) -> bool {
+        let parts = self.parts();
+        parts.status.is_server_error() && parts.retry_after.is_none()
+    }
+
     fn parts(&self) -> ErrorParts {
         use StatusCode as S;
         let parts = |status, kind, code: Option<&'static str>, param: Option<&str>| ErrorParts {
@@ -263,7 +270,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let parts = self.parts();
         let status = parts.status;
-        if status.is_server_error() && parts.retry_after.is_none() {
+        if self.is_failure() {
             // Logged once here, in full, inside the request's span; the client gets the clean message.
             tracing::error!(error = %self, code = self.label(), "request failed");
         }
@@ -290,6 +297,19 @@ mod tests {
             assert!(error.contains_key(key), "missing {key}");
         }
         assert!(error["param"].is_null());
+    }
+
+    #[test]
+    fn only_faults_of_ours_count_as_failures() {
+        assert!(ApiError::Engine(EngineError::Internal("x".into())).is_failure());
+        for expected in [
+            ApiError::Gateway(GatewayError::Draining),
+            ApiError::Gateway(GatewayError::ShutDown),
+            ApiError::ModelNotReady,
+            ApiError::ModelNotFound("x".into()),
+        ] {
+            assert!(!expected.is_failure(), "{expected}");
+        }
     }
 
     #[test]

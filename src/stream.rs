@@ -236,7 +236,12 @@ pub struct StreamSettings {
 
 /// Writes a refusal or failure after the 200 as a JSON error event, then `[DONE]`.
 fn error_events(error: ApiError, log: &RequestLog) -> [Bytes; 2] {
-    tracing::error!(error = %error, "generation ended after the response started");
+    if error.is_failure() {
+        tracing::error!(error = %error, "generation ended after the response started");
+    } else {
+        // An expected refusal (queue timeout, drain): the request log line records it.
+        tracing::info!(error = %error, code = error.label(), "refused after the response started");
+    }
     log.set_error(error.label());
     let envelope = serde_json::to_string(&error.envelope()).expect("envelopes serialize");
     [data_event(&envelope), Bytes::from_static(DONE_EVENT)]
