@@ -16,6 +16,7 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     pub model: Option<String>,
     /// The conversation so far; at least one message.
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     /// Most tokens to generate. Clamped to what is left of the context after the prompt.
     #[serde(default)]

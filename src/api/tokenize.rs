@@ -36,6 +36,8 @@ pub struct TokenizeResponse {
 pub struct DetokenizeRequest {
     #[serde(default)]
     pub model: Option<String>,
+    /// Token ids, each below the model's vocabulary size (a larger one is a 400 naming it).
+    #[schema(value_type = Vec<u32>)]
     pub tokens: Vec<i64>,
 }
 
