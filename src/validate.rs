@@ -568,13 +568,13 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
                 "`top_logprobs` needs `logprobs: true`",
             ))
         }
-        (false, _) => None,
-        (true, Some(k)) if !(0..=MAX_TOP_LOGPROBS).contains(&k) => {
+        (_, Some(k)) if !(0..=MAX_TOP_LOGPROBS).contains(&k) => {
             return Err(ValidationError::invalid(
                 "top_logprobs",
                 format!("`top_logprobs` must be between 0 and {MAX_TOP_LOGPROBS}, got {k}"),
             ))
         }
+        (false, _) => None,
         (true, k) => Some(k.unwrap_or(0) as usize),
     };
     refuse_unserved(&request)?;
@@ -841,6 +841,7 @@ mod tests {
             (serde_json::json!({"n": 0}), "n"),
             (serde_json::json!({"n": 65}), "n"),
             (serde_json::json!({"top_logprobs": 2}), "top_logprobs"),
+            (serde_json::json!({"top_logprobs": -1}), "top_logprobs"),
             (
                 serde_json::json!({"logprobs": true, "top_logprobs": 21}),
                 "top_logprobs",

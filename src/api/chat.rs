@@ -20,30 +20,39 @@ pub struct ChatCompletionRequest {
     pub messages: Vec<ChatMessage>,
     /// Most tokens to generate. Clamped to what is left of the context after the prompt.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<i64>,
     /// The newer name of `max_tokens`; wins when both are given.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<i64>,
     /// 0–2; 0 is greedy. Default 1.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
     /// Nucleus sampling, (0, 1]. Default 1.
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<f64>,
     /// Sample among the k most likely tokens; 0 or -1 turns it off.
     #[serde(default)]
+    #[schema(minimum = -1)]
     pub top_k: Option<i64>,
     /// Drop tokens less likely than min_p × the most likely one, [0, 1].
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub min_p: Option<f64>,
     /// −2–2.
     #[serde(default)]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub presence_penalty: Option<f64>,
     /// −2–2.
     #[serde(default)]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub frequency_penalty: Option<f64>,
     /// Multiplicative penalty on repeated tokens, (0, 2]; 1 is off.
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 2.0)]
     pub repetition_penalty: Option<f64>,
     /// A string or up to 4 strings; generation stops before them and they are not returned.
     #[serde(default)]
@@ -55,6 +64,7 @@ pub struct ChatCompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// Number of choices (1–64), each under its own `index`; usage sums them.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 64)]
     pub n: Option<i64>,
     /// Seeds this request's own sampler, which no other request advances: the same seed and request
     /// give the same output at any temperature while the engine computes the same logits (see
@@ -66,6 +76,7 @@ pub struct ChatCompletionRequest {
     pub logprobs: Option<bool>,
     /// 0–20 most likely alternatives per token; needs `logprobs: true`.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 20)]
     pub top_logprobs: Option<i64>,
     /// Token id (as a string) → bias from −100 to 100 added to its logit; −100 bans the token.
     #[serde(default)]
@@ -100,13 +111,13 @@ pub struct ChatCompletionRequest {
     /// Output modalities: only `["text"]` is served.
     #[serde(default)]
     pub modalities: Option<Vec<String>>,
-    /// Audio output is not served: a value gets 400.
+    /// Audio output is not served: a value gets 400. Not in the schema, which lists what is accepted.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(ignore)]
     pub audio: Option<serde_json::Value>,
-    /// Web search is not served: a value gets 400.
+    /// Web search is not served: a value gets 400. Not in the schema, which lists what is accepted.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(ignore)]
     pub web_search_options: Option<serde_json::Value>,
 }
 
@@ -119,10 +130,23 @@ impl ChatCompletionRequest {
     }
 }
 
+/// The roles a message may have, as the document states them (`ChatMessage::role` stays a string so that
+/// validation can name an unknown one).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ChatRole {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
 /// One message of the conversation.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ChatMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
+    #[schema(value_type = ChatRole)]
     pub role: String,
     /// A string, or an array of content parts (`{"type": "text", "text": …}` or
     /// `{"type": "image_url", "image_url": {"url": …}}`).

@@ -19,20 +19,28 @@ pub struct CompletionRequest {
     pub prompt: PromptInput,
     /// Most tokens to generate per choice. Default 16, as in OpenAI's API.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<f64>,
     #[serde(default)]
+    #[schema(minimum = -1)]
     pub top_k: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub min_p: Option<f64>,
     #[serde(default)]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub presence_penalty: Option<f64>,
     #[serde(default)]
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub frequency_penalty: Option<f64>,
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0, maximum = 2.0)]
     pub repetition_penalty: Option<f64>,
     #[serde(default)]
     pub stop: Option<StopSequences>,
@@ -45,13 +53,16 @@ pub struct CompletionRequest {
     pub echo: Option<bool>,
     /// Choices per prompt; choice `i` of prompt `p` has index `p * n + i`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 64)]
     pub n: Option<i64>,
     /// Generate `best_of` candidates per prompt and return the `n` with the highest total log
     /// probability. Not with `stream`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 64)]
     pub best_of: Option<i64>,
     /// 0–5: log probabilities of each token and of the `logprobs` most likely alternatives.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 5)]
     pub logprobs: Option<i64>,
     /// Text after the insertion point: the model fills in the middle. Needs fill-in-the-middle tokens in
     /// the vocabulary (StarCoder-style `<fim_prefix>`… or Qwen-style `<|fim_prefix|>`…); other models

@@ -6,9 +6,9 @@ use utoipa::ToSchema;
 use super::chat::ChatMessage;
 
 /// Either a `prompt` (tokenized as `/v1/completions` would) or `messages` (templated as
-/// `/v1/chat/completions` would, with the generation prompt), never both.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[schema(example = json!({"prompt": "The capital of France is"}))]
+/// `/v1/chat/completions` would, with the generation prompt), never both. The document shows it as
+/// `TokenizeRequestSchema`, which states that rule; this flat form lets validation name what is wrong.
+#[derive(Debug, Clone, Deserialize)]
 pub struct TokenizeRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -18,6 +18,34 @@ pub struct TokenizeRequest {
     pub messages: Option<Vec<ChatMessage>>,
     /// Also return each token's text.
     #[serde(default)]
+    pub return_token_strs: Option<bool>,
+}
+
+/// `TokenizeRequest` as the OpenAPI document states it: exactly one of `prompt` and `messages`.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = TokenizeRequest, example = json!({"prompt": "The capital of France is"}))]
+pub enum TokenizeRequestSchema {
+    Prompt(TokenizePrompt),
+    Chat(TokenizeChat),
+}
+
+/// A prompt, tokenized as `/v1/completions` would.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenizePrompt {
+    pub model: Option<String>,
+    pub prompt: String,
+    /// Also return each token's text.
+    pub return_token_strs: Option<bool>,
+}
+
+/// A conversation, templated as `/v1/chat/completions` would, with the generation prompt.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenizeChat {
+    pub model: Option<String>,
+    #[schema(min_items = 1)]
+    pub messages: Vec<ChatMessage>,
+    /// Also return each token's text.
     pub return_token_strs: Option<bool>,
 }
 

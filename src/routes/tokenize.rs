@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use crate::api::chat::ChatCompletionRequest;
 use crate::api::errors::ErrorResponse;
 use crate::api::tokenize::{
-    DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse,
+    DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeRequestSchema, TokenizeResponse,
 };
 use crate::engine::Prompt;
 use crate::error::{ApiError, ValidationError};
@@ -15,7 +15,7 @@ use crate::server::AppState;
 use crate::validate;
 
 /// Tokenizes a prompt, or chat messages through the chat template, exactly as generation would.
-#[utoipa::path(post, path = "/tokenize", tag = "Tokenizer", request_body = TokenizeRequest,
+#[utoipa::path(post, path = "/tokenize", tag = "Tokenizer", request_body = TokenizeRequestSchema,
     responses(
         (status = 200, description = "The token ids", body = TokenizeResponse),
         (status = 400, description = "Neither or both of `prompt` and `messages`", body = ErrorResponse),
