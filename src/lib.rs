@@ -3,7 +3,8 @@
 //! # Layout
 //! - `main.rs`: thin: flags → [`config::Config`] → [`telemetry::init`] → [`server::start`].
 //! - [`config`]: flags (each an `LLMSERVE_*` env var) validated once into a typed `Config`.
-//! - [`server`]: shared state, [`server::app`] (served by `main` and by the tests), model loading.
+//! - [`server`]: [`server::app`] (served by `main` and by the tests), start-up, model loading;
+//!   [`state`]: what every handler reads.
 //! - [`routes`]: the routing table and one module per endpoint group.
 //! - [`api`]: wire types only (serde + OpenAPI schemas).
 //! - [`extract`]: the JSON body extractor whose rejections are OpenAI error envelopes.
@@ -21,7 +22,8 @@
 //! - [`error`]: `ApiError` → status + OpenAI envelope in one match.
 //! - [`telemetry`]: tracing, request ids, one log line per request, feeding [`metrics`] (Prometheus).
 //! - [`memory`]: freed memory returned to the OS when the server goes idle.
-//! - [`otlp`]: W3C `traceparent` and OTLP/HTTP span export. [`openapi`]: the OpenAPI document.
+//! - [`otlp`]: W3C `traceparent` and OTLP/HTTP span export. [`openapi`]: the OpenAPI document, served with
+//!   Swagger UI.
 //!
 //! # Data flow
 //! ```text
@@ -55,6 +57,7 @@ pub mod otlp;
 pub mod remote_images;
 pub mod routes;
 pub mod server;
+pub mod state;
 pub mod stop;
 pub mod stream;
 pub mod telemetry;

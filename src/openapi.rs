@@ -1,8 +1,11 @@
-//! The OpenAPI document, declared next to the handlers and committed as `openapi/openapi.json`.
+//! The OpenAPI document, declared next to the handlers and committed as `openapi/openapi.json`, and the
+//! routes that serve it (Swagger UI).
 
+use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes;
+use crate::routes::{self, DOCS, OPENAPI_JSON};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,6 +44,19 @@ pub fn document() -> String {
         .expect("the OpenAPI document serializes");
     json.push('\n');
     json
+}
+
+/// Swagger UI at `/docs` and this document at `/openapi.json`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_JSON, ApiDoc::openapi()))
+        .route(DOCS, web::get().to(redirect_to_docs));
+}
+
+/// `/docs` → `/docs/`: Swagger UI's relative asset paths need the trailing slash.
+async fn redirect_to_docs() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header(("Location", "/docs/"))
+        .finish()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The HTTP server: shared state, the `app` that `main` and the tests both serve, start-up and model loading.
+//! The HTTP server: the `app` that `main` and the tests both serve, start-up and model loading.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,47 +13,10 @@ use crate::config::{Config, ModelSource};
 use crate::engine::mistral::{LoadOptions, LoadTarget, MistralEngine};
 use crate::engine::{Engine, EngineError};
 use crate::extract::BodyLimit;
-use crate::gateway::limits::{Admission, AdmissionLimits};
-use crate::metrics::Metrics;
-use crate::models::{LoadState, ModelRegistry};
+use crate::models::LoadState;
 use crate::otlp::SpanExporter;
-use crate::remote_images::RemoteImages;
-use crate::{default_model, memory, routes, telemetry};
-
-/// What every handler reads.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub models: ModelRegistry,
-    pub admission: Admission,
-    pub metrics: Arc<Metrics>,
-    /// Span export, when `--otlp-endpoint` is set (started inside the runtime by `start`).
-    pub spans: Option<SpanExporter>,
-    /// The image fetcher, when `--allow-remote-images` is set.
-    pub remote_images: Option<RemoteImages>,
-}
-
-impl AppState {
-    pub fn new(config: Config) -> Self {
-        let metrics = Metrics::new();
-        metrics.declare_model(&config.served_model_name);
-        metrics.set_model_loaded(&config.served_model_name, &config.model_version, false);
-        AppState {
-            spans: None,
-            remote_images: config.allow_remote_images.then(RemoteImages::new),
-            metrics: Arc::new(metrics),
-            models: ModelRegistry::new(
-                config.served_model_name.clone(),
-                config.model_version.clone(),
-            ),
-            admission: Admission::new(AdmissionLimits {
-                max_running: config.max_num_seqs,
-                max_waiting: config.max_queue,
-                queue_timeout: config.queue_timeout,
-            }),
-            config: Arc::new(config),
-        }
-    }
-}
+use crate::state::AppState;
+use crate::{default_model, memory, openapi, routes, telemetry};
 
 /// The application: routes, the JSON body limit, request ids and logs, JSON 404s.
 pub fn app(
@@ -78,6 +41,7 @@ pub fn app(
         .app_data(web::Data::new(limit))
         .wrap(from_fn(telemetry::request_context))
         .configure(|cfg| routes::configure(cfg, metrics_here))
+        .configure(openapi::configure)
         .default_service(web::to(routes::not_found))
 }
 
@@ -391,3 +355,6 @@ fn local_dir_target(dir: &Path) -> Result<LoadTarget, EngineError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,7 @@ use crate::api::errors::ErrorResponse;
 use crate::engine::{Prompt, TokenLogprob};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::stream::{self, ChunkFormat, PromptCount, StreamSettings};
 use crate::telemetry::RequestLog;
 use crate::tools::{self, ToolCallParser, ToolEvent};

@@ -13,7 +13,7 @@ use crate::api::errors::ErrorResponse;
 use crate::engine::{Prompt, TokenLogprob};
 use crate::error::{ApiError, ValidationError};
 use crate::extract::ApiJson;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::stream::{self, ChunkFormat, CollectedChoice, PromptCount, StreamSettings};
 use crate::telemetry::RequestLog;
 use crate::{ids, validate};

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::api::health::HealthStatus;
 use crate::models::LoadState;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Which question a probe asks.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Prometheus metrics in the text exposition format (0.0.4).
 ///

@@ -2,7 +2,6 @@
 
 pub mod chat;
 pub mod completions;
-pub mod docs;
 pub mod health;
 pub mod metrics;
 pub mod models;
@@ -38,7 +37,8 @@ pub const METRICS: &str = "/metrics";
 pub const TOKENIZE: &str = "/tokenize";
 pub const DETOKENIZE: &str = "/detokenize";
 
-/// Registers every route; `server::app` and the tests use the same table. `/metrics` is here unless it
+/// Registers every API route; `server::app` (served by `main` and the tests) adds the OpenAPI document
+/// and Swagger UI (`openapi::configure`). `/metrics` is here unless it
 /// has a port of its own.
 pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     let post = |path: &str| resource_with(path, "POST");
@@ -56,7 +56,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     if with_metrics {
         metrics::configure(cfg);
     }
-    docs::configure(cfg);
 }
 
 /// A resource whose other methods get a 405 naming `allow`, the methods it has.
@@ -236,6 +235,3 @@ pub fn check_images(model: &ServedModel, has_images: bool) -> Result<(), ApiErro
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use crate::api::errors::ErrorResponse;
 use crate::api::models::{Model, ModelList};
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Lists the models this server can run (the loaded ones).
 #[utoipa::path(get, path = "/v1/models", tag = "OpenAI",

@@ -11,7 +11,7 @@ use crate::api::tokenize::{
 use crate::engine::Prompt;
 use crate::error::{ApiError, ValidationError};
 use crate::extract::ApiJson;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::validate;
 
 /// Tokenizes a prompt, or chat messages through the chat template, exactly as generation would.

@@ -14,7 +14,8 @@ use crate::engine::{
     Engine, EngineError, EngineEvent, EngineFinish, GenerationRequest, ModelInfo, OutputConstraint,
     Prompt, Submitted,
 };
-use crate::server::{app, AppState};
+use crate::server::app;
+use crate::state::AppState;
 
 /// An engine that counts every prompt as `prompt_tokens`, replays `script`, and records what it was asked.
 struct ScriptedEngine {

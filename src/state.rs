@@ -1,0 +1,47 @@
+//! What every handler reads: the configuration, the served models, admission, metrics, span export and
+//! the image fetcher. Its own module so that the routes and the server that builds it import it from
+//! below rather than from each other.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::gateway::limits::{Admission, AdmissionLimits};
+use crate::metrics::Metrics;
+use crate::models::ModelRegistry;
+use crate::otlp::SpanExporter;
+use crate::remote_images::RemoteImages;
+
+/// What every handler reads.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub models: ModelRegistry,
+    pub admission: Admission,
+    pub metrics: Arc<Metrics>,
+    /// Span export, when `--otlp-endpoint` is set (started inside the runtime by `start`).
+    pub spans: Option<SpanExporter>,
+    /// The image fetcher, when `--allow-remote-images` is set.
+    pub remote_images: Option<RemoteImages>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Self {
+        let metrics = Metrics::new();
+        metrics.declare_model(&config.served_model_name);
+        metrics.set_model_loaded(&config.served_model_name, &config.model_version, false);
+        AppState {
+            spans: None,
+            remote_images: config.allow_remote_images.then(RemoteImages::new),
+            metrics: Arc::new(metrics),
+            models: ModelRegistry::new(
+                config.served_model_name.clone(),
+                config.model_version.clone(),
+            ),
+            admission: Admission::new(AdmissionLimits {
+                max_running: config.max_num_seqs,
+                max_waiting: config.max_queue,
+                queue_timeout: config.queue_timeout,
+            }),
+            config: Arc::new(config),
+        }
+    }
+}
