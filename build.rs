@@ -1,4 +1,8 @@
-//! Refuses to build against engine sources patched with an older set of `patches/`.
+//! Compiles the gRPC front's `.proto`, and refuses to build against engine sources patched with an older set
+//! of `patches/`.
+//!
+//! The `.proto` is parsed in Rust (protox), so no `protoc` is needed; the encoded descriptors are kept for
+//! gRPC server reflection.
 //!
 //! `scripts/patch-engine.sh` applies `patches/<crate>-<version>/*.patch` to the crates.io sources and keeps a
 //! copy of what it applied. Cargo's `[patch.crates-io]` cannot see whether that copy is current, so this
@@ -28,7 +32,27 @@ fn patch_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+const PROTO: &str = "proto/llmserve/v1/llmserve.proto";
+
+fn compile_proto() {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors =
+        protox::compile([PROTO], ["proto"]).unwrap_or_else(|e| panic!("{PROTO}: {e}"));
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let encoded = prost::Message::encode_to_vec(&descriptors);
+    fs::write(out.join("llmserve_descriptor.bin"), encoded).expect("OUT_DIR is writable");
+    tonic_prost_build::configure()
+        .build_client(false)
+        .compile_fds(descriptors)
+        .unwrap_or_else(|e| panic!("{PROTO}: {e}"));
+}
+
 fn main() {
+    compile_proto();
+    check_patches();
+}
+
+fn check_patches() {
     println!("cargo:rerun-if-changed=patches");
     let Ok(crates) = fs::read_dir("patches") else {
         return;

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+// The engine's own settings types, named here too: flags parse into them.
+pub use crate::engine::settings::{Dtype, GpuMemory, PagedAttention};
+
 /// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Sequences the engine runs at once (mistral.rs server's own default).
@@ -124,6 +127,11 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
+    /// Also serve the gRPC API (`proto/llmserve/v1/llmserve.proto`, health and reflection) on this port
+    /// (same --host). Unset: no gRPC. `0` picks a free port (logged).
+    #[arg(long, env = "LLMSERVE_GRPC_PORT")]
+    pub grpc_port: Option<u16>,
+
     /// Export one span per request (plus queue and generation children) over OTLP/HTTP with JSON encoding
     /// to this collector base URL, e.g. `http://otel-collector:4318` (spans go to `/v1/traces`). A W3C
     /// `traceparent` header on the request makes them part of the caller's trace.
@@ -145,33 +153,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Dtype {
-    Auto,
-    F32,
-    F16,
-    Bf16,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PagedAttnMode {
     Auto,
     On,
     Off,
-}
-
-/// How much GPU memory the paged KV cache takes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum GpuMemory {
-    /// A fraction of the free memory.
-    Utilization(f32),
-    MiB(usize),
-}
-
-/// Paged attention as it will be configured, decided once at start-up.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PagedAttention {
-    pub memory: GpuMemory,
-    pub block_size: usize,
 }
 
 /// True in builds with the `cuda` feature: mistral.rs 0.8.1 has paged attention only with CUDA (or Metal).
@@ -220,6 +205,7 @@ pub struct Config {
     pub http_workers: Option<usize>,
     /// `None`: `/metrics` is served on the API port.
     pub metrics_port: Option<u16>,
+    pub grpc_port: Option<u16>,
     /// OTLP/HTTP collector base URL; `None`: no span export.
     pub otlp_endpoint: Option<String>,
     pub otlp_service_name: String,
@@ -228,6 +214,8 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    #[error("--grpc-port must differ from --port and --metrics-port")]
+    GrpcPortTaken,
     #[error(
         "--model {0}: no such file or directory (and not a Hugging Face repo id like `org/name`)"
     )]
@@ -346,6 +334,13 @@ impl Cli {
         if self.metrics_port.is_some() && self.metrics_port == Some(self.port) && self.port != 0 {
             return Err(ConfigError::MetricsPortIsApiPort);
         }
+        let taken = [Some(self.port), self.metrics_port];
+        if self
+            .grpc_port
+            .is_some_and(|port| port != 0 && taken.contains(&Some(port)))
+        {
+            return Err(ConfigError::GrpcPortTaken);
+        }
         Ok(Config {
             model_source,
             served_model_name,
@@ -370,6 +365,7 @@ impl Cli {
             sse_keep_alive: Duration::from_secs(self.sse_keep_alive),
             http_workers: self.http_workers,
             metrics_port: self.metrics_port,
+            grpc_port: self.grpc_port,
             otlp_endpoint: self.otlp_endpoint,
             otlp_service_name: self.otlp_service_name,
             allow_remote_images: self.allow_remote_images,

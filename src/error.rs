@@ -1,11 +1,21 @@
 //! Every error a client can see: typed enums joined into `ApiError`, mapped to status + OpenAI envelope in one match.
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
-
 use crate::api::errors::{ErrorBody, ErrorResponse};
 use crate::engine::EngineError;
-use crate::gateway::limits::{GatewayError, RETRY_AFTER_SECS};
+use crate::generation::admission::{AdmissionError, RETRY_AFTER_SECS};
+
+/// HTTP statuses by name, as numbers: this module is shared by every front (`routes` turns them into
+/// responses, `grpc` maps the errors to codes of its own).
+mod status {
+    pub const BAD_REQUEST: u16 = 400;
+    pub const NOT_FOUND: u16 = 404;
+    pub const METHOD_NOT_ALLOWED: u16 = 405;
+    pub const PAYLOAD_TOO_LARGE: u16 = 413;
+    pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
+    pub const TOO_MANY_REQUESTS: u16 = 429;
+    pub const INTERNAL_SERVER_ERROR: u16 = 500;
+    pub const SERVICE_UNAVAILABLE: u16 = 503;
+}
 
 /// Seconds a client should wait before retrying a 503 (model still loading).
 pub const RETRY_AFTER_NOT_READY_SECS: u64 = 5;
@@ -80,7 +90,7 @@ pub enum ApiError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
-    Gateway(#[from] GatewayError),
+    Admission(#[from] AdmissionError),
     #[error("The model `{0}` does not exist")]
     ModelNotFound(String),
     #[error("The model is still loading; retry shortly")]
@@ -97,7 +107,7 @@ pub enum ApiError {
 
 /// The pieces of an error response, derived in one place.
 struct ErrorParts {
-    status: StatusCode,
+    status: u16,
     kind: &'static str,
     code: Option<&'static str>,
     param: Option<String>,
@@ -110,11 +120,11 @@ impl ApiError {
     /// queue, a queue timeout or a drain, which carry `Retry-After`.
     pub fn is_failure(&self) -> bool {
         let parts = self.parts();
-        parts.status.is_server_error() && parts.retry_after.is_none()
+        parts.status >= 500 && parts.retry_after.is_none()
     }
 
     fn parts(&self) -> ErrorParts {
-        use StatusCode as S;
+        use status as S;
         let parts = |status, kind, code: Option<&'static str>, param: Option<&str>| ErrorParts {
             status,
             kind,
@@ -212,19 +222,19 @@ impl ApiError {
                 Some("model_not_found"),
                 Some("model"),
             ),
-            ApiError::Gateway(e) => match e {
-                GatewayError::Overloaded { .. } => {
+            ApiError::Admission(e) => match e {
+                AdmissionError::Overloaded { .. } => {
                     retry(S::TOO_MANY_REQUESTS, "overloaded", RETRY_AFTER_SECS)
                 }
-                GatewayError::QueueTimeout { .. } => {
+                AdmissionError::QueueTimeout { .. } => {
                     retry(S::SERVICE_UNAVAILABLE, "queue_timeout", RETRY_AFTER_SECS)
                 }
-                GatewayError::Draining => retry(
+                AdmissionError::Draining => retry(
                     S::SERVICE_UNAVAILABLE,
                     "draining",
                     RETRY_AFTER_DRAINING_SECS,
                 ),
-                GatewayError::ShutDown => retry(
+                AdmissionError::ShutDown => retry(
                     S::SERVICE_UNAVAILABLE,
                     "shut_down",
                     RETRY_AFTER_DRAINING_SECS,
@@ -255,33 +265,20 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        self.parts().status
+    }
+
+    /// Seconds after which a retry may succeed, on refusals a retry can fix (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u64> {
+        self.parts().retry_after
+    }
+
     /// The stable `type`/`code` pair, for logs and metric labels.
     pub fn label(&self) -> &'static str {
         let parts = self.parts();
         parts.code.unwrap_or(parts.kind)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.parts().status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let parts = self.parts();
-        let status = parts.status;
-        if self.is_failure() {
-            // Logged once here, in full, inside the request's span; the client gets the clean message.
-            tracing::error!(error = %self, code = self.label(), "request failed");
-        }
-        let mut response = HttpResponse::build(status);
-        if let Some(secs) = parts.retry_after {
-            response.insert_header((header::RETRY_AFTER, secs.to_string()));
-        }
-        if let ApiError::MethodNotAllowed { allow, .. } = self {
-            response.insert_header((header::ALLOW, *allow));
-        }
-        response.json(self.envelope())
     }
 }
 
@@ -303,8 +300,8 @@ mod tests {
     fn only_faults_of_ours_count_as_failures() {
         assert!(ApiError::Engine(EngineError::Internal("x".into())).is_failure());
         for expected in [
-            ApiError::Gateway(GatewayError::Draining),
-            ApiError::Gateway(GatewayError::ShutDown),
+            ApiError::Admission(AdmissionError::Draining),
+            ApiError::Admission(AdmissionError::ShutDown),
             ApiError::ModelNotReady,
             ApiError::ModelNotFound("x".into()),
         ] {
@@ -337,11 +334,11 @@ mod tests {
             ),
             (ApiError::ModelNotReady, 503, "model_not_ready"),
             (
-                GatewayError::Overloaded { waiting: 3 }.into(),
+                AdmissionError::Overloaded { waiting: 3 }.into(),
                 429,
                 "overloaded",
             ),
-            (GatewayError::Draining.into(), 503, "draining"),
+            (AdmissionError::Draining.into(), 503, "draining"),
             (
                 EngineError::Internal("boom".into()).into(),
                 500,
@@ -349,7 +346,7 @@ mod tests {
             ),
         ];
         for (error, status, label) in cases {
-            assert_eq!(error.status_code().as_u16(), status, "{error}");
+            assert_eq!(error.status(), status, "{error}");
             assert_eq!(error.label(), label);
         }
     }

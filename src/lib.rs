@@ -1,42 +1,43 @@
 //! llmserve: an OpenAI-compatible LLM server on mistral.rs.
 //!
 //! # Layout
+//! The request path reads top to bottom; a module imports only those below it.
 //! - `main.rs`: thin: flags → [`config::Config`] → [`telemetry::init`] → [`server::start`].
-//! - [`config`]: flags (each an `LLMSERVE_*` env var) validated once into a typed `Config`.
-//! - [`server`]: [`server::app`] (served by `main` and by the tests), start-up, model loading;
-//!   [`state`]: what every handler reads.
-//! - [`routes`]: the routing table and one module per endpoint group.
-//! - [`api`]: wire types only (serde + OpenAPI schemas).
-//! - [`extract`]: the JSON body extractor whose rejections are OpenAI error envelopes.
-//! - [`validate`]: wire request → validated request (defaults, bounds, context length).
-//! - [`tools`]: tool calling in our layer: tools in the prompt, `<tool_call>` parsing, grammars for
-//!   `required` and named choices.
-//! - [`gateway`]: what stands between a request and the engine: the bounded admission queue and the drain.
+//! - [`server`]: start-up, the drain, the HTTP `app` (served by `main` and by the tests), the metrics and
+//!   gRPC ports beside it, model loading. [`state`]: what every front reads.
+//! - Fronts, thin adapters over the core: [`routes`] (HTTP: the routing table, one module per endpoint
+//!   group, `routes::sse` the one SSE writer, errors as HTTP responses) with [`extract`] (JSON bodies whose
+//!   rejections are OpenAI envelopes) and [`openapi`]; [`grpc`] (`llmserve.v1`, health, reflection; errors
+//!   as gRPC statuses).
+//! - [`validate`]: wire request → validated request (defaults, bounds), and `validate::model`, the checks
+//!   that need the resolved model. [`remote_images`]: `http(s)` image URLs fetched, when allowed.
+//! - [`models`]: the served model, its load state, and the one lookup per request.
+//! - The gateway (API keys, per-key limits) will sit here, between the model lookup and generation.
+//! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
+//!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
+//!   stop filtering, logprobs, tool-call parsing, fill-in-the-middle, echo, `best_of`; out come
+//!   `GenerationEvent`s or one collected answer.
 //! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` is the only importer of
-//!   `mistralrs` (text and vision models); `engine::sampler` chooses each token (seed, bias, logprobs),
-//!   `engine::vocab` knows the tokens' bytes.
-//! - [`remote_images`]: `http(s)` image URLs fetched into data URLs, when the operator allows it.
-//! - [`stop`]: stop sequences cut from streamed text.
-//! - [`stream`]: engine events → SSE body or one collected answer.
-//! - [`models`]: the served model and its load state; [`default_model`]: fetching SmolLM2 from PyPI.
-//! - [`error`]: `ApiError` → status + OpenAI envelope in one match.
-//! - [`telemetry`]: tracing, request ids, one log line per request, feeding [`metrics`] (Prometheus).
-//! - [`memory`]: freed memory returned to the OS when the server goes idle.
-//! - [`otlp`]: W3C `traceparent` and OTLP/HTTP span export. [`openapi`]: the OpenAPI document, served with
-//!   Swagger UI.
+//!   `mistralrs`; `engine::settings` what the server decides for an engine (the engine never reads
+//!   [`config`]); `engine::sampler` chooses each token, `engine::vocab` knows the tokens' bytes.
+//! - Shared below everything: [`api`] (wire types only), [`error`] (`ApiError` and its statuses, one match),
+//!   [`tools`] (tools in the prompt, `<tool_call>` parsing, grammars), [`stop`], [`telemetry`] (request ids,
+//!   one log line per request or call, feeding [`metrics`]), [`otlp`], [`memory`], [`ids`],
+//!   [`default_model`] (SmolLM2 from PyPI).
 //!
 //! # Data flow
 //! ```text
-//! POST /v1/chat/completions
-//!   extract::ApiJson          body → ChatCompletionRequest          (400 / 413 / 415)
-//!   remote_images             http(s) image URLs → data URLs, if allowed (400)
-//!   validate::chat            → ValidatedChat (tools in the prompt)  (400)
-//!   models.resolve            model id → ServedModel                 (404 / 503)
-//!   routes::plan              bias ids, grammar compiles, count prompt tokens, fit max_tokens, n × seed
-//!                                                                    (400, context_length_exceeded)
-//!   gateway::limits           wait for a slot                        (429 / 503; a queued stream: 200 + pings)
-//!   engine.generate           → EventStream (Text + logprobs…, Finished); a TokenPicker per sequence
-//!   stream::sse_body|collect  stop filter → format (tool-call parser) → SSE chunks … [DONE] | one answer
+//! POST /v1/chat/completions                  gRPC llmserve.v1.Llmserve/Chat
+//!   extract::ApiJson   body → ChatCompletionRequest        grpc::convert  message → the same wire request
+//!   models.resolve     model id → ServedModel, once        (404 / 503; reported after the body's faults)
+//!   remote_images      http(s) image URLs → data URLs, if allowed (400)
+//!   validate::chat     → ValidatedChat (tools in the prompt)  (400)
+//!   validate::model    logit_bias ids, images               (400)
+//!   generation::plan   grammar compiles, count prompt tokens, fit max_tokens, n × seed (400)
+//!   generation::admission  wait for a slot                  (429 / 503; a queued stream: 200 + pings)
+//!   engine.generate    → EventStream (Text + logprobs…, Finished); a TokenPicker per sequence
+//!   generation::output stop filter → GenerationEvents | one collected answer
+//!   routes::sse | grpc::service   chunks (tool calls parsed by generation::chat) … [DONE] | messages
 //! ```
 //! The admission permit and the engine stream live inside the response: when the client goes away they are
 //! dropped, the engine cancels the sequence, and the count goes down.
@@ -47,7 +48,8 @@ pub mod default_model;
 pub mod engine;
 pub mod error;
 pub mod extract;
-pub mod gateway;
+pub mod generation;
+pub mod grpc;
 pub mod ids;
 pub mod memory;
 pub mod metrics;
@@ -59,7 +61,6 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod stop;
-pub mod stream;
 pub mod telemetry;
 pub mod tools;
 pub mod validate;

@@ -71,6 +71,8 @@ pub struct RequestOutcome<'a> {
     pub route: &'a str,
     pub method: &'a str,
     pub status: u16,
+    /// Set for gRPC calls (then `route` is the gRPC method path): the status code's name.
+    pub grpc_code: Option<&'static str>,
     pub duration: Duration,
     /// Set for generation requests that reached a model.
     pub model: Option<&'a str>,
@@ -110,6 +112,7 @@ pub struct Metrics {
     client_disconnects: IntCounterVec,
     http_requests: IntCounterVec,
     http_request_duration: HistogramVec,
+    grpc_requests: IntCounterVec,
     engine_steps: IntCounterVec,
     engine_step_sequences: IntCounterVec,
     /// The engine's own counts at the last scrape, per model: the counters advance by the difference.
@@ -172,10 +175,11 @@ impl Metrics {
             request_generation_tokens: histogram(&r, "llmserve_request_generation_tokens", "Generated tokens per request.", token_buckets(context_length), model),
             prompt_tokens: counter(&r, "llmserve_prompt_tokens_total", "Prompt tokens of admitted requests.", model),
             generation_tokens: counter(&r, "llmserve_generation_tokens_total", "Generated tokens.", model),
-            requests: counter(&r, "llmserve_requests_total", "Generation requests by how they ended: stop, length, error or abort (client gone).", &["model", "finish_reason"]),
+            requests: counter(&r, "llmserve_requests_total", "Generation requests by how they ended (stop, length, error or abort: client gone) and by transport (http, grpc).", &["model", "finish_reason", "transport"]),
             requests_rejected: counter(&r, "llmserve_requests_rejected_total", "Requests refused before any work, by reason.", &["reason"]),
             client_disconnects: counter(&r, "llmserve_client_disconnects_total", "Generation requests whose client went away before the response ended.", model),
             http_requests: counter(&r, "llmserve_http_requests_total", "HTTP requests by route template, method and status.", &["route", "method", "status"]),
+            grpc_requests: counter(&r, "llmserve_grpc_requests_total", "gRPC calls by method and status code.", &["method", "code"]),
             http_request_duration: histogram(&r, "llmserve_http_request_duration_seconds", "HTTP request duration (to the end of the body) by route template.", HTTP_DURATION_BUCKETS.to_vec(), &["route", "method"]),
             engine_steps: counter(&r, "llmserve_engine_steps_total", "Forward steps the engine ran, by kind: prompt (prefill) or decode.", &["model", "kind"]),
             engine_step_sequences: counter(&r, "llmserve_engine_step_sequences_total", "Sequences carried by those steps: divided by the steps, the batch size continuous batching achieved.", &["model", "kind"]),
@@ -281,13 +285,24 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, outcome: &RequestOutcome<'_>) {
-        let status = outcome.status.to_string();
-        self.http_requests
-            .with_label_values(&[outcome.route, outcome.method, &status])
-            .inc();
-        self.http_request_duration
-            .with_label_values(&[outcome.route, outcome.method])
-            .observe(outcome.duration.as_secs_f64());
+        let transport = match outcome.grpc_code {
+            Some(code) => {
+                self.grpc_requests
+                    .with_label_values(&[outcome.route, code])
+                    .inc();
+                "grpc"
+            }
+            None => {
+                let status = outcome.status.to_string();
+                self.http_requests
+                    .with_label_values(&[outcome.route, outcome.method, &status])
+                    .inc();
+                self.http_request_duration
+                    .with_label_values(&[outcome.route, outcome.method])
+                    .observe(outcome.duration.as_secs_f64());
+                "http"
+            }
+        };
         if let Some(reason) = outcome.error.filter(|e| REJECTION_REASONS.contains(e)) {
             // A refusal is counted whether it came as a status or, for a queued stream, as an error event.
             if outcome.time_to_first_token.is_none() {
@@ -336,7 +351,9 @@ impl Metrics {
         } else {
             outcome.finish_reason.unwrap_or("stop")
         };
-        self.requests.with_label_values(&[model, ended]).inc();
+        self.requests
+            .with_label_values(&[model, ended, transport])
+            .inc();
     }
 
     /// The Prometheus text exposition of every series.
@@ -497,7 +514,7 @@ mod tests {
         metrics.observe_token_gap("m", Duration::from_millis(40), 2);
         let text = metrics.render();
         for line in [
-            "llmserve_requests_total{finish_reason=\"length\",model=\"m\"} 1",
+            "llmserve_requests_total{finish_reason=\"length\",model=\"m\",transport=\"http\"} 1",
             "llmserve_prompt_tokens_total{model=\"m\"} 12",
             "llmserve_generation_tokens_total{model=\"m\"} 5",
             "llmserve_time_to_first_token_seconds_count{model=\"m\"} 1",
@@ -537,7 +554,9 @@ mod tests {
         });
         let text = metrics.render();
         assert!(text.contains("llmserve_requests_rejected_total{reason=\"overloaded\"} 1"));
-        assert!(text.contains("llmserve_requests_total{finish_reason=\"abort\",model=\"m\"} 1"));
+        assert!(text.contains(
+            "llmserve_requests_total{finish_reason=\"abort\",model=\"m\",transport=\"http\"} 1"
+        ));
         assert!(text.contains("llmserve_client_disconnects_total{model=\"m\"} 1"));
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP server: the `app` that `main` and the tests both serve, start-up and model loading.
+//! The servers: the HTTP `app` that `main` and the tests both serve, the metrics and gRPC ports beside it,
+//! start-up, the drain, and model loading.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::extract::BodyLimit;
 use crate::models::LoadState;
 use crate::otlp::SpanExporter;
 use crate::state::AppState;
-use crate::{default_model, memory, openapi, routes, telemetry};
+use crate::{default_model, grpc, memory, openapi, routes, telemetry};
 
 /// The application: routes, the JSON body limit, request ids and logs, JSON 404s.
 pub fn app(
@@ -81,9 +82,30 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     /// Where `/metrics` is served when `--metrics-port` is set.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where gRPC is served when `--grpc-port` is set.
+    pub grpc_addr: Option<SocketAddr>,
     pub state: web::Data<AppState>,
     server: actix_web::dev::Server,
-    metrics_server: Option<ServerHandle>,
+    side_servers: SideServers,
+}
+
+/// The servers beside the API port, stopped after it.
+struct SideServers {
+    metrics: Option<ServerHandle>,
+    /// Dropping (or sending on) it stops the gRPC server, which then lets its last calls end.
+    grpc: Option<GrpcServer>,
+}
+
+impl SideServers {
+    async fn stop(self) {
+        if let Some(handle) = self.metrics {
+            handle.stop(false).await;
+        }
+        if let Some((stop, task)) = self.grpc {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(ABORT_GRACE, task).await;
+        }
+    }
 }
 
 impl RunningServer {
@@ -96,11 +118,11 @@ impl RunningServer {
         let RunningServer {
             state,
             server,
-            metrics_server,
+            side_servers,
             ..
         } = self;
         server.await?;
-        stop_metrics(metrics_server).await;
+        side_servers.stop().await;
         outcome(&state)
     }
 
@@ -114,14 +136,14 @@ impl RunningServer {
         let RunningServer {
             state,
             mut server,
-            metrics_server,
+            side_servers,
             ..
         } = self;
         let handle = server.handle();
         tokio::select! {
             finished = &mut server => {
                 finished?;
-                stop_metrics(metrics_server).await;
+                side_servers.stop().await;
                 return outcome(&state);
             }
             _ = terminate.recv() => {}
@@ -154,14 +176,8 @@ impl RunningServer {
         }
         tokio::spawn(handle.stop(true));
         server.await?;
-        stop_metrics(metrics_server).await;
+        side_servers.stop().await;
         outcome(&state)
-    }
-}
-
-async fn stop_metrics(metrics_server: Option<ServerHandle>) {
-    if let Some(handle) = metrics_server {
-        handle.stop(false).await;
     }
 }
 
@@ -212,6 +228,13 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
         }
         None => (None, None),
     };
+    let (grpc_addr, grpc) = match state.config.grpc_port {
+        Some(port) => {
+            let (addr, running) = start_grpc_server(state.clone(), (bind_addr.0, port))?;
+            (Some(addr), Some(running))
+        }
+        None => (None, None),
+    };
     let server = http.run();
     spawn_model_loader(state.clone(), server.handle());
     let watched = state.clone();
@@ -226,10 +249,42 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     Ok(RunningServer {
         local_addr,
         metrics_addr,
+        grpc_addr,
         state,
         server,
-        metrics_server,
+        side_servers: SideServers {
+            metrics: metrics_server,
+            grpc,
+        },
     })
+}
+
+type GrpcServer = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
+
+fn start_grpc_server(
+    state: web::Data<AppState>,
+    bind_addr: (std::net::IpAddr, u16),
+) -> Result<(SocketAddr, GrpcServer), ServeError> {
+    let bind_error = |source| ServeError::Bind {
+        addr: format!("{}:{}", bind_addr.0, bind_addr.1),
+        source,
+    };
+    let (listener, addr) = grpc::bind(bind_addr).map_err(bind_error)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tracing::info!(%addr, "gRPC listening");
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(error) = grpc::serve(state.into_inner(), listener, shutdown).await {
+            tracing::error!(%error, "the gRPC server failed");
+        }
+    });
+    Ok((addr, (stop, task)))
 }
 
 fn start_metrics_server(

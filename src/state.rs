@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::gateway::limits::{Admission, AdmissionLimits};
+use crate::generation::admission::{Admission, AdmissionLimits};
 use crate::metrics::Metrics;
 use crate::models::ModelRegistry;
 use crate::otlp::SpanExporter;

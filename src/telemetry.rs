@@ -163,9 +163,16 @@ impl FromRequest for RequestLog {
 }
 
 fn request_id(req: &ServiceRequest) -> String {
-    req.headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
+    accepted_request_id(
+        req.headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// The caller's request id when it is short visible ASCII, else a fresh one.
+fn accepted_request_id(given: Option<&str>) -> String {
+    given
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= MAX_REQUEST_ID_LEN
@@ -226,6 +233,7 @@ pub async fn request_context(
         path,
         route,
         status,
+        grpc_code: None,
         log,
         completed: false,
         trace: exporter.map(|exporter| (exporter, trace, started_at)),
@@ -247,7 +255,10 @@ struct LogLine {
     method: String,
     path: String,
     route: String,
+    /// The HTTP status; for a gRPC call, that of the error it ended with (200 when OK).
     status: u16,
+    /// Set for gRPC calls: the status code's name (`OK`, `INVALID_ARGUMENT`…).
+    grpc_code: Option<&'static str>,
     log: RequestLog,
     completed: bool,
     /// Set when spans are exported (`--otlp-endpoint`).
@@ -331,6 +342,7 @@ impl Drop for LogLine {
                 route: &self.route,
                 method: &self.method,
                 status: self.status,
+                grpc_code: self.grpc_code,
                 duration,
                 model: facts.model.as_deref(),
                 prompt_tokens: facts.prompt_tokens,
@@ -365,6 +377,7 @@ impl Drop for LogLine {
             method = %self.method,
             path = %self.path,
             status = self.status,
+            grpc_code = self.grpc_code,
             model = facts.model.as_deref(),
             model_version = facts.model_version.as_deref(),
             prompt_tokens = facts.prompt_tokens,
@@ -378,6 +391,72 @@ impl Drop for LogLine {
             client_disconnected = !self.completed,
             "request"
         );
+    }
+}
+
+/// A gRPC call's context: its request id, span and log facts; its log line, metrics and spans are written
+/// when the call ends (its response stream finished or dropped) as for an HTTP request.
+pub struct CallLog {
+    line: LogLine,
+}
+
+impl CallLog {
+    /// `path` is the gRPC method path (`/llmserve.v1.Llmserve/Generate`); `request_id` and `traceparent`
+    /// come from the call's metadata.
+    pub fn grpc(
+        path: &str,
+        request_id: Option<&str>,
+        traceparent: Option<&str>,
+        metrics: Option<Arc<Metrics>>,
+        exporter: Option<SpanExporter>,
+    ) -> CallLog {
+        let id = accepted_request_id(request_id);
+        let trace = TraceContext::from_traceparent(traceparent);
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            trace_id = %trace.trace_id,
+            span_id = %trace.span_id
+        );
+        CallLog {
+            line: LogLine {
+                span,
+                request_id: id,
+                method: "POST".to_string(),
+                path: path.to_string(),
+                route: path.to_string(),
+                status: 200,
+                grpc_code: Some("OK"),
+                log: RequestLog::new(metrics),
+                completed: false,
+                trace: exporter.map(|exporter| (exporter, trace, SystemTime::now())),
+            },
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.line.request_id
+    }
+
+    pub fn span(&self) -> tracing::Span {
+        self.line.span.clone()
+    }
+
+    /// The facts the core records for this call.
+    pub fn log(&self) -> RequestLog {
+        self.line.log.clone()
+    }
+
+    /// The call ended with an error: its HTTP-equivalent status and its gRPC code's name.
+    pub fn failed(&mut self, status: u16, grpc_code: &'static str, label: &'static str) {
+        self.line.status = status;
+        self.line.grpc_code = Some(grpc_code);
+        self.line.log.set_error(label);
+    }
+
+    /// The call's response ended as it should (not cut short by the client).
+    pub fn completed(&mut self) {
+        self.line.completed = true;
     }
 }
 

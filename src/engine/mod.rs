@@ -1,10 +1,14 @@
 //! The inference engine behind a small trait of engine-neutral requests and events.
 //!
-//! `mistral.rs` is the only module that imports `mistralrs`; `gguf.rs` reads and rewrites GGUF files.
+//! `mistral` is the only module that imports `mistralrs`; `gguf` reads and rewrites GGUF files; `settings`
+//! are what the server decides for an engine at start-up.
 
 pub mod gguf;
 pub mod mistral;
 pub mod sampler;
+#[cfg(test)]
+pub mod scripted;
+pub mod settings;
 pub mod vocab;
 
 use std::pin::Pin;

@@ -1,4 +1,4 @@
-//! `POST /v1/chat/completions`: validate → resolve the model → submit → stream or collect.
+//! `POST /v1/chat/completions`: resolve the model → validate → plan → SSE chunks or one `chat.completion`.
 
 use actix_web::{web, HttpResponse};
 
@@ -12,11 +12,12 @@ use crate::api::errors::ErrorResponse;
 use crate::engine::{Prompt, TokenLogprob};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::generation::chat::{self, ChatChoiceText};
+use crate::routes::sse::{self, ChunkFormat};
 use crate::state::AppState;
-use crate::stream::{self, ChunkFormat, PromptCount, StreamSettings};
 use crate::telemetry::RequestLog;
-use crate::tools::{self, ToolCallParser, ToolEvent};
-use crate::{ids, validate};
+use crate::tools::ToolEvent;
+use crate::{generation, ids, validate};
 
 /// Creates a model response for the given chat conversation.
 ///
@@ -48,21 +49,25 @@ pub async fn create_chat_completion(
     body: ApiJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut request = body.into_inner();
-    if let Some(remote_images) = &state.remote_images {
+    // The one lookup of this request (a weighted alias must not pick twice); an unknown or loading model
+    // is reported after the request's own faults, as before any lookup.
+    let resolved = state.models.resolve(request.model.as_deref());
+    if let (Some(remote_images), Ok(model)) = (&state.remote_images, &resolved) {
         // Fetched only for a model that takes images: any other refuses them below without a fetch.
-        let takes_images = state
-            .models
-            .resolve(request.model.as_deref())
-            .is_ok_and(|model| model.engine.info().accepts_images);
-        if takes_images {
+        if model.engine.info().accepts_images {
             remote_images.inline(&mut request).await?;
         }
     }
     let chat = validate::chat(request)?;
-    let model = state.models.resolve(chat.generation.model.as_deref())?;
+    let model = resolved?;
     log.set_model(&model.name, &model.version);
-    super::check_images(&model, chat.has_images())?;
-    let planned = super::plan(
+    validate::model::check(
+        &chat.generation,
+        chat.has_images(),
+        &model.name,
+        model.engine.info(),
+    )?;
+    let planned = generation::plan(
         model.clone(),
         chat.generation.clone(),
         vec![Prompt::Chat(chat.messages)],
@@ -71,10 +76,6 @@ pub async fn create_chat_completion(
     )
     .await?;
     let generation = chat.generation;
-    let prompt_tokens = PromptCount {
-        counted: planned.prompt_tokens,
-        single_prompt: true,
-    };
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
     let parse_tools = chat.tools.is_some();
@@ -94,22 +95,17 @@ pub async fn create_chat_completion(
                 .map(|_| ChoiceState::new(parse_tools))
                 .collect(),
         };
-        let start = planned
-            .start_streaming(&state.admission, state.config.sse_keep_alive)
+        let events = planned
+            .stream(&state.admission, state.config.sse_keep_alive)
             .await?;
-        let settings = StreamSettings {
-            prompt_tokens,
-            include_usage: generation.include_usage,
-            keep_alive: state.config.sse_keep_alive,
-            log,
-        };
-        return Ok(stream::sse_response(stream::sse_body(
-            format, start, settings,
+        return Ok(sse::sse_response(sse::sse_body(
+            format,
+            events,
+            generation.include_usage,
         )));
     }
 
-    let started = planned.start(&state.admission).await?;
-    let (choices, usage) = stream::collect(started, prompt_tokens, &log).await?;
+    let (choices, usage) = planned.collect(&state.admission).await?;
     let with_logprobs = generation.logprobs.is_some();
     Ok(HttpResponse::Ok().json(ChatCompletion {
         id,
@@ -119,22 +115,18 @@ pub async fn create_chat_completion(
         choices: choices
             .into_iter()
             .map(|c| {
-                let (content, calls) = if parse_tools {
-                    tools::parse_complete(&c.text)
-                } else {
-                    (Some(c.text), Vec::new())
-                };
-                let finish_reason = match c.finish_reason {
-                    FinishReason::Stop if !calls.is_empty() => FinishReason::ToolCalls,
-                    other => other,
-                };
-                let tool_calls = (!calls.is_empty()).then(|| {
-                    calls
+                let answer = chat::chat_answer(c.text, parse_tools, c.finish_reason);
+                let tool_calls = (!answer.tool_calls.is_empty()).then(|| {
+                    answer
+                        .tool_calls
                         .into_iter()
-                        .map(|(name, arguments)| ToolCall {
-                            id: call_id(),
+                        .map(|call| ToolCall {
+                            id: call.id,
                             kind: "function".to_string(),
-                            function: FunctionCall { name, arguments },
+                            function: FunctionCall {
+                                name: call.name,
+                                arguments: call.arguments,
+                            },
                         })
                         .collect()
                 });
@@ -142,20 +134,16 @@ pub async fn create_chat_completion(
                     index: c.index,
                     message: AssistantMessage {
                         role: "assistant".to_string(),
-                        content,
+                        content: answer.content,
                         tool_calls,
                     },
                     logprobs: with_logprobs.then(|| chat_logprobs(c.logprobs)),
-                    finish_reason,
+                    finish_reason: answer.finish_reason,
                 }
             })
             .collect(),
         usage,
     }))
-}
-
-fn call_id() -> String {
-    format!("call_{}", ids::random_id(24))
 }
 
 /// Our token logprobs in the chat shape.
@@ -182,16 +170,16 @@ fn chat_logprobs(tokens: Vec<TokenLogprob>) -> ChatLogprobs {
     }
 }
 
-/// One streaming choice: its tool-call parser (with tools) and logprobs not yet sent with a chunk.
+/// One streaming choice: its text split into content and tool calls, and logprobs not yet sent.
 struct ChoiceState {
-    tools: Option<ToolCallParser>,
+    text: ChatChoiceText,
     pending_logprobs: Vec<TokenLogprob>,
 }
 
 impl ChoiceState {
     fn new(parse_tools: bool) -> Self {
         ChoiceState {
-            tools: parse_tools.then(ToolCallParser::default),
+            text: ChatChoiceText::new(parse_tools),
             pending_logprobs: Vec::new(),
         }
     }
@@ -251,7 +239,7 @@ impl ChatChunks {
                     ..ChatDelta::default()
                 },
                 ToolEvent::CallStart { index: call, name } => {
-                    let id = call_id();
+                    let id = chat::call_id();
                     ChatDelta {
                         tool_calls: Some(vec![ToolCallDelta {
                             index: call,
@@ -300,28 +288,13 @@ impl ChunkFormat for ChatChunks {
 
     fn text(&mut self, index: usize, text: String, logprobs: Vec<TokenLogprob>) -> Vec<String> {
         self.choices[index].pending_logprobs.extend(logprobs);
-        if let Some(parser) = self.choices[index].tools.as_mut() {
-            let events = parser.push(&text);
-            return self.tool_events(index, events);
-        }
-        let logprobs = self.take_logprobs(index);
-        let delta = ChatDelta {
-            content: Some(text),
-            ..ChatDelta::default()
-        };
-        vec![self.choice(index, delta, logprobs, None)]
+        let events = self.choices[index].text.push(text);
+        self.tool_events(index, events)
     }
 
     fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String> {
-        let mut chunks = Vec::new();
-        let mut reason = reason;
-        if let Some(parser) = self.choices[index].tools.as_mut() {
-            let events = parser.finish();
-            if parser.calls() > 0 && reason == FinishReason::Stop {
-                reason = FinishReason::ToolCalls;
-            }
-            chunks = self.tool_events(index, events);
-        }
+        let (events, reason) = self.choices[index].text.finish(reason);
+        let mut chunks = self.tool_events(index, events);
         let logprobs = self.take_logprobs(index);
         chunks.push(self.choice(index, ChatDelta::default(), logprobs, Some(reason)));
         chunks

@@ -10,13 +10,14 @@ use crate::api::completions::{
     TextCompletionChunk,
 };
 use crate::api::errors::ErrorResponse;
-use crate::engine::{Prompt, TokenLogprob};
-use crate::error::{ApiError, ValidationError};
+use crate::engine::TokenLogprob;
+use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::generation::completion;
+use crate::routes::sse::{self, ChunkFormat};
 use crate::state::AppState;
-use crate::stream::{self, ChunkFormat, CollectedChoice, PromptCount, StreamSettings};
 use crate::telemetry::RequestLog;
-use crate::{ids, validate};
+use crate::{generation, ids, validate};
 
 /// Creates a completion for the given prompt(s): the model continues the text, no chat template.
 ///
@@ -50,36 +51,14 @@ pub async fn create_completion(
     let generation = completion.generation;
     let model = state.models.resolve(generation.model.as_deref())?;
     log.set_model(&model.name, &model.version);
-    let prompts = match &completion.suffix {
-        None => completion
-            .prompts
-            .iter()
-            .cloned()
-            .map(Prompt::Text)
-            .collect(),
-        Some(suffix) => {
-            let fim = model.engine.info().fill_in_middle.clone().ok_or_else(|| {
-                ValidationError::unsupported(
-                    "suffix",
-                    format!(
-                        "`suffix` needs a model with fill-in-the-middle tokens; `{}` has none",
-                        model.name
-                    ),
-                )
-            })?;
-            completion
-                .prompts
-                .iter()
-                .map(|p| {
-                    Prompt::Text(format!(
-                        "{}{p}{}{suffix}{}",
-                        fim.prefix, fim.suffix, fim.middle
-                    ))
-                })
-                .collect()
-        }
-    };
-    let planned = super::plan(
+    validate::model::check(&generation, false, &model.name, model.engine.info())?;
+    let prompts = completion::prompts(
+        &completion.prompts,
+        completion.suffix.as_deref(),
+        &model.name,
+        model.engine.info(),
+    )?;
+    let planned = generation::plan(
         model.clone(),
         generation.clone(),
         prompts,
@@ -87,20 +66,9 @@ pub async fn create_completion(
         &log,
     )
     .await?;
-    let prompt_tokens = PromptCount {
-        counted: planned.prompt_tokens,
-        single_prompt: completion.prompts.len() == 1,
-    };
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
-    // Per choice (prompt-major, `n` per prompt): the prompt it continues, when echoed.
-    let echoes: Option<Vec<String>> = completion.echo.then(|| {
-        completion
-            .prompts
-            .iter()
-            .flat_map(|p| std::iter::repeat_n(p.clone(), generation.n))
-            .collect()
-    });
+    let echoes = completion::echoes(&completion.prompts, generation.n, completion.echo);
 
     if generation.stream {
         let choices = completion.prompts.len() * generation.n;
@@ -120,23 +88,18 @@ pub async fn create_completion(
             logprobs: generation.logprobs,
             offsets,
         };
-        let start = planned
-            .start_streaming(&state.admission, state.config.sse_keep_alive)
+        let events = planned
+            .stream(&state.admission, state.config.sse_keep_alive)
             .await?;
-        let settings = StreamSettings {
-            prompt_tokens,
-            include_usage: generation.include_usage,
-            keep_alive: state.config.sse_keep_alive,
-            log,
-        };
-        return Ok(stream::sse_response(stream::sse_body(
-            format, start, settings,
+        return Ok(sse::sse_response(sse::sse_body(
+            format,
+            events,
+            generation.include_usage,
         )));
     }
 
-    let started = planned.start(&state.admission).await?;
-    let (candidates, usage) = stream::collect(started, prompt_tokens, &log).await?;
-    let chosen = best_of(candidates, generation.generated, generation.n);
+    let (candidates, usage) = planned.collect(&state.admission).await?;
+    let chosen = completion::best_of(candidates, generation.generated, generation.n);
     Ok(HttpResponse::Ok().json(TextCompletion {
         id,
         object: "text_completion".to_string(),
@@ -161,22 +124,6 @@ pub async fn create_completion(
         // Usage counts every generated candidate, as OpenAI bills `best_of`.
         usage,
     }))
-}
-
-/// Of `generated` candidates per prompt (prompt-major), the `n` with the highest total log probability,
-/// in that order; with `generated == n` all of them, in order.
-fn best_of(candidates: Vec<CollectedChoice>, generated: usize, n: usize) -> Vec<CollectedChoice> {
-    if generated == n {
-        return candidates;
-    }
-    let mut chosen = Vec::with_capacity(candidates.len() / generated * n);
-    let mut candidates = candidates.into_iter().peekable();
-    while candidates.peek().is_some() {
-        let mut group: Vec<CollectedChoice> = candidates.by_ref().take(generated).collect();
-        group.sort_by(|a, b| b.total_logprob().total_cmp(&a.total_logprob()));
-        chosen.extend(group.into_iter().take(n));
-    }
-    chosen
 }
 
 /// Our token logprobs in the legacy shape; `offset` is where the first token starts in the choice's text.

@@ -1,96 +1,18 @@
 //! HTTP-layer tests with a scripted engine: behaviour that does not depend on the model (context budget,
 //! errors after the 200, keep-alive, loading state). Everything model-dependent is in tests/integration.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::test::{call_service, init_service, read_body, TestRequest};
 use actix_web::web;
-use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::engine::{
-    Engine, EngineError, EngineEvent, EngineFinish, GenerationRequest, ModelInfo, OutputConstraint,
-    Prompt, Submitted,
-};
+use crate::engine::scripted::{engine, engine_with_images, text, ScriptedEngine};
+use crate::engine::{EngineError, EngineEvent, EngineFinish, Prompt};
 use crate::server::app;
 use crate::state::AppState;
-
-/// An engine that counts every prompt as `prompt_tokens`, replays `script`, and records what it was asked.
-struct ScriptedEngine {
-    info: ModelInfo,
-    prompt_tokens: usize,
-    script: Vec<Result<EngineEvent, EngineError>>,
-    delay: Duration,
-    requests: Mutex<Vec<GenerationRequest>>,
-}
-
-#[async_trait]
-impl Engine for ScriptedEngine {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-    async fn tokenize(&self, _: &Prompt) -> Result<Vec<u32>, EngineError> {
-        Ok((0..self.prompt_tokens as u32).collect())
-    }
-    fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
-        Ok(tokens.iter().map(|t| format!("<{t}>")).collect())
-    }
-    fn check_constraint(&self, _: &OutputConstraint) -> Result<(), EngineError> {
-        Ok(())
-    }
-    async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
-        self.requests.lock().unwrap().push(request);
-        let (script, delay) = (self.script.clone(), self.delay);
-        Ok(Submitted {
-            events: Box::pin(async_stream::stream! {
-                tokio::time::sleep(delay).await;
-                for event in script {
-                    yield event;
-                }
-            }),
-            held: Box::new(|| false),
-        })
-    }
-    fn sequences_alive(&self) -> usize {
-        0
-    }
-}
-
-fn text(t: &str) -> Result<EngineEvent, EngineError> {
-    Ok(EngineEvent::Text {
-        text: t.into(),
-        tokens: 1,
-        logprobs: Vec::new(),
-    })
-}
-
-fn engine_with_images(script: Vec<Result<EngineEvent, EngineError>>) -> Arc<ScriptedEngine> {
-    let engine = engine(5, script, Duration::ZERO);
-    let mut engine = Arc::try_unwrap(engine).ok().expect("not shared yet");
-    engine.info.accepts_images = true;
-    Arc::new(engine)
-}
-
-fn engine(
-    prompt_tokens: usize,
-    script: Vec<Result<EngineEvent, EngineError>>,
-    delay: Duration,
-) -> Arc<ScriptedEngine> {
-    Arc::new(ScriptedEngine {
-        info: ModelInfo {
-            context_length: 64,
-            accepts_images: false,
-            vocab_size: 100,
-            fill_in_middle: None,
-        },
-        prompt_tokens,
-        script,
-        delay,
-        requests: Mutex::new(Vec::new()),
-    })
-}
 
 fn state(engine: Option<Arc<ScriptedEngine>>) -> web::Data<AppState> {
     let mut config = Config::for_default_model(std::env::temp_dir());

@@ -33,6 +33,20 @@ pub fn start_server(tweak: impl FnOnce(&mut Config) + Send + 'static) -> String 
 pub fn start_server_with_addrs(
     tweak: impl FnOnce(&mut Config) + Send + 'static,
 ) -> (String, Option<SocketAddr>) {
+    let started = start_server_running(tweak);
+    (started.base, started.metrics_addr)
+}
+
+/// A ready server: its base URL, its side ports, and its state (to drain it, say).
+pub struct TestServer {
+    pub base: String,
+    pub metrics_addr: Option<SocketAddr>,
+    pub grpc_addr: Option<SocketAddr>,
+    pub state: actix_web::web::Data<llmserve::state::AppState>,
+}
+
+/// Like [`start_server`], returning everything the running server tells.
+pub fn start_server_running(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestServer {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -45,14 +59,24 @@ pub fn start_server_with_addrs(
             config.http_workers = Some(2);
             tweak(&mut config);
             let running = llmserve::start(config).expect("server starts");
-            tx.send((running.local_addr, running.metrics_addr))
-                .expect("harness waits");
+            let addrs = (
+                running.local_addr,
+                running.metrics_addr,
+                running.grpc_addr,
+                running.state.clone(),
+            );
+            tx.send(addrs).expect("harness waits");
             running.wait().await.expect("server runs");
         });
     });
-    let (addr, metrics_addr) = rx.recv().expect("server bound");
+    let (addr, metrics_addr, grpc_addr, state) = rx.recv().expect("server bound");
     wait_ready(addr);
-    (format!("http://{addr}"), metrics_addr)
+    TestServer {
+        base: format!("http://{addr}"),
+        metrics_addr,
+        grpc_addr,
+        state,
+    }
 }
 
 /// A tool the test set-up installs (`scripts/test-tools.sh`), found on PATH.

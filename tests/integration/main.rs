@@ -13,6 +13,7 @@ mod disconnect;
 mod drain;
 mod errors;
 mod gpu;
+mod grpc;
 mod logs;
 mod metrics;
 mod openai_node;

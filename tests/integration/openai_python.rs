@@ -32,32 +32,37 @@ fn python() -> PathBuf {
     python
 }
 
-#[test]
-fn official_python_sdk_suite() {
-    // A server of its own: the suite checks greedy determinism, which co-batched traffic would perturb.
-    let base = start_server(|_| {});
+/// Runs a pytest suite (a folder of tests/) with these environment variables; fails the test with its
+/// output when the suite fails.
+pub fn pytest(suite: &str, env: &[(&str, String)]) {
+    let dir = format!("{}/tests/{suite}", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(python())
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python"),
-        ])
-        .env("LLMSERVE_BASE_URL", format!("{base}/v1"))
-        .env("LLMSERVE_MODEL", model_name())
-        .env(
-            "LLMSERVE_VISION_BASE_URL",
-            format!("{}/v1", vision::vision_server()),
-        )
-        .env("LLMSERVE_VISION_MODEL", vision::SERVED_NAME)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", &dir])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("running pytest");
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         output.status.success(),
-        "the openai SDK suite failed:\n{stdout}"
+        "the pytest suite tests/{suite} failed ({env:?}):\n{stdout}"
+    );
+}
+
+#[test]
+fn official_python_sdk_suite() {
+    // A server of its own: the suite checks greedy determinism, which co-batched traffic would perturb.
+    let base = start_server(|_| {});
+    pytest(
+        "python",
+        &[
+            ("LLMSERVE_BASE_URL", format!("{base}/v1")),
+            ("LLMSERVE_MODEL", model_name().to_string()),
+            (
+                "LLMSERVE_VISION_BASE_URL",
+                format!("{}/v1", vision::vision_server()),
+            ),
+            ("LLMSERVE_VISION_MODEL", vision::SERVED_NAME.to_string()),
+        ],
     );
 }

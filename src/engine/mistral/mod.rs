@@ -30,7 +30,7 @@ use mistralrs::{
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::{Dtype, GpuMemory, PagedAttention};
+use crate::engine::settings::{Dtype, GpuMemory, PagedAttention};
 
 use super::sampler::{Pick, PickerSettings, TokenPicker};
 use super::vocab::{Piece, Vocabulary};

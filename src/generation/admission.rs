@@ -19,7 +19,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 pub const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum GatewayError {
+pub enum AdmissionError {
     #[error("The server is overloaded: {waiting} requests are already waiting; retry shortly")]
     Overloaded { waiting: usize },
     #[error(
@@ -137,7 +137,7 @@ impl AdmissionPermit {
 pub enum Admitted {
     Now(AdmissionPermit),
     /// Still queued: the wait goes on in this future (dropping it leaves the queue).
-    Queued(BoxFuture<'static, Result<AdmissionPermit, GatewayError>>),
+    Queued(BoxFuture<'static, Result<AdmissionPermit, AdmissionError>>),
 }
 
 struct WaitingGuard<'a>(&'a AtomicUsize);
@@ -168,12 +168,12 @@ impl Admission {
 
     /// The refusal `admit` would give right now without waiting, if any: lets a caller skip work for a
     /// request that cannot get in. `admit` decides again (the state may change in between).
-    pub fn refuse_early(&self) -> Result<(), GatewayError> {
+    pub fn refuse_early(&self) -> Result<(), AdmissionError> {
         if self.is_draining() {
-            return Err(GatewayError::Draining);
+            return Err(AdmissionError::Draining);
         }
         if self.queue_full() {
-            return Err(GatewayError::Overloaded {
+            return Err(AdmissionError::Overloaded {
                 waiting: self.requests_waiting(),
             });
         }
@@ -181,10 +181,10 @@ impl Admission {
     }
 
     /// Waits (bounded) for slots for `sequences` sequences; refuses at once when the queue is full.
-    pub async fn admit(&self, sequences: usize) -> Result<AdmissionPermit, GatewayError> {
+    pub async fn admit(&self, sequences: usize) -> Result<AdmissionPermit, AdmissionError> {
         let shared = &self.shared;
         if shared.draining.load(Ordering::SeqCst) {
-            return Err(GatewayError::Draining);
+            return Err(AdmissionError::Draining);
         }
         // A request never needs more slots than exist (a long prompt list runs in turns within its slots).
         let wanted = sequences.clamp(1, shared.limits.max_running) as u32;
@@ -194,23 +194,23 @@ impl Admission {
                 let already = shared.waiting.fetch_add(1, Ordering::SeqCst);
                 let _waiting = WaitingGuard(&shared.waiting);
                 if already >= shared.limits.max_waiting {
-                    return Err(GatewayError::Overloaded { waiting: already });
+                    return Err(AdmissionError::Overloaded { waiting: already });
                 }
                 let acquire = Arc::clone(&shared.slots).acquire_many_owned(wanted);
                 let acquired = match shared.limits.queue_timeout {
                     Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| {
-                        GatewayError::QueueTimeout {
+                        AdmissionError::QueueTimeout {
                             waited_secs: limit.as_secs(),
                         }
                     })?,
                     None => acquire.await,
                 };
                 // The semaphore closes only when the server starts draining.
-                acquired.map_err(|_| GatewayError::Draining)?
+                acquired.map_err(|_| AdmissionError::Draining)?
             }
         };
         if shared.draining.load(Ordering::SeqCst) {
-            return Err(GatewayError::Draining);
+            return Err(AdmissionError::Draining);
         }
         shared.running.fetch_add(1, Ordering::SeqCst);
         Ok(AdmissionPermit {
@@ -227,7 +227,7 @@ impl Admission {
         &self,
         sequences: usize,
         within: Duration,
-    ) -> Result<Admitted, GatewayError> {
+    ) -> Result<Admitted, AdmissionError> {
         let admission = self.clone();
         let mut waiting = async move { admission.admit(sequences).await }.boxed();
         match tokio::time::timeout(within, &mut waiting).await {
@@ -318,11 +318,11 @@ mod tests {
         assert!(gate.queue_full());
         assert_eq!(
             gate.refuse_early().unwrap_err(),
-            GatewayError::Overloaded { waiting: 1 }
+            AdmissionError::Overloaded { waiting: 1 }
         );
         assert_eq!(
             gate.admit(1).await.unwrap_err(),
-            GatewayError::Overloaded { waiting: 1 }
+            AdmissionError::Overloaded { waiting: 1 }
         );
         drop(_running);
         queued.await.unwrap().unwrap();
@@ -335,7 +335,7 @@ mod tests {
         let _running = gate.admit(1).await.unwrap();
         assert_eq!(
             gate.admit(1).await.unwrap_err(),
-            GatewayError::QueueTimeout { waited_secs: 1 }
+            AdmissionError::QueueTimeout { waited_secs: 1 }
         );
         assert_eq!(gate.requests_waiting(), 0);
     }
@@ -352,7 +352,7 @@ mod tests {
         // The queue is full: the next request is refused at once, not deferred.
         assert!(matches!(
             gate.admit_or_defer(1, Duration::from_secs(5)).await,
-            Err(GatewayError::Overloaded { waiting: 1 })
+            Err(AdmissionError::Overloaded { waiting: 1 })
         ));
         drop(running);
         let permit = queued.await.unwrap();
@@ -393,8 +393,8 @@ mod tests {
         let gate = admission(2, 2, None);
         let mut permit = gate.admit(1).await.unwrap();
         gate.start_draining();
-        assert_eq!(gate.refuse_early().unwrap_err(), GatewayError::Draining);
-        assert_eq!(gate.admit(1).await.unwrap_err(), GatewayError::Draining);
+        assert_eq!(gate.refuse_early().unwrap_err(), AdmissionError::Draining);
+        assert_eq!(gate.admit(1).await.unwrap_err(), AdmissionError::Draining);
         gate.abort_all();
         tokio::time::timeout(Duration::from_secs(1), permit.aborted())
             .await

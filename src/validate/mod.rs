@@ -1,6 +1,9 @@
 //! Wire requests → validated requests: defaults applied, bounds checked, unsupported features refused.
 //!
 //! Messages name the field, the bound and the value, so that a client can fix its request from the text.
+//! [`model`] has the checks that need the resolved model.
+
+pub mod model;
 
 use std::collections::HashMap;
 
@@ -11,8 +14,9 @@ use crate::api::common::StopSequences;
 use crate::api::completions::{CompletionRequest, PromptInput};
 use base64::Engine as _;
 
-use crate::engine::{ImageInput, ModelInfo, OutputConstraint, PromptMessage, Role, Sampling};
+use crate::engine::{ImageInput, OutputConstraint, PromptMessage, Role, Sampling};
 use crate::error::ValidationError;
+pub use crate::generation::request::ValidatedGeneration;
 use crate::tools::{self, ToolSetup};
 
 /// OpenAI allows at most 4 stop sequences.
@@ -33,48 +37,6 @@ pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
 /// Pixels per image, read from its header before anything is decoded: a small file can announce a huge
 /// canvas (a decompression bomb), and a 4096×4096 RGBA image already takes 64 MiB.
 pub const MAX_IMAGE_PIXELS: u64 = 4096 * 4096;
-
-/// What every generation request shares once validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidatedGeneration {
-    /// The requested model id; `None` means the served model.
-    pub model: Option<String>,
-    pub sampling: Sampling,
-    /// What the client asked for; `None` means "as much as the context allows".
-    pub max_tokens: Option<usize>,
-    pub stop: Vec<String>,
-    pub stream: bool,
-    pub include_usage: bool,
-    /// Choices per prompt that the client gets back.
-    pub n: usize,
-    /// Choices generated per prompt (completions' `best_of`; otherwise `n`).
-    pub generated: usize,
-    pub seed: Option<u64>,
-    pub logit_bias: Vec<(u32, f32)>,
-    /// `Some(k)`: log probabilities with `k` alternatives per token.
-    pub logprobs: Option<usize>,
-    pub constraint: Option<OutputConstraint>,
-}
-
-impl ValidatedGeneration {
-    /// Checks what depends on the model: token ids in `logit_bias`.
-    pub fn check_against(&self, model: &ModelInfo) -> Result<(), ValidationError> {
-        if let Some((token, _)) = self
-            .logit_bias
-            .iter()
-            .find(|(token, _)| *token as usize >= model.vocab_size)
-        {
-            return Err(ValidationError::invalid(
-                "logit_bias",
-                format!(
-                    "`logit_bias` key {token} is not a token id of this model (0..{})",
-                    model.vocab_size
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedChat {
@@ -751,26 +713,10 @@ pub fn completion(request: CompletionRequest) -> Result<ValidatedCompletion, Val
     })
 }
 
-/// The completion budget for a prompt: the request's `max_tokens` clamped to what the context leaves
-/// (clients such as Open-AutoGLM send 3000 whatever the model), or 400 when the prompt leaves nothing.
-pub fn fit_to_context(
-    prompt_tokens: usize,
-    requested: Option<usize>,
-    context_length: usize,
-) -> Result<usize, ValidationError> {
-    let left = context_length.saturating_sub(prompt_tokens);
-    if left == 0 {
-        return Err(ValidationError::ContextLengthExceeded {
-            limit: context_length,
-            prompt_tokens,
-        });
-    }
-    Ok(requested.map_or(left, |r| r.min(left)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ModelInfo;
     use base64::engine::general_purpose::STANDARD;
 
     fn chat_request(extra: serde_json::Value) -> ChatCompletionRequest {
@@ -873,7 +819,7 @@ mod tests {
             fill_in_middle: None,
         };
         assert!(
-            v.generation.check_against(&info).is_err(),
+            model::check(&v.generation, false, "m", &info).is_err(),
             "token 7 is not in a 6-token vocabulary"
         );
     }
@@ -974,20 +920,6 @@ mod tests {
         ))
         .unwrap();
         assert!(v.generation.include_usage);
-    }
-
-    #[test]
-    fn max_tokens_is_clamped_to_the_context_and_a_full_prompt_is_refused() {
-        assert_eq!(fit_to_context(100, Some(3000), 1000), Ok(900));
-        assert_eq!(fit_to_context(100, Some(10), 1000), Ok(10));
-        assert_eq!(fit_to_context(100, None, 1000), Ok(900));
-        assert_eq!(
-            fit_to_context(1000, Some(1), 1000),
-            Err(ValidationError::ContextLengthExceeded {
-                limit: 1000,
-                prompt_tokens: 1000
-            })
-        );
     }
 
     #[test]

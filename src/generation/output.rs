@@ -1,0 +1,338 @@
+//! A submitted request's choice events → what a transport sends: a stream of [`GenerationEvent`]s (the SSE
+//! and gRPC writers frame them) or one collected answer.
+//!
+//! The admission permit and the engine streams live inside the stream, so a client that goes away drops
+//! them: the engine cancels its sequences and the slot is freed. A server that must stop (second signal,
+//! drain timeout) ends each stream with a `Failed` event.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+
+use crate::api::common::{FinishReason, Usage};
+use crate::engine::TokenLogprob;
+use crate::error::ApiError;
+use crate::generation::admission::{AdmissionError, AdmissionPermit};
+use crate::generation::choices::{merged_choices, ChoiceEvent, ChoiceSource};
+use crate::telemetry::RequestLog;
+
+/// A request admitted and submitted: its slot and its choices' engine streams.
+pub struct Started {
+    pub permit: AdmissionPermit,
+    pub sources: Vec<ChoiceSource>,
+}
+
+/// A request's prompt tokens as counted before generation, and whether the engine's own count replaces them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PromptCount {
+    pub counted: usize,
+    /// Every choice continues one prompt (chat, or a single completion prompt): the engine's count, when
+    /// it reports one, is then that prompt's, and it includes what the engine adds itself (a vision
+    /// model's image tokens). Several completion prompts keep our sum.
+    pub single_prompt: bool,
+}
+
+impl PromptCount {
+    fn reported(self, engine: Option<usize>) -> usize {
+        match engine {
+            Some(engine) if self.single_prompt => engine,
+            _ => self.counted,
+        }
+    }
+}
+
+/// What a transport writes, in order: `Idle` while waiting (a keep-alive is due), then per choice `Opened`,
+/// its `Text`s and `Finished`, and last `Done` with the totals, or `Failed` once, after which nothing follows.
+#[derive(Debug)]
+pub enum GenerationEvent {
+    /// Nothing for a keep-alive interval: still queued for a slot, or between tokens.
+    Idle,
+    /// The choice's sequence is in the engine (chat opens with the role, completions with an echo).
+    Opened {
+        index: usize,
+    },
+    Text {
+        index: usize,
+        text: String,
+        /// Sampled tokens behind this text.
+        tokens: usize,
+        logprobs: Vec<TokenLogprob>,
+    },
+    Finished {
+        index: usize,
+        reason: FinishReason,
+    },
+    /// Every choice has finished; the request's usage.
+    Done(Usage),
+    /// Refused (queue timeout, drain) or failed after the stream began; logged here, once.
+    Failed(ApiError),
+}
+
+/// How a streamed request is run: its counted prompt, the keep-alive interval, its log.
+pub struct StreamSettings {
+    pub prompt_tokens: PromptCount,
+    pub keep_alive: Duration,
+    pub log: RequestLog,
+}
+
+fn failed(error: ApiError, log: &RequestLog) -> GenerationEvent {
+    if error.is_failure() {
+        tracing::error!(error = %error, "generation ended after the response started");
+    } else {
+        // An expected refusal (queue timeout, drain): the request log line records it.
+        tracing::info!(error = %error, code = error.label(), "refused after the response started");
+    }
+    log.set_error(error.label());
+    GenerationEvent::Failed(error)
+}
+
+/// The events of a streamed request. `start` resolves once the request holds a slot and its sequences
+/// are submitted; until then only `Idle` events come, one per keep-alive interval.
+pub fn events(
+    start: BoxFuture<'static, Result<Started, ApiError>>,
+    settings: StreamSettings,
+) -> impl Stream<Item = GenerationEvent> + Send {
+    let StreamSettings {
+        prompt_tokens,
+        keep_alive,
+        log,
+    } = settings;
+    async_stream::stream! {
+        let mut start = start;
+        let Started { mut permit, sources } = loop {
+            match tokio::time::timeout(keep_alive, &mut start).await {
+                Err(_) => yield GenerationEvent::Idle,
+                Ok(Ok(started)) => break started,
+                Ok(Err(error)) => {
+                    yield failed(error, &log);
+                    return;
+                }
+            }
+        };
+        for index in 0..sources.len() {
+            yield GenerationEvent::Opened { index };
+        }
+        let mut merged = std::pin::pin!(merged_choices(sources));
+        let mut completion_tokens = 0;
+        let mut engine_prompt_tokens = None;
+        loop {
+            let next = tokio::select! {
+                _ = permit.aborted() => None,
+                next = tokio::time::timeout(keep_alive, merged.next()) => Some(next),
+            };
+            let error = match next {
+                Some(Err(_)) => {
+                    yield GenerationEvent::Idle;
+                    continue;
+                }
+                Some(Ok(None)) => break,
+                Some(Ok(Some(ChoiceEvent::Text { index, text, tokens, logprobs }))) => {
+                    log.tokens_arrived(tokens);
+                    yield GenerationEvent::Text { index, text, tokens, logprobs };
+                    continue;
+                }
+                Some(Ok(Some(ChoiceEvent::Finished { index, reason, completion_tokens: n, prompt_tokens: engine_prompt }))) => {
+                    completion_tokens += n;
+                    engine_prompt_tokens = engine_prompt_tokens.max(engine_prompt);
+                    log.set_finish_reason(reason.as_str());
+                    yield GenerationEvent::Finished { index, reason };
+                    continue;
+                }
+                Some(Ok(Some(ChoiceEvent::Failed(error)))) => ApiError::from(error),
+                None => ApiError::from(AdmissionError::ShutDown),
+            };
+            yield failed(error, &log);
+            return;
+        }
+        let prompt_tokens = prompt_tokens.reported(engine_prompt_tokens);
+        log.set_prompt_tokens(prompt_tokens);
+        log.set_completion_tokens(completion_tokens);
+        yield GenerationEvent::Done(Usage::new(prompt_tokens, completion_tokens));
+    }
+}
+
+/// One choice's complete answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectedChoice {
+    pub index: usize,
+    pub text: String,
+    pub logprobs: Vec<TokenLogprob>,
+    pub finish_reason: FinishReason,
+}
+
+impl CollectedChoice {
+    /// The sum of the sampled tokens' log probabilities (`best_of` ranks choices by it).
+    pub fn total_logprob(&self) -> f32 {
+        self.logprobs.iter().map(|t| t.sampled.logprob).sum()
+    }
+}
+
+/// Runs every choice to its end for a non-streaming answer; returns the choices in index order and the
+/// completion tokens. Dropping this future (client gone) cancels the engine sequences.
+pub async fn collect(
+    started: Started,
+    prompt_tokens: PromptCount,
+    log: &RequestLog,
+) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
+    let Started {
+        mut permit,
+        sources,
+    } = started;
+    let mut choices: Vec<CollectedChoice> = (0..sources.len())
+        .map(|index| CollectedChoice {
+            index,
+            text: String::new(),
+            logprobs: Vec::new(),
+            finish_reason: FinishReason::Stop,
+        })
+        .collect();
+    let mut completion_tokens = 0;
+    let mut engine_prompt_tokens = None;
+    let mut merged = std::pin::pin!(merged_choices(sources));
+    loop {
+        let event = tokio::select! {
+            _ = permit.aborted() => return Err(AdmissionError::ShutDown.into()),
+            event = merged.next() => event,
+        };
+        match event {
+            None => break,
+            Some(ChoiceEvent::Text {
+                index,
+                text,
+                tokens,
+                logprobs,
+            }) => {
+                log.tokens_arrived(tokens);
+                choices[index].text.push_str(&text);
+                choices[index].logprobs.extend(logprobs);
+            }
+            Some(ChoiceEvent::Finished {
+                index,
+                reason,
+                completion_tokens: n,
+                prompt_tokens: engine_prompt,
+            }) => {
+                completion_tokens += n;
+                engine_prompt_tokens = engine_prompt_tokens.max(engine_prompt);
+                choices[index].finish_reason = reason;
+                log.set_finish_reason(reason.as_str());
+            }
+            Some(ChoiceEvent::Failed(error)) => return Err(error.into()),
+        }
+    }
+    let prompt_tokens = prompt_tokens.reported(engine_prompt_tokens);
+    log.set_prompt_tokens(prompt_tokens);
+    log.set_completion_tokens(completion_tokens);
+    Ok((choices, Usage::new(prompt_tokens, completion_tokens)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineError, EngineEvent, EngineFinish, EventStream};
+
+    fn scripted(events: Vec<Result<EngineEvent, EngineError>>) -> EventStream {
+        Box::pin(futures::stream::iter(events))
+    }
+
+    fn text(t: &str) -> Result<EngineEvent, EngineError> {
+        Ok(EngineEvent::Text {
+            text: t.into(),
+            tokens: 1,
+            logprobs: Vec::new(),
+        })
+    }
+
+    #[actix_web::test]
+    async fn stop_is_cut_and_counted_tokens_used_without_engine_usage() {
+        let source = ChoiceSource {
+            index: 0,
+            events: scripted(vec![
+                text("Hello"),
+                text(" wor"),
+                text("ld!"),
+                Ok(EngineEvent::Finished {
+                    reason: EngineFinish::Stop,
+                    completion_tokens: None,
+                    prompt_tokens: None,
+                }),
+            ]),
+            stop: vec!["world".into()],
+        };
+        let events: Vec<ChoiceEvent> = merged_choices(vec![source]).collect().await;
+        assert_eq!(
+            events,
+            vec![
+                ChoiceEvent::Text {
+                    index: 0,
+                    text: "Hello".into(),
+                    tokens: 1,
+                    logprobs: vec![]
+                },
+                ChoiceEvent::Text {
+                    index: 0,
+                    text: " ".into(),
+                    tokens: 1,
+                    logprobs: vec![]
+                },
+                ChoiceEvent::Finished {
+                    index: 0,
+                    reason: FinishReason::Stop,
+                    completion_tokens: 3,
+                    prompt_tokens: None
+                },
+            ]
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_stream_that_ends_without_finish_is_an_error() {
+        let source = ChoiceSource {
+            index: 0,
+            events: scripted(vec![text("a")]),
+            stop: vec![],
+        };
+        let events: Vec<ChoiceEvent> = merged_choices(vec![source]).collect().await;
+        assert!(matches!(events.last(), Some(ChoiceEvent::Failed(_))));
+    }
+
+    #[actix_web::test]
+    /// The engine's counts win: its completion count, and its prompt count for a single prompt (a vision
+    /// model's processor adds the image tokens).
+    async fn engine_usage_wins_over_counted_tokens() {
+        let source = ChoiceSource {
+            index: 0,
+            events: scripted(vec![
+                text("a"),
+                Ok(EngineEvent::Finished {
+                    reason: EngineFinish::Length,
+                    completion_tokens: Some(7),
+                    prompt_tokens: Some(12),
+                }),
+            ]),
+            stop: vec![],
+        };
+        let gate = crate::generation::admission::Admission::new(
+            crate::generation::admission::AdmissionLimits {
+                max_running: 1,
+                max_waiting: 0,
+                queue_timeout: None,
+            },
+        );
+        let started = Started {
+            permit: gate.admit(1).await.unwrap(),
+            sources: vec![source],
+        };
+        let one_prompt = PromptCount {
+            counted: 5,
+            single_prompt: true,
+        };
+        let (choices, usage) = collect(started, one_prompt, &RequestLog::default())
+            .await
+            .unwrap();
+        assert_eq!(usage, Usage::new(12, 7));
+        assert_eq!(choices[0].finish_reason, FinishReason::Length);
+        assert_eq!(choices[0].text, "a");
+    }
+}

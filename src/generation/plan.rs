@@ -1,0 +1,235 @@
+//! Planning and submission: everything that can still be refused with a 4xx is decided before a request
+//! waits for a slot (bias ids, the grammar compiles, every prompt counted, `max_tokens` fitted, n × seed);
+//! then it waits for admission and its choices go to the engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream};
+
+use crate::api::common::Usage;
+use crate::engine::{EngineError, GenerationRequest, OutputConstraint, Prompt};
+use crate::error::{ApiError, ValidationError};
+use crate::generation::admission::{Admission, AdmissionPermit, Admitted};
+use crate::generation::choices::ChoiceSource;
+use crate::generation::output::{
+    self, CollectedChoice, GenerationEvent, PromptCount, Started, StreamSettings,
+};
+use crate::generation::request::ValidatedGeneration;
+use crate::models::ServedModel;
+use crate::telemetry::RequestLog;
+
+/// One choice, counted and fitted to the context, not yet submitted.
+struct PlannedChoice {
+    prompt: Prompt,
+    max_tokens: usize,
+    seed: Option<u64>,
+}
+
+/// A request's choices, counted and fitted to the context, not yet submitted: everything that can still
+/// be refused with a 4xx is decided before the request waits for a slot.
+pub struct PlannedGeneration {
+    model: Arc<ServedModel>,
+    generation: ValidatedGeneration,
+    choices: Vec<PlannedChoice>,
+    log: RequestLog,
+    prompt_tokens: PromptCount,
+}
+
+/// Counts every prompt with the engine's own template and tokenizer and fits `max_tokens` to the context.
+/// A request the gate would refuse anyway (queue full, draining) is refused first: counting runs on the
+/// engine thread, which an overloaded server should not spend on requests it turns away.
+pub async fn plan(
+    model: Arc<ServedModel>,
+    generation: ValidatedGeneration,
+    prompts: Vec<Prompt>,
+    admission: &Admission,
+    log: &RequestLog,
+) -> Result<PlannedGeneration, ApiError> {
+    if let Some(constraint) = &generation.constraint {
+        let param = match constraint {
+            OutputConstraint::JsonSchema(_) => "response_format",
+            OutputConstraint::Lark(_) => "tools",
+        };
+        // Compiling a grammar is CPU work that grows with the schema: off the HTTP worker.
+        let (engine, constraint) = (model.engine.clone(), constraint.clone());
+        tokio::task::spawn_blocking(move || engine.check_constraint(&constraint))
+            .await
+            .map_err(|e| EngineError::Internal(format!("grammar check failed: {e}")))?
+            .map_err(|e| ValidationError::invalid(param, e.to_string()))?;
+    }
+    admission.refuse_early()?;
+    let single_prompt = prompts.len() == 1;
+    let counting = std::time::Instant::now();
+    let mut choices = Vec::with_capacity(prompts.len() * generation.generated);
+    let mut prompt_tokens = 0;
+    for prompt in prompts {
+        let tokens = model.engine.count_prompt_tokens(&prompt).await?;
+        let max_tokens = fit_to_context(
+            tokens,
+            generation.max_tokens,
+            model.engine.info().context_length,
+        )?;
+        // OpenAI counts the prompt once per prompt, however many choices it gets.
+        prompt_tokens += tokens;
+        for choice in 0..generation.generated {
+            // Choice `i` of a seeded request samples with `seed + i`: reproducible, and not all alike.
+            let seed = generation.seed.map(|s| s.wrapping_add(choice as u64));
+            choices.push(PlannedChoice {
+                prompt: prompt.clone(),
+                max_tokens,
+                seed,
+            });
+        }
+    }
+    tracing::debug!(
+        prompt_tokens,
+        elapsed_ms = counting.elapsed().as_millis() as u64,
+        "prompts counted"
+    );
+    log.set_prompt_tokens(prompt_tokens);
+    Ok(PlannedGeneration {
+        model,
+        generation,
+        choices,
+        log: log.clone(),
+        prompt_tokens: PromptCount {
+            counted: prompt_tokens,
+            single_prompt,
+        },
+    })
+}
+
+impl PlannedGeneration {
+    /// Sequences this request runs at once.
+    pub fn sequences(&self) -> usize {
+        self.choices.len()
+    }
+
+    /// Submits every choice under an admission permit, which then also covers the engine's hold on each
+    /// sequence: the slot is free only once the engine has really let go of it.
+    async fn submit(self, mut permit: AdmissionPermit) -> Result<Started, ApiError> {
+        self.log.admitted();
+        let mut sources = Vec::with_capacity(self.choices.len());
+        // `best_of` ranks its candidates by their total log probability, so they need logprobs.
+        let logprobs = match self.generation.logprobs {
+            None if self.generation.generated > self.generation.n => Some(0),
+            other => other,
+        };
+        for (index, choice) in self.choices.into_iter().enumerate() {
+            let submitted = self
+                .model
+                .engine
+                .generate(GenerationRequest {
+                    seed: choice.seed,
+                    logit_bias: self.generation.logit_bias.clone(),
+                    logprobs,
+                    constraint: self.generation.constraint.clone(),
+                    ..GenerationRequest::new(
+                        choice.prompt,
+                        self.generation.sampling.clone(),
+                        choice.max_tokens,
+                        self.generation.stop.clone(),
+                    )
+                })
+                .await?;
+            permit.also_hold(submitted.held);
+            sources.push(ChoiceSource {
+                index,
+                events: submitted.events,
+                stop: self.generation.stop.clone(),
+            });
+        }
+        Ok(Started { permit, sources })
+    }
+
+    /// Waits for a slot, submits, and runs every choice to its end: for answers that are sent whole.
+    /// Returns the choices in index order and the usage. Dropping the future cancels the sequences.
+    pub async fn collect(
+        self,
+        admission: &Admission,
+    ) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
+        let (prompt_tokens, log) = (self.prompt_tokens, self.log.clone());
+        let permit = admission.admit(self.sequences()).await?;
+        let started = self.submit(permit).await?;
+        output::collect(started, prompt_tokens, &log).await
+    }
+
+    /// For streams: the events a writer frames. A request refused at once (queue full, draining) is an
+    /// error here, before any response has begun; see [`Self::start_streaming`] for one that waits.
+    pub async fn stream(
+        self,
+        admission: &Admission,
+        keep_alive: Duration,
+    ) -> Result<impl Stream<Item = GenerationEvent> + Send + 'static, ApiError> {
+        let settings = StreamSettings {
+            prompt_tokens: self.prompt_tokens,
+            keep_alive,
+            log: self.log.clone(),
+        };
+        let start = self.start_streaming(admission, keep_alive).await?;
+        Ok(output::events(start, settings))
+    }
+
+    /// For streams: a request admitted within `headers_within` is submitted now, so that a refusal is
+    /// still a plain 4xx/5xx. One that has to wait longer gets its 200 and waits inside the SSE body, with
+    /// keep-alive comments, so that proxies do not cut a queued stream; a refusal then arrives as an error
+    /// event before any token.
+    async fn start_streaming(
+        self,
+        admission: &Admission,
+        headers_within: Duration,
+    ) -> Result<BoxFuture<'static, Result<Started, ApiError>>, ApiError> {
+        match admission
+            .admit_or_defer(self.sequences(), headers_within)
+            .await?
+        {
+            Admitted::Now(permit) => {
+                let started = self.submit(permit).await?;
+                Ok(futures::future::ready(Ok(started)).boxed())
+            }
+            Admitted::Queued(waiting) => Ok(async move {
+                let permit = waiting.await?;
+                self.submit(permit).await
+            }
+            .boxed()),
+        }
+    }
+}
+
+/// The completion budget for a prompt: the request's `max_tokens` clamped to what the context leaves
+/// (clients such as Open-AutoGLM send 3000 whatever the model), or 400 when the prompt leaves nothing.
+pub fn fit_to_context(
+    prompt_tokens: usize,
+    requested: Option<usize>,
+    context_length: usize,
+) -> Result<usize, ValidationError> {
+    let left = context_length.saturating_sub(prompt_tokens);
+    if left == 0 {
+        return Err(ValidationError::ContextLengthExceeded {
+            limit: context_length,
+            prompt_tokens,
+        });
+    }
+    Ok(requested.map_or(left, |r| r.min(left)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_tokens_is_clamped_to_the_context_and_a_full_prompt_is_refused() {
+        assert_eq!(fit_to_context(100, Some(3000), 1000), Ok(900));
+        assert_eq!(fit_to_context(100, Some(10), 1000), Ok(10));
+        assert_eq!(fit_to_context(100, None, 1000), Ok(900));
+        assert_eq!(
+            fit_to_context(1000, Some(1), 1000),
+            Err(ValidationError::ContextLengthExceeded {
+                limit: 1000,
+                prompt_tokens: 1000
+            })
+        );
+    }
+}

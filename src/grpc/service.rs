@@ -1,0 +1,360 @@
+//! `llmserve.v1.Llmserve`: each call validated, planned and run by the same core as the HTTP routes.
+
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::api::common::{FinishReason, Usage};
+use crate::engine::Prompt;
+use crate::error::ApiError;
+use crate::generation::chat::{call_id, ChatChoiceText};
+use crate::generation::output::GenerationEvent;
+use crate::generation::{completion, PlannedGeneration};
+use crate::grpc::proto::llmserve_server::Llmserve;
+use crate::grpc::proto::{self, chat_response, generate_response};
+use crate::grpc::{convert, status};
+use crate::models::{LoadState, ServedModel};
+use crate::state::AppState;
+use crate::telemetry::{CallLog, RequestLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
+use crate::tools::ToolEvent;
+use crate::{generation, validate};
+
+pub struct GrpcService {
+    state: Arc<AppState>,
+}
+
+impl GrpcService {
+    pub fn new(state: Arc<AppState>) -> Self {
+        GrpcService { state }
+    }
+
+    fn call<T>(&self, method: &str, request: &Request<T>) -> CallLog {
+        let metadata = request.metadata();
+        let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
+        CallLog::grpc(
+            &format!("/{}/{method}", super::SERVICE_NAME),
+            text(REQUEST_ID_HEADER),
+            text(TRACEPARENT_HEADER),
+            Some(self.state.metrics.clone()),
+            self.state.spans.clone(),
+        )
+    }
+
+    /// Validates and plans a prompt continuation, as `POST /v1/completions` does.
+    async fn plan_generate(
+        &self,
+        request: &proto::GenerateRequest,
+        log: &RequestLog,
+    ) -> Result<(Arc<ServedModel>, PlannedGeneration), ApiError> {
+        let validated = validate::completion(convert::completion(request)?)?;
+        let model = self
+            .state
+            .models
+            .resolve(validated.generation.model.as_deref())?;
+        log.set_model(&model.name, &model.version);
+        let info = model.engine.info();
+        validate::model::check(&validated.generation, false, &model.name, info)?;
+        let prompts = completion::prompts(&validated.prompts, None, &model.name, info)?;
+        let planned = generation::plan(
+            model.clone(),
+            validated.generation,
+            prompts,
+            &self.state.admission,
+            log,
+        )
+        .await?;
+        Ok((model, planned))
+    }
+
+    /// Validates and plans a conversation, as `POST /v1/chat/completions` does.
+    async fn plan_chat(
+        &self,
+        request: &proto::ChatRequest,
+        log: &RequestLog,
+    ) -> Result<(Arc<ServedModel>, PlannedGeneration, bool), ApiError> {
+        let chat = validate::chat(convert::chat(request)?)?;
+        let model = self
+            .state
+            .models
+            .resolve(chat.generation.model.as_deref())?;
+        log.set_model(&model.name, &model.version);
+        validate::model::check(
+            &chat.generation,
+            chat.has_images(),
+            &model.name,
+            model.engine.info(),
+        )?;
+        let parse_tools = chat.tools.is_some();
+        let planned = generation::plan(
+            model.clone(),
+            chat.generation,
+            vec![Prompt::Chat(chat.messages)],
+            &self.state.admission,
+            log,
+        )
+        .await?;
+        Ok((model, planned, parse_tools))
+    }
+}
+
+/// Records the error on the call and gives its status.
+fn refuse(call: &mut CallLog, error: &ApiError) -> Status {
+    let status = status::status(error);
+    call.failed(
+        error.status(),
+        status::code_name(status.code()),
+        error.label(),
+    );
+    status
+}
+
+fn finish_reason(reason: FinishReason) -> proto::FinishReason {
+    match reason {
+        FinishReason::Stop => proto::FinishReason::Stop,
+        FinishReason::Length => proto::FinishReason::Length,
+        FinishReason::ToolCalls => proto::FinishReason::ToolCalls,
+        FinishReason::ContentFilter => proto::FinishReason::ContentFilter,
+    }
+}
+
+fn usage(usage: Usage) -> proto::Usage {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    proto::Usage {
+        prompt_tokens: count(usage.prompt_tokens),
+        completion_tokens: count(usage.completion_tokens),
+        total_tokens: count(usage.total_tokens),
+    }
+}
+
+/// Frames a generation stream for gRPC: `frame` turns each event into zero or more messages; a failure
+/// ends the call with its status. The call's log lives inside the stream: it is written when the stream
+/// ends or the client cancels (then the engine sequences are cancelled with the dropped stream).
+fn framed<M: Send + 'static>(
+    mut call: CallLog,
+    events: impl Stream<Item = GenerationEvent> + Send + 'static,
+    mut frame: impl FnMut(GenerationEvent) -> Vec<M> + Send + 'static,
+) -> BoxStream<'static, Result<M, Status>> {
+    Box::pin(async_stream::stream! {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let GenerationEvent::Failed(error) = &event {
+                yield Err(refuse(&mut call, error));
+                call.completed();
+                return;
+            }
+            let done = matches!(event, GenerationEvent::Done(_));
+            for message in frame(event) {
+                yield Ok(message);
+            }
+            if done {
+                call.completed();
+                return;
+            }
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl Llmserve for GrpcService {
+    type GenerateStream = BoxStream<'static, Result<proto::GenerateResponse, Status>>;
+    type ChatStream = BoxStream<'static, Result<proto::ChatResponse, Status>>;
+
+    async fn generate(
+        &self,
+        request: Request<proto::GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        let mut call = self.call("Generate", &request);
+        let (log, span) = (call.log(), call.span());
+        let keep_alive = self.state.config.sse_keep_alive;
+        let started = async {
+            let (model, planned) = self.plan_generate(request.get_ref(), &log).await?;
+            let events = planned.stream(&self.state.admission, keep_alive).await?;
+            Ok::<_, ApiError>((model, events))
+        }
+        .instrument(span)
+        .await;
+        let (model, events) = started.map_err(|error| refuse(&mut call, &error))?;
+        let mut reason = FinishReason::Stop;
+        let model = model.name.clone();
+        let stream = framed(call, events, move |event| {
+            use generate_response::Event;
+            let event = match event {
+                GenerationEvent::Text { text, tokens, .. } if !text.is_empty() => {
+                    Event::Text(proto::TextDelta {
+                        text,
+                        tokens: tokens as u32,
+                    })
+                }
+                GenerationEvent::Finished { reason: r, .. } => {
+                    reason = r;
+                    return Vec::new();
+                }
+                GenerationEvent::Done(totals) => Event::Finished(proto::Finished {
+                    finish_reason: finish_reason(reason).into(),
+                    usage: Some(usage(totals)),
+                    model: model.clone(),
+                }),
+                _ => return Vec::new(),
+            };
+            vec![proto::GenerateResponse { event: Some(event) }]
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn generate_once(
+        &self,
+        request: Request<proto::GenerateRequest>,
+    ) -> Result<Response<proto::GenerateOnceResponse>, Status> {
+        let mut call = self.call("GenerateOnce", &request);
+        let (log, span) = (call.log(), call.span());
+        let answered = async {
+            let (model, planned) = self.plan_generate(request.get_ref(), &log).await?;
+            let (choices, totals) = planned.collect(&self.state.admission).await?;
+            Ok::<_, ApiError>((model, choices, totals))
+        }
+        .instrument(span)
+        .await;
+        let (model, choices, totals) = answered.map_err(|error| refuse(&mut call, &error))?;
+        call.completed();
+        let choice = choices.into_iter().next().expect("one prompt, one choice");
+        Ok(Response::new(proto::GenerateOnceResponse {
+            text: choice.text,
+            finish_reason: finish_reason(choice.finish_reason).into(),
+            usage: Some(usage(totals)),
+            model: model.name.clone(),
+        }))
+    }
+
+    async fn chat(
+        &self,
+        request: Request<proto::ChatRequest>,
+    ) -> Result<Response<Self::ChatStream>, Status> {
+        let mut call = self.call("Chat", &request);
+        let (log, span) = (call.log(), call.span());
+        let keep_alive = self.state.config.sse_keep_alive;
+        let started = async {
+            let (model, planned, parse_tools) = self.plan_chat(request.get_ref(), &log).await?;
+            let events = planned.stream(&self.state.admission, keep_alive).await?;
+            Ok::<_, ApiError>((model, events, parse_tools))
+        }
+        .instrument(span)
+        .await;
+        let (model, events, parse_tools) = started.map_err(|error| refuse(&mut call, &error))?;
+        let model = model.name.clone();
+        let mut text = ChatChoiceText::new(parse_tools);
+        let mut reason = FinishReason::Stop;
+        // Tokens behind text the tool-call parser still holds: they go with the next delta sent.
+        let mut unsent_tokens = 0u32;
+        let stream = framed(call, events, move |event| {
+            let pieces = match event {
+                GenerationEvent::Text {
+                    text: t, tokens, ..
+                } => {
+                    unsent_tokens += tokens as u32;
+                    text.push(t)
+                }
+                GenerationEvent::Finished { reason: r, .. } => {
+                    let (pieces, promoted) = text.finish(r);
+                    reason = promoted;
+                    pieces
+                }
+                GenerationEvent::Done(totals) => {
+                    let finished = proto::Finished {
+                        finish_reason: finish_reason(reason).into(),
+                        usage: Some(usage(totals)),
+                        model: model.clone(),
+                    };
+                    return vec![proto::ChatResponse {
+                        event: Some(chat_response::Event::Finished(finished)),
+                    }];
+                }
+                _ => return Vec::new(),
+            };
+            pieces
+                .into_iter()
+                .map(delta)
+                .filter(|d| !d.content.is_empty() || d.tool_call.is_some())
+                .map(|mut d| {
+                    d.tokens = std::mem::take(&mut unsent_tokens);
+                    proto::ChatResponse {
+                        event: Some(chat_response::Event::Delta(d)),
+                    }
+                })
+                .collect()
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<proto::ListModelsRequest>,
+    ) -> Result<Response<proto::ListModelsResponse>, Status> {
+        let mut call = self.call("ListModels", &request);
+        call.completed();
+        let registry = &self.state.models;
+        let (state, context_length) = match registry.state() {
+            LoadState::Loading => ("loading", 0),
+            LoadState::Ready(model) => ("ready", model.engine.info().context_length),
+            LoadState::Failed(_) => ("failed", 0),
+        };
+        Ok(Response::new(proto::ListModelsResponse {
+            models: vec![proto::Model {
+                id: registry.name().to_string(),
+                version: self.state.config.model_version.clone(),
+                state: state.to_string(),
+                context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
+            }],
+        }))
+    }
+
+    async fn tokenize(
+        &self,
+        request: Request<proto::TokenizeRequest>,
+    ) -> Result<Response<proto::TokenizeResponse>, Status> {
+        let mut call = self.call("Tokenize", &request);
+        let request = request.into_inner();
+        let model_name = (!request.model.is_empty()).then_some(request.model.as_str());
+        let tokenized = async {
+            let model = self.state.models.resolve(model_name)?;
+            let tokens = model.engine.tokenize(&Prompt::Text(request.text)).await?;
+            Ok::<_, ApiError>((tokens, model.engine.info().context_length))
+        }
+        .await;
+        let (tokens, context_length) = tokenized.map_err(|error| refuse(&mut call, &error))?;
+        call.completed();
+        Ok(Response::new(proto::TokenizeResponse {
+            count: tokens.len() as u32,
+            tokens,
+            max_model_len: u32::try_from(context_length).unwrap_or(u32::MAX),
+        }))
+    }
+}
+
+fn delta(piece: ToolEvent) -> proto::ChatDelta {
+    match piece {
+        ToolEvent::Content(content) => proto::ChatDelta {
+            content,
+            ..Default::default()
+        },
+        ToolEvent::CallStart { index, name } => proto::ChatDelta {
+            tool_call: Some(proto::ToolCallDelta {
+                index: index as u32,
+                id: call_id(),
+                name,
+                arguments: String::new(),
+            }),
+            ..Default::default()
+        },
+        ToolEvent::Arguments { index, fragment } => proto::ChatDelta {
+            tool_call: Some(proto::ToolCallDelta {
+                index: index as u32,
+                arguments: fragment,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}

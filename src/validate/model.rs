@@ -1,0 +1,34 @@
+//! The checks that need the resolved model: `logit_bias` keys inside its vocabulary, images only for a
+//! model that takes them.
+
+use crate::engine::ModelInfo;
+use crate::error::ValidationError;
+use crate::generation::request::ValidatedGeneration;
+
+/// Refuses what this model cannot take, before anything is counted or submitted.
+pub fn check(
+    generation: &ValidatedGeneration,
+    has_images: bool,
+    model: &str,
+    info: &ModelInfo,
+) -> Result<(), ValidationError> {
+    if let Some((token, _)) = generation
+        .logit_bias
+        .iter()
+        .find(|(token, _)| *token as usize >= info.vocab_size)
+    {
+        return Err(ValidationError::invalid(
+            "logit_bias",
+            format!(
+                "`logit_bias` key {token} is not a token id of this model (0..{})",
+                info.vocab_size
+            ),
+        ));
+    }
+    if has_images && !info.accepts_images {
+        return Err(ValidationError::ImagesNotSupported {
+            model: model.to_string(),
+        });
+    }
+    Ok(())
+}

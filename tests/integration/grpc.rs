@@ -1,0 +1,70 @@
+//! The gRPC front against a server of its own (`--grpc-port`), driven by a Python client generated from
+//! proto/ with grpcio-tools (tests/grpc/): the same greedy tokens as HTTP, status codes, cancellation,
+//! health, reflection; then health and refusals while the server drains.
+
+use crate::common::start_server_running;
+use crate::openai_python::pytest;
+
+fn suite(phase: &str, http: &str, grpc: &str) {
+    pytest(
+        "grpc",
+        &[
+            ("LLMSERVE_BASE_URL", http.to_string()),
+            ("LLMSERVE_GRPC_ADDR", grpc.to_string()),
+            ("LLMSERVE_GRPC_PHASE", phase.to_string()),
+        ],
+    );
+}
+
+#[test]
+fn grpc_front_suite() {
+    let server = start_server_running(|config| config.grpc_port = Some(0));
+    let grpc = server.grpc_addr.expect("--grpc-port is set").to_string();
+    suite("ready", &server.base, &grpc);
+    server.state.admission.start_draining();
+    suite("draining", &server.base, &grpc);
+}
+
+/// While the model loads, health is NOT_SERVING and calls get UNAVAILABLE. The model file is a FIFO, so
+/// loading waits, deterministically, until the test writes to it (a broken file: the load then fails and
+/// that server stops).
+#[test]
+fn grpc_health_while_loading() {
+    let dir = std::env::temp_dir().join(format!("llmserve-grpc-loading-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("still-loading.gguf");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let model = fifo.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        runtime.block_on(async move {
+            let mut config =
+                llmserve::config::Config::for_default_model(crate::common::cache_dir());
+            config.model_source = llmserve::config::ModelSource::GgufFile(model);
+            config.http_workers = Some(1);
+            config.grpc_port = Some(0);
+            let running = llmserve::start(config).expect("server starts");
+            let addrs = (
+                running.local_addr,
+                running.grpc_addr.expect("--grpc-port is set"),
+            );
+            tx.send(addrs).expect("the test waits");
+            // The broken file fails the load: this server ends with that error.
+            let _ = running.wait().await;
+        });
+    });
+    let (http, grpc) = rx.recv().expect("server bound");
+    suite("loading", &format!("http://{http}"), &grpc.to_string());
+    std::fs::write(&fifo, b"not a GGUF file").expect("the loader reads the FIFO");
+    let _ = std::fs::remove_dir_all(&dir);
+}
