@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
-use crate::config::DEFAULT_MAX_REQUEST_BODY_BYTES;
+use crate::config::cli::DEFAULT_MAX_REQUEST_BODY_BYTES;
 use crate::error::{ApiError, RequestError};
 
 /// The body limit in force, registered as app data by the server.

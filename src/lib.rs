@@ -48,6 +48,7 @@ pub mod default_model;
 pub mod engine;
 pub mod error;
 pub mod extract;
+pub mod front;
 pub mod generation;
 pub mod grpc;
 pub mod ids;

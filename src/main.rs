@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         }
     };
     // Dropped at the end of main: the last lines (drain, exit) are flushed.
-    let _log_guard = telemetry::init(config.log_format);
+    let _log_guard = telemetry::init(config.telemetry.log_format);
     let running = match server::start(config) {
         Ok(running) => running,
         Err(error) => {

@@ -1,23 +1,19 @@
 //! The servers: the HTTP `app` that `main` and the tests both serve, the metrics and gRPC ports beside it,
-//! start-up, the drain, and model loading.
+//! start-up (the model loads in the background: `models::loading`) and the drain.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::config::{Config, ModelSource};
-use crate::engine::mistral::{LoadOptions, LoadTarget, MistralEngine};
-use crate::engine::{Engine, EngineError};
+use crate::config::Config;
 use crate::extract::BodyLimit;
-use crate::models::LoadState;
+use crate::models::{loading, LoadState};
 use crate::otlp::SpanExporter;
 use crate::state::AppState;
-use crate::{default_model, grpc, memory, openapi, routes, telemetry};
+use crate::{grpc, memory, openapi, routes, telemetry};
 
 /// The application: routes, the JSON body limit, request ids and logs, JSON 404s.
 pub fn app(
@@ -31,8 +27,8 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let limit = BodyLimit(state.config.max_request_body_bytes);
-    let metrics_here = state.config.metrics_port.is_none();
+    let limit = BodyLimit(state.config.server.max_request_body_bytes);
+    let metrics_here = state.config.server.metrics_port.is_none();
     let mut app = App::new().app_data(web::Data::from(state.metrics.clone()));
     // Registered only when configured: the middleware looks the exporter up by type.
     if let Some(spans) = state.spans.clone() {
@@ -153,13 +149,13 @@ impl RunningServer {
         tracing::info!(
             running = admission.requests_running(),
             waiting = admission.requests_waiting(),
-            timeout_secs = state.config.drain_timeout.as_secs(),
+            timeout_secs = state.config.server.drain_timeout.as_secs(),
             "signal received: draining"
         );
         admission.start_draining();
         let drained = tokio::select! {
             _ = admission.idle() => true,
-            _ = tokio::time::sleep(state.config.drain_timeout) => false,
+            _ = tokio::time::sleep(state.config.server.drain_timeout) => false,
             _ = terminate.recv() => false,
             _ = interrupt.recv() => false,
         };
@@ -195,12 +191,12 @@ fn outcome(state: &AppState) -> Result<(), ServeError> {
 
 /// Binds the port and starts loading the model. Call inside a multi-thread tokio runtime.
 pub fn start(config: Config) -> Result<RunningServer, ServeError> {
-    let bind_addr = (config.host, config.port);
-    let workers = config.http_workers;
-    let spans = config
-        .otlp_endpoint
-        .as_deref()
-        .map(|endpoint| SpanExporter::start(endpoint, config.otlp_service_name.clone()));
+    let bind_addr = (config.server.host, config.server.port);
+    let workers = config.server.http_workers;
+    let spans =
+        config.telemetry.otlp_endpoint.as_deref().map(|endpoint| {
+            SpanExporter::start(endpoint, config.telemetry.otlp_service_name.clone())
+        });
     let state = web::Data::new(AppState {
         spans,
         ..AppState::new(config)
@@ -221,14 +217,14 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let local_addr = http.addrs()[0];
-    let (metrics_addr, metrics_server) = match state.config.metrics_port {
+    let (metrics_addr, metrics_server) = match state.config.server.metrics_port {
         Some(port) => {
             let (addr, handle) = start_metrics_server(state.clone(), (bind_addr.0, port))?;
             (Some(addr), Some(handle))
         }
         None => (None, None),
     };
-    let (grpc_addr, grpc) = match state.config.grpc_port {
+    let (grpc_addr, grpc) = match state.config.server.grpc_port {
         Some(port) => {
             let (addr, running) = start_grpc_server(state.clone(), (bind_addr.0, port))?;
             (Some(addr), Some(running))
@@ -307,108 +303,35 @@ fn start_metrics_server(
 }
 
 fn spawn_model_loader(state: web::Data<AppState>, server: ServerHandle) {
+    tracing::info!(
+        model = state.models.name(),
+        source = ?state.config.model.source,
+        "loading model"
+    );
+    tracing::info!("paged attention {}", state.config.paged_attention_reason);
     let runtime = tokio::runtime::Handle::current();
-    // Loading blocks for seconds to minutes (pip, requantization, mistral.rs's synchronous loader): it runs on
-    // a blocking thread, never on an HTTP worker.
-    tokio::task::spawn_blocking(move || {
-        let loaded = resolve_target(&state.config.model_source).and_then(|target| {
-            tracing::info!(model = state.models.name(), ?target, "loading model");
-            tracing::info!("paged attention {}", state.config.paged_attention_reason);
-            let options = LoadOptions {
-                max_num_seqs: state.config.max_num_seqs,
-                prefix_cache_n: state.config.prefix_cache_n,
-                dtype: state.config.dtype,
-                paged_attention: state.config.paged_attention,
-                chat_template: state.config.chat_template.clone(),
-            };
-            runtime.block_on(MistralEngine::load(target, options))
-        });
-        match loaded {
-            Ok(engine) => {
-                tracing::info!(
-                    model = state.models.name(),
-                    context_length = engine.info().context_length,
-                    "model ready"
-                );
-                state.models.set_ready(Arc::new(engine));
-                // Loading leaves its temporary buffers (GGUF reads, requantization) in the heap.
-                memory::trim();
-                state.metrics.set_model_loaded(
-                    state.models.name(),
-                    &state.config.model_version,
-                    true,
-                );
-            }
-            Err(error) => {
-                tracing::error!(%error, "model failed to load; shutting down");
-                state.models.set_failed(error.to_string());
-                runtime.spawn(server.stop(false));
-            }
+    let source = state.config.model.source.clone();
+    let settings = state.config.engine.clone();
+    loading::load_in_background(source, settings, move |loaded| match loaded {
+        Ok(engine) => {
+            tracing::info!(
+                model = state.models.name(),
+                context_length = engine.info().context_length,
+                "model ready"
+            );
+            state.models.set_ready(engine);
+            // Loading leaves its temporary buffers (GGUF reads, requantization) in the heap.
+            memory::trim();
+            state
+                .metrics
+                .set_model_loaded(state.models.name(), &state.config.model.version, true);
+        }
+        Err(error) => {
+            tracing::error!(%error, "model failed to load; shutting down");
+            state.models.set_failed(error.to_string());
+            runtime.spawn(server.stop(false));
         }
     });
-}
-
-/// Turns the configured source into files the loader can open, fetching the default model if needed.
-fn resolve_target(source: &ModelSource) -> Result<LoadTarget, EngineError> {
-    match source {
-        ModelSource::Default { cache_dir } => gguf_file_target(&default_model::ensure(cache_dir)?),
-        ModelSource::GgufFile(path) => gguf_file_target(path),
-        ModelSource::LocalDir(dir) => local_dir_target(dir),
-        ModelSource::HubRepo { repo, multimodal } => Ok(LoadTarget::Hub {
-            repo: repo.clone(),
-            multimodal: *multimodal,
-        }),
-    }
-}
-
-fn gguf_file_target(path: &Path) -> Result<LoadTarget, EngineError> {
-    let path = path
-        .canonicalize()
-        .map_err(|e| EngineError::Load(format!("{}: {e}", path.display())))?;
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let file = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| EngineError::Load(format!("{}: not a file", path.display())))?;
-    Ok(LoadTarget::Gguf {
-        dir,
-        files: vec![file],
-    })
-}
-
-fn local_dir_target(dir: &Path) -> Result<LoadTarget, EngineError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| EngineError::Load(format!("{}: {e}", dir.display())))?;
-    let mut ggufs: Vec<String> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.to_ascii_lowercase().ends_with(".gguf"))
-        .collect();
-    ggufs.sort();
-    let is_split = |name: &str| name.contains("-of-");
-    match ggufs.len() {
-        0 if dir.join("config.json").is_file() || dir.join("params.json").is_file() => {
-            Ok(LoadTarget::Safetensors(dir.to_path_buf()))
-        }
-        0 => Err(EngineError::Load(format!(
-            "{}: no .gguf file and no config.json: not a model directory",
-            dir.display()
-        ))),
-        1 => gguf_file_target(&dir.join(&ggufs[0])),
-        _ if ggufs.iter().all(|name| is_split(name)) => Ok(LoadTarget::Gguf {
-            dir: dir.to_path_buf(),
-            files: ggufs,
-        }),
-        _ => Err(EngineError::Load(format!(
-            "{}: several GGUF files ({}); pass one with --model {}/FILE.gguf",
-            dir.display(),
-            ggufs.join(", "),
-            dir.display()
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -26,20 +26,20 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config) -> Self {
         let metrics = Metrics::new();
-        metrics.declare_model(&config.served_model_name);
-        metrics.set_model_loaded(&config.served_model_name, &config.model_version, false);
+        metrics.declare_model(&config.model.served_name);
+        metrics.set_model_loaded(&config.model.served_name, &config.model.version, false);
         AppState {
             spans: None,
-            remote_images: config.allow_remote_images.then(RemoteImages::new),
+            remote_images: config.server.allow_remote_images.then(RemoteImages::new),
             metrics: Arc::new(metrics),
             models: ModelRegistry::new(
-                config.served_model_name.clone(),
-                config.model_version.clone(),
+                config.model.served_name.clone(),
+                config.model.version.clone(),
             ),
             admission: Admission::new(AdmissionLimits {
-                max_running: config.max_num_seqs,
-                max_waiting: config.max_queue,
-                queue_timeout: config.queue_timeout,
+                max_running: config.engine.max_num_seqs,
+                max_waiting: config.queue.max_waiting,
+                queue_timeout: config.queue.timeout,
             }),
             config: Arc::new(config),
         }

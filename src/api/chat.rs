@@ -1,124 +1,84 @@
 //! `POST /v1/chat/completions` wire types: the request, the `chat.completion` object and its stream chunks.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{ChunkUsage, FinishReason, StopSequences, StreamOptions, Usage};
+use super::common::{ChunkUsage, FinishReason, Usage};
 
-/// A chat completion request. Unknown fields are accepted and ignored, as OpenAI clients send many.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[schema(example = json!({"model": "SmolLM2-135M-Instruct",
-    "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 32, "stream": false}))]
-pub struct ChatCompletionRequest {
-    /// The model id from `/v1/models`. When omitted, the served model is used.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// The conversation so far; at least one message.
-    #[schema(min_items = 1)]
-    pub messages: Vec<ChatMessage>,
-    /// Most tokens to generate. Clamped to what is left of the context after the prompt.
-    #[serde(default)]
-    #[schema(minimum = 1)]
-    pub max_tokens: Option<i64>,
-    /// The newer name of `max_tokens`; wins when both are given.
-    #[serde(default)]
-    #[schema(minimum = 1)]
-    pub max_completion_tokens: Option<i64>,
-    /// 0–2; 0 is greedy. Default 1.
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 2.0)]
-    pub temperature: Option<f64>,
-    /// Nucleus sampling, (0, 1]. Default 1.
-    #[serde(default)]
-    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
-    pub top_p: Option<f64>,
-    /// Sample among the k most likely tokens; 0 or -1 turns it off.
-    #[serde(default)]
-    #[schema(minimum = -1)]
-    pub top_k: Option<i64>,
-    /// Drop tokens less likely than min_p × the most likely one, [0, 1].
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    pub min_p: Option<f64>,
-    /// −2–2.
-    #[serde(default)]
-    #[schema(minimum = -2.0, maximum = 2.0)]
-    pub presence_penalty: Option<f64>,
-    /// −2–2.
-    #[serde(default)]
-    #[schema(minimum = -2.0, maximum = 2.0)]
-    pub frequency_penalty: Option<f64>,
-    /// Multiplicative penalty on repeated tokens, (0, 2]; 1 is off.
-    #[serde(default)]
-    #[schema(exclusive_minimum = 0.0, maximum = 2.0)]
-    pub repetition_penalty: Option<f64>,
-    /// A string or up to 4 strings; generation stops before them and they are not returned.
-    #[serde(default)]
-    pub stop: Option<StopSequences>,
-    /// Stream the answer as server-sent events.
-    #[serde(default)]
-    pub stream: Option<bool>,
-    #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
-    /// Number of choices (1–64), each under its own `index`; usage sums them.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 64)]
-    pub n: Option<i64>,
-    /// Seeds this request's own sampler, which no other request advances: the same seed and request
-    /// give the same output at any temperature while the engine computes the same logits (see
-    /// docs/compatibility.md). With `n > 1` choice `i` uses `seed + i`.
-    #[serde(default)]
-    pub seed: Option<i64>,
-    /// Return the log probability of each output token in `choices[].logprobs.content`.
-    #[serde(default)]
-    pub logprobs: Option<bool>,
-    /// 0–20 most likely alternatives per token; needs `logprobs: true`.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 20)]
-    pub top_logprobs: Option<i64>,
-    /// Token id (as a string) → bias from −100 to 100 added to its logit; −100 bans the token.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub logit_bias: Option<HashMap<String, serde_json::Value>>,
-    /// `{"type": "text"}`, `{"type": "json_object"}`, or `{"type": "json_schema", "json_schema": {"name",
-    /// "schema", "strict"}}`: JSON output is enforced by constrained decoding.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub response_format: Option<serde_json::Value>,
-    /// Functions the model may call: `[{"type": "function", "function": {"name", "description",
-    /// "parameters"}}]`.
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub tools: Option<Vec<serde_json::Value>>,
-    /// `none`, `auto` (default with tools), `required`, or `{"type": "function", "function": {"name"}}`.
-    /// `required` and a named function are enforced by constrained decoding.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub tool_choice: Option<serde_json::Value>,
-    /// Whether several calls may come in one answer (default true).
-    #[serde(default)]
-    pub parallel_tool_calls: Option<bool>,
-    /// Deprecated function calling: refused with a pointer to `tools`.
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub functions: Option<serde_json::Value>,
-    /// Deprecated function calling: refused with a pointer to `tool_choice`.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub function_call: Option<serde_json::Value>,
-    /// Output modalities: only `["text"]` is served.
-    #[serde(default)]
-    pub modalities: Option<Vec<String>>,
-    /// Audio output is not served: a value gets 400. Not in the schema, which lists what is accepted.
-    #[serde(default)]
-    #[schema(ignore)]
-    pub audio: Option<serde_json::Value>,
-    /// Web search is not served: a value gets 400. Not in the schema, which lists what is accepted.
-    #[serde(default)]
-    #[schema(ignore)]
-    pub web_search_options: Option<serde_json::Value>,
+super::generation_request! {
+    /// A chat completion request. Unknown fields are accepted and ignored, as OpenAI clients send many.
+    #[derive(Debug, Clone, Deserialize, ToSchema)]
+    #[schema(example = json!({"model": "SmolLM2-135M-Instruct",
+        "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 32, "stream": false}))]
+    pub struct ChatCompletionRequest {
+        /// The model id from `/v1/models`. When omitted, the served model is used.
+        #[serde(default)]
+        pub model: Option<String>,
+        /// The conversation so far; at least one message.
+        #[schema(min_items = 1)]
+        pub messages: Vec<ChatMessage>,
+        /// Most tokens to generate. Clamped to what is left of the context after the prompt.
+        #[serde(default)]
+        #[schema(minimum = 1)]
+        pub max_tokens: Option<i64>,
+        /// The newer name of `max_tokens`; wins when both are given.
+        #[serde(default)]
+        #[schema(minimum = 1)]
+        pub max_completion_tokens: Option<i64>,
+        /// Number of choices (1–64), each under its own `index`; usage sums them.
+        #[serde(default)]
+        #[schema(minimum = 1, maximum = 64)]
+        pub n: Option<i64>,
+        /// Seeds this request's own sampler, which no other request advances: the same seed and request
+        /// give the same output at any temperature while the engine computes the same logits (see
+        /// docs/compatibility.md). With `n > 1` choice `i` uses `seed + i`.
+        #[serde(default)]
+        pub seed: Option<i64>,
+        /// Return the log probability of each output token in `choices[].logprobs.content`.
+        #[serde(default)]
+        pub logprobs: Option<bool>,
+        /// 0–20 most likely alternatives per token; needs `logprobs: true`.
+        #[serde(default)]
+        #[schema(minimum = 0, maximum = 20)]
+        pub top_logprobs: Option<i64>,
+        /// `{"type": "text"}`, `{"type": "json_object"}`, or `{"type": "json_schema", "json_schema": {"name",
+        /// "schema", "strict"}}`: JSON output is enforced by constrained decoding.
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub response_format: Option<serde_json::Value>,
+        /// Functions the model may call: `[{"type": "function", "function": {"name", "description",
+        /// "parameters"}}]`.
+        #[serde(default)]
+        #[schema(value_type = Option<Vec<Object>>)]
+        pub tools: Option<Vec<serde_json::Value>>,
+        /// `none`, `auto` (default with tools), `required`, or `{"type": "function", "function": {"name"}}`.
+        /// `required` and a named function are enforced by constrained decoding.
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub tool_choice: Option<serde_json::Value>,
+        /// Whether several calls may come in one answer (default true).
+        #[serde(default)]
+        pub parallel_tool_calls: Option<bool>,
+        /// Deprecated function calling: refused with a pointer to `tools`.
+        #[serde(default)]
+        #[schema(value_type = Option<Vec<Object>>)]
+        pub functions: Option<serde_json::Value>,
+        /// Deprecated function calling: refused with a pointer to `tool_choice`.
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        pub function_call: Option<serde_json::Value>,
+        /// Output modalities: only `["text"]` is served.
+        #[serde(default)]
+        pub modalities: Option<Vec<String>>,
+        /// Audio output is not served: a value gets 400. Not in the schema, which lists what is accepted.
+        #[serde(default)]
+        #[schema(ignore)]
+        pub audio: Option<serde_json::Value>,
+        /// Web search is not served: a value gets 400. Not in the schema, which lists what is accepted.
+        #[serde(default)]
+        #[schema(ignore)]
+        pub web_search_options: Option<serde_json::Value>,
+    }
 }
 
 impl ChatCompletionRequest {

@@ -1,81 +1,50 @@
 //! `POST /v1/completions` (legacy text completions) wire types: request, `text_completion` and chunks.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{ChunkUsage, FinishReason, StopSequences, StreamOptions, Usage};
+use super::common::{ChunkUsage, FinishReason, Usage};
 
-/// A text completion request. Unknown fields are accepted and ignored.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[schema(example = json!({"model": "SmolLM2-135M-Instruct", "prompt": "The capital of France is",
-    "max_tokens": 16, "temperature": 0}))]
-pub struct CompletionRequest {
-    /// The model id from `/v1/models`. When omitted, the served model is used.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// A string, or an array of strings (one choice per prompt, `index` in prompt order).
-    pub prompt: PromptInput,
-    /// Most tokens to generate per choice. Default 16, as in OpenAI's API.
-    #[serde(default)]
-    #[schema(minimum = 1)]
-    pub max_tokens: Option<i64>,
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 2.0)]
-    pub temperature: Option<f64>,
-    #[serde(default)]
-    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
-    pub top_p: Option<f64>,
-    #[serde(default)]
-    #[schema(minimum = -1)]
-    pub top_k: Option<i64>,
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    pub min_p: Option<f64>,
-    #[serde(default)]
-    #[schema(minimum = -2.0, maximum = 2.0)]
-    pub presence_penalty: Option<f64>,
-    #[serde(default)]
-    #[schema(minimum = -2.0, maximum = 2.0)]
-    pub frequency_penalty: Option<f64>,
-    #[serde(default)]
-    #[schema(exclusive_minimum = 0.0, maximum = 2.0)]
-    pub repetition_penalty: Option<f64>,
-    #[serde(default)]
-    pub stop: Option<StopSequences>,
-    #[serde(default)]
-    pub stream: Option<bool>,
-    #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
-    /// Return the prompt in front of the completion (streamed as the first chunk of each choice).
-    #[serde(default)]
-    pub echo: Option<bool>,
-    /// Choices per prompt; choice `i` of prompt `p` has index `p * n + i`.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 64)]
-    pub n: Option<i64>,
-    /// Generate `best_of` candidates per prompt and return the `n` with the highest total log
-    /// probability. Not with `stream`.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 64)]
-    pub best_of: Option<i64>,
-    /// 0–5: log probabilities of each token and of the `logprobs` most likely alternatives.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 5)]
-    pub logprobs: Option<i64>,
-    /// Text after the insertion point: the model fills in the middle. Needs fill-in-the-middle tokens in
-    /// the vocabulary (StarCoder-style `<fim_prefix>`… or Qwen-style `<|fim_prefix|>`…); other models
-    /// answer 400. SmolLM2 has none.
-    #[serde(default)]
-    pub suffix: Option<String>,
-    /// Seeds this request's own sampler; see the chat request.
-    #[serde(default)]
-    pub seed: Option<i64>,
-    /// Token id (as a string) → bias from −100 to 100; −100 bans the token.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub logit_bias: Option<HashMap<String, serde_json::Value>>,
+super::generation_request! {
+    /// A text completion request. Unknown fields are accepted and ignored.
+    #[derive(Debug, Clone, Deserialize, ToSchema)]
+    #[schema(example = json!({"model": "SmolLM2-135M-Instruct", "prompt": "The capital of France is",
+        "max_tokens": 16, "temperature": 0}))]
+    pub struct CompletionRequest {
+        /// The model id from `/v1/models`. When omitted, the served model is used.
+        #[serde(default)]
+        pub model: Option<String>,
+        /// A string, or an array of strings (one choice per prompt, `index` in prompt order).
+        pub prompt: PromptInput,
+        /// Most tokens to generate per choice. Default 16, as in OpenAI's API.
+        #[serde(default)]
+        #[schema(minimum = 1)]
+        pub max_tokens: Option<i64>,
+        /// Return the prompt in front of the completion (streamed as the first chunk of each choice).
+        #[serde(default)]
+        pub echo: Option<bool>,
+        /// Choices per prompt; choice `i` of prompt `p` has index `p * n + i`.
+        #[serde(default)]
+        #[schema(minimum = 1, maximum = 64)]
+        pub n: Option<i64>,
+        /// Generate `best_of` candidates per prompt and return the `n` with the highest total log
+        /// probability. Not with `stream`.
+        #[serde(default)]
+        #[schema(minimum = 1, maximum = 64)]
+        pub best_of: Option<i64>,
+        /// 0–5: log probabilities of each token and of the `logprobs` most likely alternatives.
+        #[serde(default)]
+        #[schema(minimum = 0, maximum = 5)]
+        pub logprobs: Option<i64>,
+        /// Text after the insertion point: the model fills in the middle. Needs fill-in-the-middle tokens in
+        /// the vocabulary (StarCoder-style `<fim_prefix>`… or Qwen-style `<|fim_prefix|>`…); other models
+        /// answer 400. SmolLM2 has none.
+        #[serde(default)]
+        pub suffix: Option<String>,
+        /// Seeds this request's own sampler; see the chat request.
+        #[serde(default)]
+        pub seed: Option<i64>,
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]

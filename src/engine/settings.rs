@@ -24,3 +24,17 @@ pub struct PagedAttention {
     pub memory: GpuMemory,
     pub block_size: usize,
 }
+
+/// What an engine is loaded with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSettings {
+    /// Sequences generated at once.
+    pub max_num_seqs: usize,
+    /// Finished sequences kept for prefix reuse; 0 disables the prefix cache.
+    pub prefix_cache_n: usize,
+    pub dtype: Dtype,
+    /// `None`: no paged attention (CPU builds, or turned off).
+    pub paged_attention: Option<PagedAttention>,
+    /// A chat template file to use instead of the model's own.
+    pub chat_template: Option<std::path::PathBuf>,
+}

@@ -10,17 +10,16 @@ use tracing::Instrument;
 use crate::api::common::{FinishReason, Usage};
 use crate::engine::Prompt;
 use crate::error::ApiError;
+use crate::front;
 use crate::generation::chat::{call_id, ChatChoiceText};
 use crate::generation::output::GenerationEvent;
-use crate::generation::{completion, PlannedGeneration};
 use crate::grpc::proto::llmserve_server::Llmserve;
 use crate::grpc::proto::{self, chat_response, generate_response};
 use crate::grpc::{convert, status};
-use crate::models::{LoadState, ServedModel};
+use crate::models::LoadState;
 use crate::state::AppState;
-use crate::telemetry::{CallLog, RequestLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
+use crate::telemetry::{CallLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::tools::ToolEvent;
-use crate::{generation, validate};
 
 pub struct GrpcService {
     state: Arc<AppState>,
@@ -41,62 +40,6 @@ impl GrpcService {
             Some(self.state.metrics.clone()),
             self.state.spans.clone(),
         )
-    }
-
-    /// Validates and plans a prompt continuation, as `POST /v1/completions` does.
-    async fn plan_generate(
-        &self,
-        request: &proto::GenerateRequest,
-        log: &RequestLog,
-    ) -> Result<(Arc<ServedModel>, PlannedGeneration), ApiError> {
-        let validated = validate::completion(convert::completion(request)?)?;
-        let model = self
-            .state
-            .models
-            .resolve(validated.generation.model.as_deref())?;
-        log.set_model(&model.name, &model.version);
-        let info = model.engine.info();
-        validate::model::check(&validated.generation, false, &model.name, info)?;
-        let prompts = completion::prompts(&validated.prompts, None, &model.name, info)?;
-        let planned = generation::plan(
-            model.clone(),
-            validated.generation,
-            prompts,
-            &self.state.admission,
-            log,
-        )
-        .await?;
-        Ok((model, planned))
-    }
-
-    /// Validates and plans a conversation, as `POST /v1/chat/completions` does.
-    async fn plan_chat(
-        &self,
-        request: &proto::ChatRequest,
-        log: &RequestLog,
-    ) -> Result<(Arc<ServedModel>, PlannedGeneration, bool), ApiError> {
-        let chat = validate::chat(convert::chat(request)?)?;
-        let model = self
-            .state
-            .models
-            .resolve(chat.generation.model.as_deref())?;
-        log.set_model(&model.name, &model.version);
-        validate::model::check(
-            &chat.generation,
-            chat.has_images(),
-            &model.name,
-            model.engine.info(),
-        )?;
-        let parse_tools = chat.tools.is_some();
-        let planned = generation::plan(
-            model.clone(),
-            chat.generation,
-            vec![Prompt::Chat(chat.messages)],
-            &self.state.admission,
-            log,
-        )
-        .await?;
-        Ok((model, planned, parse_tools))
     }
 }
 
@@ -168,11 +111,15 @@ impl Llmserve for GrpcService {
     ) -> Result<Response<Self::GenerateStream>, Status> {
         let mut call = self.call("Generate", &request);
         let (log, span) = (call.log(), call.span());
-        let keep_alive = self.state.config.sse_keep_alive;
+        let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
-            let (model, planned) = self.plan_generate(request.get_ref(), &log).await?;
-            let events = planned.stream(&self.state.admission, keep_alive).await?;
-            Ok::<_, ApiError>((model, events))
+            let wire = convert::completion(request.get_ref())?;
+            let prepared = front::completion(&self.state, wire, &log).await?.prepared;
+            let events = prepared
+                .planned
+                .stream(&self.state.admission, keep_alive)
+                .await?;
+            Ok::<_, ApiError>((prepared.model, events))
         }
         .instrument(span)
         .await;
@@ -211,9 +158,10 @@ impl Llmserve for GrpcService {
         let mut call = self.call("GenerateOnce", &request);
         let (log, span) = (call.log(), call.span());
         let answered = async {
-            let (model, planned) = self.plan_generate(request.get_ref(), &log).await?;
-            let (choices, totals) = planned.collect(&self.state.admission).await?;
-            Ok::<_, ApiError>((model, choices, totals))
+            let wire = convert::completion(request.get_ref())?;
+            let prepared = front::completion(&self.state, wire, &log).await?.prepared;
+            let (choices, totals) = prepared.planned.collect(&self.state.admission).await?;
+            Ok::<_, ApiError>((prepared.model, choices, totals))
         }
         .instrument(span)
         .await;
@@ -234,11 +182,17 @@ impl Llmserve for GrpcService {
     ) -> Result<Response<Self::ChatStream>, Status> {
         let mut call = self.call("Chat", &request);
         let (log, span) = (call.log(), call.span());
-        let keep_alive = self.state.config.sse_keep_alive;
+        let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
-            let (model, planned, parse_tools) = self.plan_chat(request.get_ref(), &log).await?;
-            let events = planned.stream(&self.state.admission, keep_alive).await?;
-            Ok::<_, ApiError>((model, events, parse_tools))
+            let wire = convert::chat(request.get_ref())?;
+            let resolved = self.state.models.resolve(wire.model.as_deref());
+            let chat = front::chat(&self.state, resolved, wire, &log).await?;
+            let events = chat
+                .prepared
+                .planned
+                .stream(&self.state.admission, keep_alive)
+                .await?;
+            Ok::<_, ApiError>((chat.prepared.model, events, chat.parse_tools))
         }
         .instrument(span)
         .await;
@@ -303,7 +257,7 @@ impl Llmserve for GrpcService {
         Ok(Response::new(proto::ListModelsResponse {
             models: vec![proto::Model {
                 id: registry.name().to_string(),
-                version: self.state.config.model_version.clone(),
+                version: self.state.config.model.version.clone(),
                 state: state.to_string(),
                 context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
             }],

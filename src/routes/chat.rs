@@ -7,17 +7,18 @@ use crate::api::chat::{
     ChatCompletionRequest, ChatDelta, ChatLogprobs, ChatTokenLogprob, ChatTopLogprob, FunctionCall,
     FunctionCallDelta, ToolCall, ToolCallDelta,
 };
-use crate::api::common::{ChunkUsage, FinishReason, Usage};
-use crate::api::errors::ErrorResponse;
-use crate::engine::{Prompt, TokenLogprob};
+use crate::api::common::{FinishReason, Usage};
+use crate::engine::TokenLogprob;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::front::{self, Prepared, PreparedChat};
 use crate::generation::chat::{self, ChatChoiceText};
-use crate::routes::sse::{self, ChunkFormat};
+use crate::ids;
+use crate::routes::errors::GenerationErrors;
+use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
 use crate::tools::ToolEvent;
-use crate::{generation, ids, validate};
 
 /// Creates a model response for the given chat conversation.
 ///
@@ -34,13 +35,7 @@ use crate::{generation, ids, validate};
                 (ChatCompletion = "application/json"),
                 (ChatCompletionChunk = "text/event-stream"),
             )),
-        (status = 400, description = "Invalid request (bad JSON, bad field, context too long)", body = ErrorResponse),
-        (status = 404, description = "Unknown model", body = ErrorResponse),
-        (status = 413, description = "Body over the limit", body = ErrorResponse),
-        (status = 415, description = "Body is not JSON", body = ErrorResponse),
-        (status = 429, description = "Queue full (`overloaded`), with Retry-After", body = ErrorResponse),
-        (status = 503, description = "Model loading, server draining or queue timeout, with Retry-After", body = ErrorResponse),
-        (status = 500, description = "Engine failure", body = ErrorResponse),
+        GenerationErrors,
     )
 )]
 pub async fn create_chat_completion(
@@ -58,45 +53,34 @@ pub async fn create_chat_completion(
             remote_images.inline(&mut request).await?;
         }
     }
-    let chat = validate::chat(request)?;
-    let model = resolved?;
-    log.set_model(&model.name, &model.version);
-    validate::model::check(
-        &chat.generation,
-        chat.has_images(),
-        &model.name,
-        model.engine.info(),
-    )?;
-    let planned = generation::plan(
-        model.clone(),
-        chat.generation.clone(),
-        vec![Prompt::Chat(chat.messages)],
-        &state.admission,
-        &log,
-    )
-    .await?;
-    let generation = chat.generation;
+    let PreparedChat {
+        prepared:
+            Prepared {
+                model,
+                generation,
+                planned,
+            },
+        parse_tools,
+    } = front::chat(&state, resolved, request, &log).await?;
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
-    let parse_tools = chat.tools.is_some();
 
     if generation.stream {
         let format = ChatChunks {
-            id,
-            created,
-            model: model.name.clone(),
-            usage: if generation.include_usage {
-                ChunkUsage::Null
-            } else {
-                ChunkUsage::Absent
-            },
+            header: ChunkHeader::new(
+                id,
+                "chat.completion.chunk",
+                created,
+                model.name.clone(),
+                generation.include_usage,
+            ),
             with_logprobs: generation.logprobs.is_some(),
             choices: (0..generation.n)
                 .map(|_| ChoiceState::new(parse_tools))
                 .collect(),
         };
         let events = planned
-            .stream(&state.admission, state.config.sse_keep_alive)
+            .stream(&state.admission, state.config.server.sse_keep_alive)
             .await?;
         return Ok(sse::sse_response(sse::sse_body(
             format,
@@ -187,27 +171,12 @@ impl ChoiceState {
 
 /// `chat.completion.chunk` events of one request: same id, `created` and model on every chunk.
 struct ChatChunks {
-    id: String,
-    created: u64,
-    model: String,
-    usage: ChunkUsage,
+    header: ChunkHeader,
     with_logprobs: bool,
     choices: Vec<ChoiceState>,
 }
 
 impl ChatChunks {
-    fn chunk(&self, choices: Vec<ChatChunkChoice>, usage: ChunkUsage) -> String {
-        serde_json::to_string(&ChatCompletionChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: self.model.clone(),
-            choices,
-            usage,
-        })
-        .expect("chunks serialize")
-    }
-
     fn choice(
         &self,
         index: usize,
@@ -221,7 +190,7 @@ impl ChatChunks {
             logprobs,
             finish_reason,
         };
-        self.chunk(vec![choice], self.usage)
+        self.header.chunk(vec![choice])
     }
 
     /// The logprobs owed to the next chunk of this choice (all pending ones, once).
@@ -301,6 +270,6 @@ impl ChunkFormat for ChatChunks {
     }
 
     fn usage(&self, usage: Usage) -> String {
-        self.chunk(Vec::new(), ChunkUsage::Totals(usage))
+        self.header.usage_chunk(usage)
     }
 }

@@ -2,22 +2,23 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::api::common::{ChunkUsage, FinishReason, Usage};
+use crate::api::common::{FinishReason, Usage};
 use std::collections::BTreeMap;
 
 use crate::api::completions::{
     CompletionChoice, CompletionChunkChoice, CompletionLogprobs, CompletionRequest, TextCompletion,
     TextCompletionChunk,
 };
-use crate::api::errors::ErrorResponse;
 use crate::engine::TokenLogprob;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::front::{self, Prepared, PreparedCompletion};
 use crate::generation::completion;
-use crate::routes::sse::{self, ChunkFormat};
+use crate::ids;
+use crate::routes::errors::GenerationErrors;
+use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
-use crate::{generation, ids, validate};
 
 /// Creates a completion for the given prompt(s): the model continues the text, no chat template.
 ///
@@ -33,13 +34,7 @@ use crate::{generation, ids, validate};
                 (TextCompletion = "application/json"),
                 (TextCompletionChunk = "text/event-stream"),
             )),
-        (status = 400, description = "Invalid request (bad JSON, bad field, context too long)", body = ErrorResponse),
-        (status = 404, description = "Unknown model", body = ErrorResponse),
-        (status = 413, description = "Body over the limit", body = ErrorResponse),
-        (status = 415, description = "Body is not JSON", body = ErrorResponse),
-        (status = 429, description = "Queue full (`overloaded`), with Retry-After", body = ErrorResponse),
-        (status = 503, description = "Model loading, server draining or queue timeout, with Retry-After", body = ErrorResponse),
-        (status = 500, description = "Engine failure", body = ErrorResponse),
+        GenerationErrors,
     )
 )]
 pub async fn create_completion(
@@ -47,49 +42,39 @@ pub async fn create_completion(
     log: RequestLog,
     body: ApiJson<CompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let completion = validate::completion(body.into_inner())?;
-    let generation = completion.generation;
-    let model = state.models.resolve(generation.model.as_deref())?;
-    log.set_model(&model.name, &model.version);
-    validate::model::check(&generation, false, &model.name, model.engine.info())?;
-    let prompts = completion::prompts(
-        &completion.prompts,
-        completion.suffix.as_deref(),
-        &model.name,
-        model.engine.info(),
-    )?;
-    let planned = generation::plan(
-        model.clone(),
-        generation.clone(),
+    let PreparedCompletion {
+        prepared:
+            Prepared {
+                model,
+                generation,
+                planned,
+            },
         prompts,
-        &state.admission,
-        &log,
-    )
-    .await?;
+        echo,
+    } = front::completion(&state, body.into_inner(), &log).await?;
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
-    let echoes = completion::echoes(&completion.prompts, generation.n, completion.echo);
+    let echoes = completion::echoes(&prompts, generation.n, echo);
 
     if generation.stream {
-        let choices = completion.prompts.len() * generation.n;
+        let choices = prompts.len() * generation.n;
         let offsets = (0..choices)
             .map(|i| echoes.as_ref().map_or(0, |e| e[i].chars().count()))
             .collect();
         let format = CompletionChunks {
-            id,
-            created,
-            model: model.name.clone(),
-            usage: if generation.include_usage {
-                ChunkUsage::Null
-            } else {
-                ChunkUsage::Absent
-            },
+            header: ChunkHeader::new(
+                id,
+                "text_completion",
+                created,
+                model.name.clone(),
+                generation.include_usage,
+            ),
             echoes,
             logprobs: generation.logprobs,
             offsets,
         };
         let events = planned
-            .stream(&state.admission, state.config.sse_keep_alive)
+            .stream(&state.admission, state.config.server.sse_keep_alive)
             .await?;
         return Ok(sse::sse_response(sse::sse_body(
             format,
@@ -154,10 +139,7 @@ fn completion_logprobs(
 
 /// `text_completion` chunks of one request: same id, `created` and model on every chunk.
 struct CompletionChunks {
-    id: String,
-    created: u64,
-    model: String,
-    usage: ChunkUsage,
+    header: ChunkHeader,
     echoes: Option<Vec<String>>,
     logprobs: Option<usize>,
     /// Per choice: the character offset of its next token (after the echoed prompt).
@@ -165,39 +147,20 @@ struct CompletionChunks {
 }
 
 impl CompletionChunks {
-    fn chunk(&self, choices: Vec<CompletionChunkChoice>, usage: ChunkUsage) -> String {
-        serde_json::to_string(&TextCompletionChunk {
-            id: self.id.clone(),
-            object: "text_completion",
-            created: self.created,
-            model: self.model.clone(),
-            choices,
-            usage,
-        })
-        .expect("chunks serialize")
-    }
-
-    fn choice(
-        &self,
-        index: usize,
-        text: String,
-        logprobs: Option<CompletionLogprobs>,
-        finish_reason: Option<FinishReason>,
-    ) -> String {
-        let choice = CompletionChunkChoice {
-            text,
-            index,
-            logprobs,
-            finish_reason,
-        };
-        self.chunk(vec![choice], self.usage)
+    fn choice(&self, choice: CompletionChunkChoice) -> String {
+        self.header.chunk(vec![choice])
     }
 }
 
 impl ChunkFormat for CompletionChunks {
     fn opening(&mut self, index: usize) -> Vec<String> {
         match self.echoes.as_ref().and_then(|e| e.get(index)) {
-            Some(prompt) => vec![self.choice(index, prompt.clone(), None, None)],
+            Some(prompt) => vec![self.choice(CompletionChunkChoice {
+                text: prompt.clone(),
+                index,
+                logprobs: None,
+                finish_reason: None,
+            })],
             None => Vec::new(),
         }
     }
@@ -208,14 +171,24 @@ impl ChunkFormat for CompletionChunks {
             self.offsets[index] = next;
             logprobs
         });
-        vec![self.choice(index, text, logprobs, None)]
+        vec![self.choice(CompletionChunkChoice {
+            text,
+            index,
+            logprobs,
+            finish_reason: None,
+        })]
     }
 
     fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String> {
-        vec![self.choice(index, String::new(), None, Some(reason))]
+        vec![self.choice(CompletionChunkChoice {
+            text: String::new(),
+            index,
+            logprobs: None,
+            finish_reason: Some(reason),
+        })]
     }
 
     fn usage(&self, usage: Usage) -> String {
-        self.chunk(Vec::new(), ChunkUsage::Totals(usage))
+        self.header.usage_chunk(usage)
     }
 }

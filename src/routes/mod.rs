@@ -9,7 +9,7 @@ pub mod models;
 pub mod sse;
 pub mod tokenize;
 
-mod errors;
+pub mod errors;
 
 use actix_web::web;
 

@@ -6,9 +6,79 @@ use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use futures::{Stream, StreamExt};
 
-use crate::api::common::{FinishReason, Usage};
+use serde::Serialize;
+
+use crate::api::common::{ChunkUsage, FinishReason, Usage};
 use crate::engine::TokenLogprob;
 use crate::generation::output::GenerationEvent;
+
+/// What every chunk of one streamed answer repeats, and the one place chunks are serialized: the
+/// documented `ChatCompletionChunk` and `TextCompletionChunk` are this header, their `object`, and their
+/// choices (a test holds them to it).
+pub struct ChunkHeader {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    /// `usage` on every chunk but the last: absent, or `null` with `stream_options.include_usage`.
+    pub usage: ChunkUsage,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a, C> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<C>,
+    #[serde(skip_serializing_if = "ChunkUsage::is_absent")]
+    usage: ChunkUsage,
+}
+
+impl ChunkHeader {
+    pub fn new(
+        id: String,
+        object: &'static str,
+        created: u64,
+        model: String,
+        include_usage: bool,
+    ) -> Self {
+        let usage = if include_usage {
+            ChunkUsage::Null
+        } else {
+            ChunkUsage::Absent
+        };
+        ChunkHeader {
+            id,
+            object,
+            created,
+            model,
+            usage,
+        }
+    }
+
+    /// The JSON of a chunk of these choices.
+    pub fn chunk<C: Serialize>(&self, choices: Vec<C>) -> String {
+        self.serialize(choices, self.usage)
+    }
+
+    /// The JSON of the usage chunk: no choices, the totals.
+    pub fn usage_chunk(&self, usage: Usage) -> String {
+        self.serialize(Vec::<()>::new(), ChunkUsage::Totals(usage))
+    }
+
+    fn serialize<C: Serialize>(&self, choices: Vec<C>, usage: ChunkUsage) -> String {
+        serde_json::to_string(&Chunk {
+            id: &self.id,
+            object: self.object,
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage,
+        })
+        .expect("chunks serialize")
+    }
+}
 
 /// How one endpoint writes its chunks (chat and completions differ only here). Each method returns the
 /// JSON of zero or more chunks: a format may hold text back (a tool call's head) or split it.
@@ -80,5 +150,61 @@ pub fn sse_body<F: ChunkFormat>(
             }
         }
         yield Ok(Bytes::from_static(DONE_EVENT));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::chat::{ChatChunkChoice, ChatCompletionChunk, ChatDelta};
+    use crate::api::completions::{CompletionChunkChoice, TextCompletionChunk};
+
+    /// The chunks written here are byte for byte the documented wire types.
+    #[test]
+    fn chunks_serialize_as_the_documented_types() {
+        let chat_choice = || ChatChunkChoice {
+            index: 1,
+            delta: ChatDelta {
+                content: Some("hi".into()),
+                ..ChatDelta::default()
+            },
+            logprobs: None,
+            finish_reason: Some(FinishReason::Length),
+        };
+        for include_usage in [false, true] {
+            let header = ChunkHeader::new(
+                "chatcmpl-x".into(),
+                "chat.completion.chunk",
+                7,
+                "m".into(),
+                include_usage,
+            );
+            let documented = ChatCompletionChunk {
+                id: "chatcmpl-x".into(),
+                object: "chat.completion.chunk",
+                created: 7,
+                model: "m".into(),
+                choices: vec![chat_choice()],
+                usage: header.usage,
+            };
+            assert_eq!(
+                header.chunk(vec![chat_choice()]),
+                serde_json::to_string(&documented).unwrap()
+            );
+        }
+        let header = ChunkHeader::new("cmpl-x".into(), "text_completion", 7, "m".into(), true);
+        let usage = Usage::new(3, 4);
+        let documented = TextCompletionChunk {
+            id: "cmpl-x".into(),
+            object: "text_completion",
+            created: 7,
+            model: "m".into(),
+            choices: Vec::<CompletionChunkChoice>::new(),
+            usage: ChunkUsage::Totals(usage),
+        };
+        assert_eq!(
+            header.usage_chunk(usage),
+            serde_json::to_string(&documented).unwrap()
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 fn state(engine: Option<Arc<ScriptedEngine>>) -> web::Data<AppState> {
     let mut config = Config::for_default_model(std::env::temp_dir());
-    config.sse_keep_alive = Duration::from_secs(1);
+    config.server.sse_keep_alive = Duration::from_secs(1);
     let state = web::Data::new(AppState::new(config));
     if let Some(engine) = engine {
         state.models.set_ready(engine);
@@ -201,10 +201,10 @@ fn state_with_queue(
     keep_alive: Duration,
 ) -> web::Data<AppState> {
     let mut config = Config::for_default_model(std::env::temp_dir());
-    config.max_num_seqs = max_num_seqs;
-    config.max_queue = max_queue;
-    config.queue_timeout = queue_timeout;
-    config.sse_keep_alive = keep_alive;
+    config.engine.max_num_seqs = max_num_seqs;
+    config.queue.max_waiting = max_queue;
+    config.queue.timeout = queue_timeout;
+    config.server.sse_keep_alive = keep_alive;
     let state = web::Data::new(AppState::new(config));
     state.models.set_ready(engine);
     state

@@ -77,6 +77,10 @@ fn range_f64(
 }
 
 /// The parameters chat and completions share, in one place.
+///
+/// The wire types repeat these fields rather than `#[serde(flatten)]` one struct: through a flattened
+/// struct serde_path_to_error loses the field's name, and a type error (`"temperature": "hot"`) would no
+/// longer say `param: "temperature"`.
 struct CommonParams {
     model: Option<String>,
     max_tokens: Option<i64>,
@@ -93,6 +97,30 @@ struct CommonParams {
     n: Option<i64>,
     seed: Option<i64>,
     logit_bias: Option<HashMap<String, Value>>,
+}
+
+/// The shared fields of a chat or completions wire request, moved out by name; `max_tokens` is given
+/// because chat also takes `max_completion_tokens`.
+macro_rules! common_params {
+    ($request:ident, max_tokens: $max_tokens:expr) => {
+        CommonParams {
+            model: $request.model,
+            max_tokens: $max_tokens,
+            temperature: $request.temperature,
+            top_p: $request.top_p,
+            top_k: $request.top_k,
+            min_p: $request.min_p,
+            presence_penalty: $request.presence_penalty,
+            frequency_penalty: $request.frequency_penalty,
+            repetition_penalty: $request.repetition_penalty,
+            stop: $request.stop,
+            stream: $request.stream,
+            include_usage: $request.stream_options.and_then(|o| o.include_usage),
+            n: $request.n,
+            seed: $request.seed,
+            logit_bias: $request.logit_bias,
+        }
+    };
 }
 
 fn common(p: CommonParams) -> Result<ValidatedGeneration, ValidationError> {
@@ -552,23 +580,8 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
             "`response_format` with JSON output cannot be combined with callable `tools` (send `tool_choice: \"none\"` or drop one)",
         ));
     }
-    let mut generation = common(CommonParams {
-        model: request.model,
-        max_tokens: request.max_completion_tokens.or(request.max_tokens),
-        temperature: request.temperature,
-        top_p: request.top_p,
-        top_k: request.top_k,
-        min_p: request.min_p,
-        presence_penalty: request.presence_penalty,
-        frequency_penalty: request.frequency_penalty,
-        repetition_penalty: request.repetition_penalty,
-        stop: request.stop,
-        stream: request.stream,
-        include_usage: request.stream_options.and_then(|o| o.include_usage),
-        n: request.n,
-        seed: request.seed,
-        logit_bias: request.logit_bias,
-    })?;
+    let max_tokens = request.max_completion_tokens.or(request.max_tokens);
+    let mut generation = common(common_params!(request, max_tokens: max_tokens))?;
     generation.logprobs = logprobs;
     generation.constraint = constraint.or_else(|| {
         tools
@@ -650,23 +663,7 @@ pub fn completion(request: CompletionRequest) -> Result<ValidatedCompletion, Val
     };
     let suffix = request.suffix.filter(|s| !s.is_empty());
     let stream = request.stream.unwrap_or(false);
-    let mut generation = common(CommonParams {
-        model: request.model,
-        max_tokens: request.max_tokens,
-        temperature: request.temperature,
-        top_p: request.top_p,
-        top_k: request.top_k,
-        min_p: request.min_p,
-        presence_penalty: request.presence_penalty,
-        frequency_penalty: request.frequency_penalty,
-        repetition_penalty: request.repetition_penalty,
-        stop: request.stop,
-        stream: request.stream,
-        include_usage: request.stream_options.and_then(|o| o.include_usage),
-        n: request.n,
-        seed: request.seed,
-        logit_bias: request.logit_bias,
-    })?;
+    let mut generation = common(common_params!(request, max_tokens: request.max_tokens))?;
     let best_of = match request.best_of {
         None => generation.n,
         Some(b) if b < generation.n as i64 => {

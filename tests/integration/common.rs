@@ -56,7 +56,7 @@ pub fn start_server_running(tweak: impl FnOnce(&mut Config) + Send + 'static) ->
             .expect("test runtime");
         runtime.block_on(async move {
             let mut config = Config::for_default_model(cache_dir());
-            config.http_workers = Some(2);
+            config.server.http_workers = Some(2);
             tweak(&mut config);
             let running = llmserve::start(config).expect("server starts");
             let addrs = (

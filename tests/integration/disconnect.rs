@@ -110,7 +110,7 @@ async fn dropped_streams_and_requests_are_cancelled_and_freed() {
 /// queued; afterwards nothing runs, waits or generates, and a fresh request is served.
 #[tokio::test]
 async fn two_hundred_abandoned_streams_and_requests_leave_nothing_running() {
-    let base = start_server(|config| config.max_queue = 512);
+    let base = start_server(|config| config.queue.max_waiting = 512);
     let body = json!({"messages": [{"role": "user", "content": "Tell me a long story about a ship."}],
                       "max_tokens": 500, "temperature": 0.8});
     let mut tasks = Vec::new();

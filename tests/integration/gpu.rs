@@ -10,7 +10,7 @@ use crate::common::{post_sse, sse_data, start_server};
 #[ignore = "needs a CUDA GPU and a build with --features cuda"]
 async fn paged_attention_serves_sixteen_concurrent_streams() {
     let base = start_server(|config| {
-        config.paged_attention = Some(llmserve::config::PagedAttention {
+        config.engine.paged_attention = Some(llmserve::config::PagedAttention {
             memory: llmserve::config::GpuMemory::Utilization(0.5),
             block_size: 32,
         });

@@ -18,7 +18,7 @@ fn suite(phase: &str, http: &str, grpc: &str) {
 
 #[test]
 fn grpc_front_suite() {
-    let server = start_server_running(|config| config.grpc_port = Some(0));
+    let server = start_server_running(|config| config.server.grpc_port = Some(0));
     let grpc = server.grpc_addr.expect("--grpc-port is set").to_string();
     suite("ready", &server.base, &grpc);
     server.state.admission.start_draining();
@@ -50,9 +50,9 @@ fn grpc_health_while_loading() {
         runtime.block_on(async move {
             let mut config =
                 llmserve::config::Config::for_default_model(crate::common::cache_dir());
-            config.model_source = llmserve::config::ModelSource::GgufFile(model);
-            config.http_workers = Some(1);
-            config.grpc_port = Some(0);
+            config.model.source = llmserve::config::ModelSource::GgufFile(model);
+            config.server.http_workers = Some(1);
+            config.server.grpc_port = Some(0);
             let running = llmserve::start(config).expect("server starts");
             let addrs = (
                 running.local_addr,

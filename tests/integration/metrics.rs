@@ -277,7 +277,8 @@ fn dashboard_queries() -> Vec<String> {
 
 #[tokio::test]
 async fn a_real_prometheus_scrapes_the_metrics_port_and_runs_every_dashboard_and_alert_query() {
-    let (base, metrics_addr) = start_server_with_addrs(|config| config.metrics_port = Some(0));
+    let (base, metrics_addr) =
+        start_server_with_addrs(|config| config.server.metrics_port = Some(0));
     let metrics_addr = metrics_addr.expect("a metrics port");
     // The API port no longer serves /metrics; the metrics port serves nothing else.
     let response = client()

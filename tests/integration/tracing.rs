@@ -100,7 +100,7 @@ fn attribute<'a>(span: &'a Value, key: &str) -> &'a Value {
 #[tokio::test]
 async fn a_traceparent_is_continued_into_exported_spans() {
     let (collector, received) = start_collector();
-    let base = start_server(move |config| config.otlp_endpoint = Some(collector));
+    let base = start_server(move |config| config.telemetry.otlp_endpoint = Some(collector));
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent = "00f067aa0ba902b7";
     let response = client()

@@ -16,7 +16,7 @@ pub const SERVED_NAME: &str = "tiny-idefics3";
 pub fn vision_server() -> &'static str {
     static SERVER: OnceLock<String> = OnceLock::new();
     SERVER.get_or_init(|| {
-        serve_tiny_model(|config| config.model_version = "tiny-idefics3-test".to_string())
+        serve_tiny_model(|config| config.model.version = "tiny-idefics3-test".to_string())
     })
 }
 
@@ -25,8 +25,8 @@ fn serve_tiny_model(tweak: impl FnOnce(&mut llmserve::config::Config) + Send + '
     let dir = tiny_vision::write_model();
     let model_dir = dir.clone();
     let base = start_server(move |config| {
-        config.model_source = llmserve::config::ModelSource::LocalDir(model_dir);
-        config.served_model_name = SERVED_NAME.to_string();
+        config.model.source = llmserve::config::ModelSource::LocalDir(model_dir);
+        config.model.served_name = SERVED_NAME.to_string();
         tweak(config);
     });
     let _ = std::fs::remove_dir_all(dir);
@@ -199,7 +199,7 @@ async fn remote_images_are_fetched_only_when_allowed() {
     .await;
     assert_refused(status, &error, "--allow-remote-images");
 
-    let fetching = serve_tiny_model(|config| config.allow_remote_images = true);
+    let fetching = serve_tiny_model(|config| config.server.allow_remote_images = true);
     let (status, linked) = post_json(
         &fetching,
         "/v1/chat/completions",

