@@ -18,27 +18,27 @@ super::generation_request! {
         #[schema(min_items = 1)]
         pub messages: Vec<ChatMessage>,
         /// Most tokens to generate. Clamped to what is left of the context after the prompt.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         #[schema(minimum = 1)]
         pub max_tokens: Option<i64>,
         /// The newer name of `max_tokens`; wins when both are given.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         #[schema(minimum = 1)]
         pub max_completion_tokens: Option<i64>,
         /// Number of choices (1–64), each under its own `index`; usage sums them.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         #[schema(minimum = 1, maximum = 64)]
         pub n: Option<i64>,
         /// Seeds this request's own sampler, which no other request advances: the same seed and request
         /// give the same output at any temperature while the engine computes the same logits (see
         /// docs/compatibility.md). With `n > 1` choice `i` uses `seed + i`.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         pub seed: Option<i64>,
         /// Return the log probability of each output token in `choices[].logprobs.content`.
         #[serde(default)]
         pub logprobs: Option<bool>,
         /// 0–20 most likely alternatives per token; needs `logprobs: true`.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         #[schema(minimum = 0, maximum = 20)]
         pub top_logprobs: Option<i64>,
         /// `{"type": "text"}`, `{"type": "json_object"}`, or `{"type": "json_schema", "json_schema": {"name",

@@ -92,3 +92,116 @@ impl Serialize for ChunkUsage {
         }
     }
 }
+
+/// Integer request fields as JSON Schema reads `integer`: `5` and `5.0` alike (Python clients send `50.0`
+/// for `max_tokens = 0.5 * 100`), anything with a fraction or out of range refused with the field's name.
+pub mod integer {
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+
+    struct Integer;
+
+    impl Visitor<'_> for Integer {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+            // Integral and inside i64 with room: a JSON number just beyond either end reads as ±2^63.
+            if v.fract() == 0.0 && v > -(2f64.powi(63)) && v < 2f64.powi(63) {
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    struct OptionalInteger;
+
+    impl<'de> Visitor<'de> for OptionalInteger {
+        type Value = Option<i64>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Integer).map(Some)
+        }
+    }
+
+    /// For `Option<i64>` fields: `#[serde(default, deserialize_with = "integer::optional")]`.
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        d.deserialize_option(OptionalInteger)
+    }
+
+    /// For `Vec<i64>` fields.
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Vec<i64>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of integers")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<i64>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(v) = seq.next_element::<Whole>()? {
+                    out.push(v.0);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(List)
+    }
+
+    struct Whole(i64);
+
+    impl<'de> serde::Deserialize<'de> for Whole {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Integer).map(Whole)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(default, deserialize_with = "super::optional")]
+            n: Option<i64>,
+            #[serde(default, deserialize_with = "super::list")]
+            ids: Vec<i64>,
+        }
+
+        fn parse(json: &str) -> Result<Body, String> {
+            let de = &mut serde_json::Deserializer::from_str(json);
+            serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+        }
+
+        #[test]
+        fn integral_floats_count_as_integers_and_fractions_are_refused_by_name() {
+            assert_eq!(parse(r#"{"n": 5.0, "ids": [1, 2.0]}"#).unwrap().n, Some(5));
+            assert_eq!(parse(r#"{"n": null}"#).unwrap().n, None);
+            assert_eq!(parse(r#"{}"#).unwrap().n, None);
+            assert_eq!(parse(r#"{"ids": [1, 2.0]}"#).unwrap().ids, vec![1, 2]);
+            let error = parse(r#"{"n": 5.5}"#).err().unwrap();
+            assert!(
+                error.starts_with("n: invalid value: floating point `5.5`"),
+                "{error}"
+            );
+            let error = parse(r#"{"ids": [1, "x"]}"#).err().unwrap();
+            assert!(error.starts_with("ids[1]: invalid type: string"), "{error}");
+            assert!(parse(r#"{"n": 1e300}"#).is_err());
+        }
+    }
+}

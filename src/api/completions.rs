@@ -17,23 +17,23 @@ super::generation_request! {
         /// A string, or an array of strings (one choice per prompt, `index` in prompt order).
         pub prompt: PromptInput,
         /// Most tokens to generate per choice. Default 16, as in OpenAI's API.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         #[schema(minimum = 1)]
         pub max_tokens: Option<i64>,
         /// Return the prompt in front of the completion (streamed as the first chunk of each choice).
         #[serde(default)]
         pub echo: Option<bool>,
         /// Choices per prompt; choice `i` of prompt `p` has index `p * n + i`.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         #[schema(minimum = 1, maximum = 64)]
         pub n: Option<i64>,
         /// Generate `best_of` candidates per prompt and return the `n` with the highest total log
         /// probability. Not with `stream`.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         #[schema(minimum = 1, maximum = 64)]
         pub best_of: Option<i64>,
         /// 0–5: log probabilities of each token and of the `logprobs` most likely alternatives.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         #[schema(minimum = 0, maximum = 5)]
         pub logprobs: Option<i64>,
         /// Text after the insertion point: the model fills in the middle. Needs fill-in-the-middle tokens in
@@ -42,7 +42,7 @@ super::generation_request! {
         #[serde(default)]
         pub suffix: Option<String>,
         /// Seeds this request's own sampler; see the chat request.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
         pub seed: Option<i64>,
     }
 }

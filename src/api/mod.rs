@@ -19,7 +19,7 @@ macro_rules! generation_request {
             #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
             pub top_p: Option<f64>,
             /// Sample among the k most likely tokens; 0 or -1 turns it off.
-            #[serde(default)]
+            #[serde(default, deserialize_with = "crate::api::common::integer::optional")]
             #[schema(minimum = -1)]
             pub top_k: Option<i64>,
             /// Drop tokens less likely than min_p × the most likely one, [0, 1].

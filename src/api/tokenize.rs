@@ -66,6 +66,7 @@ pub struct DetokenizeRequest {
     pub model: Option<String>,
     /// Token ids, each below the model's vocabulary size (a larger one is a 400 naming it).
     #[schema(value_type = Vec<u32>)]
+    #[serde(deserialize_with = "crate::api::common::integer::list")]
     pub tokens: Vec<i64>,
 }
 

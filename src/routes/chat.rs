@@ -24,6 +24,11 @@ use crate::tools::ToolEvent;
 ///
 /// With `stream: true` the answer comes as server-sent events (`chat.completion.chunk` objects, then
 /// `data: [DONE]`); otherwise as one `chat.completion` object.
+///
+/// Rules between fields that the schema cannot state, each a 400 naming it: a named `tool_choice` must be
+/// one of `tools`; a forced call (`tool_choice` `required` or a named function) compiles the tools'
+/// `parameters` schemas into a grammar, and one the compiler cannot take is refused (`param: tools`); so
+/// is a `response_format` JSON Schema it cannot take (`param: response_format`).
 #[utoipa::path(
     post,
     path = "/v1/chat/completions",

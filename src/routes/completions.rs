@@ -23,6 +23,9 @@ use crate::telemetry::RequestLog;
 /// Creates a completion for the given prompt(s): the model continues the text, no chat template.
 ///
 /// With several prompts, each becomes a choice whose `index` is the prompt's position.
+///
+/// Rules between fields that the schema cannot state, each a 400 naming it: `best_of` is at least `n`;
+/// `best_of` above `n` cannot be streamed; prompts × `best_of` (or × `n`) is at most 64 sequences.
 #[utoipa::path(
     post,
     path = "/v1/completions",

@@ -78,12 +78,30 @@ fn parse_tool(index: usize, tool: &Value) -> Result<FunctionTool, ValidationErro
             ))
         }
     };
+    let description = match function.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(_) => {
+            return Err(invalid(
+                "tools",
+                format!("`tools[{index}].function.description` must be a string"),
+            ))
+        }
+    };
+    // `strict` asks for the arguments to follow `parameters` exactly, which a forced call's grammar does
+    // anyway; any other type is a mistake worth saying.
+    if !matches!(
+        function.get("strict"),
+        None | Some(Value::Null | Value::Bool(_))
+    ) {
+        return Err(invalid(
+            "tools",
+            format!("`tools[{index}].function.strict` must be a boolean"),
+        ));
+    }
     Ok(FunctionTool {
         name: name.to_string(),
-        description: function
-            .get("description")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        description,
         parameters,
     })
 }
@@ -229,6 +247,9 @@ fn lark_literal(text: &str) -> String {
 pub fn render_calls(calls: &[Value]) -> Result<String, String> {
     let mut text = String::new();
     for (i, call) in calls.iter().enumerate() {
+        if !matches!(call.get("type"), None | Some(Value::Null)) && call["type"] != "function" {
+            return Err(format!("tool_calls[{i}].type must be `function`"));
+        }
         let function = call
             .get("function")
             .ok_or_else(|| format!("tool_calls[{i}].function is required"))?;

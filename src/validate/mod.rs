@@ -294,6 +294,24 @@ fn response_format(format: Option<&Value>) -> Result<Option<OutputConstraint>, V
                     "`response_format.json_schema.name` is required",
                 ));
             }
+            if !matches!(
+                spec.get("strict"),
+                None | Some(Value::Null | Value::Bool(_))
+            ) {
+                return Err(ValidationError::invalid(
+                    "response_format",
+                    "`response_format.json_schema.strict` must be a boolean",
+                ));
+            }
+            if !matches!(
+                spec.get("description"),
+                None | Some(Value::Null | Value::String(_))
+            ) {
+                return Err(ValidationError::invalid(
+                    "response_format",
+                    "`response_format.json_schema.description` must be a string",
+                ));
+            }
             match spec.get("schema") {
                 // No schema: any JSON value.
                 None | Some(Value::Null) => Ok(Some(OutputConstraint::JsonSchema(json!({})))),
@@ -580,6 +598,15 @@ pub fn chat(request: ChatCompletionRequest) -> Result<ValidatedChat, ValidationE
             "`response_format` with JSON output cannot be combined with callable `tools` (send `tool_choice: \"none\"` or drop one)",
         ));
     }
+    // Both names are checked, though the newer one wins: an invalid value is never silently dropped.
+    if let (Some(_), Some(m)) = (request.max_completion_tokens, request.max_tokens) {
+        if m < 1 {
+            return Err(ValidationError::invalid(
+                "max_tokens",
+                format!("`max_tokens` must be at least 1, got {m}"),
+            ));
+        }
+    }
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     let mut generation = common(common_params!(request, max_tokens: max_tokens))?;
     generation.logprobs = logprobs;
@@ -633,6 +660,13 @@ pub fn completion(request: CompletionRequest) -> Result<ValidatedCompletion, Val
         return Err(ValidationError::invalid(
             "prompt",
             "`prompt` must not be an empty list",
+        ));
+    }
+    if let Some(index) = prompts.iter().position(String::is_empty) {
+        // An empty prompt has no token to continue from (the engine refuses it too).
+        return Err(ValidationError::invalid(
+            "prompt",
+            format!("`prompt` must not be empty (prompt {index} is)"),
         ));
     }
     if prompts.len() > MAX_PROMPTS_PER_REQUEST {
@@ -758,6 +792,47 @@ mod tests {
         assert!(matches!(
             chat_error(serde_json::json!({"top_k": -2})),
             ValidationError::Invalid { param: "top_k", .. }
+        ));
+    }
+
+    /// What the OpenAPI document now states is refused, and only that.
+    #[test]
+    fn values_the_document_excludes_are_refused_by_name() {
+        for (extra, param) in [
+            (
+                json!({"max_completion_tokens": 5, "max_tokens": 0}),
+                "max_tokens",
+            ),
+            (
+                json!({"tools": [{"type": "function", "function": {"name": "f", "strict": "yes"}}]}),
+                "tools",
+            ),
+            (
+                json!({"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]}),
+                "tools",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "strict": 1}}}),
+                "response_format",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": [{"type": "other", "function": {"name": "f"}}]}]}),
+                "messages",
+            ),
+        ] {
+            match chat_error(extra.clone()) {
+                ValidationError::Invalid { param: p, .. } => assert_eq!(p, param, "{extra}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+        let empty: CompletionRequest =
+            serde_json::from_value(json!({"prompt": ["a", ""]})).unwrap();
+        assert!(matches!(
+            completion(empty),
+            Err(ValidationError::Invalid {
+                param: "prompt",
+                ..
+            })
         ));
     }
 

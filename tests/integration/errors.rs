@@ -212,9 +212,25 @@ async fn probes_docs_and_openapi_are_served() {
             .unwrap(),
     )
     .unwrap();
+    // The served document is the committed one plus the loaded model's bounds: the largest token id it
+    // states is the largest /detokenize takes.
+    let largest = doc["components"]["schemas"]["DetokenizeRequest"]["properties"]["tokens"]
+        ["items"]["maximum"]
+        .as_u64()
+        .expect("the served document bounds token ids");
+    let (status, _) = post_json(server(), "/detokenize", json!({"tokens": [largest]})).await;
+    assert_eq!(status, 200);
+    let (status, _) = post_json(server(), "/detokenize", json!({"tokens": [largest + 1]})).await;
+    assert_eq!(status, 400);
+    let bounds = llmserve::openapi::ModelBounds {
+        vocab_size: largest as usize + 1,
+        accepts_images: false,
+        fill_in_middle: false,
+    };
     assert_eq!(
-        doc, committed,
-        "served and committed OpenAPI documents differ"
+        doc,
+        llmserve::openapi::with_model_bounds(committed, bounds),
+        "the served document is not the committed one with the model's bounds"
     );
     let page = client()
         .get(format!("{}/docs/", server()))

@@ -19,6 +19,7 @@ mod metrics;
 mod openai_node;
 mod openai_python;
 mod reliability;
+mod schema_fuzz;
 mod sse;
 mod startup;
 mod surface;

@@ -1,11 +1,17 @@
-//! The OpenAPI document, declared next to the handlers and committed as `openapi/openapi.json`, and the
-//! routes that serve it (Swagger UI).
+//! The OpenAPI document, declared next to the handlers, refined with what the derives cannot state
+//! ([`refine`]) and committed as `openapi/openapi.json`; and the routes that serve it (Swagger UI). The
+//! served document adds the loaded model's bounds (its vocabulary, whether it takes images).
+
+mod refine;
+
+pub use refine::{with_model_bounds, ModelBounds};
 
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::routes::{self, DOCS, OPENAPI_JSON};
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,19 +43,45 @@ use crate::routes::{self, DOCS, OPENAPI_JSON};
 )]
 pub struct ApiDoc;
 
+/// The document without a model's bounds.
+pub fn document_value() -> serde_json::Value {
+    let generated =
+        serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+    refine::refine(generated)
+}
+
 /// The document as committed: pretty JSON with a trailing newline.
 pub fn document() -> String {
-    let mut json = ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+    let mut json =
+        serde_json::to_string_pretty(&document_value()).expect("the OpenAPI document serializes");
     json.push('\n');
     json
 }
 
-/// Swagger UI at `/docs` and this document at `/openapi.json`.
+/// Swagger UI at `/docs` and the document at `/openapi.json`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").url(OPENAPI_JSON, ApiDoc::openapi()))
+    let ui = utoipa_swagger_ui::Config::from(OPENAPI_JSON);
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").config(ui))
+        .route(OPENAPI_JSON, web::get().to(served_document))
         .route(DOCS, web::get().to(redirect_to_docs));
+}
+
+/// The document with the loaded model's bounds; before it has loaded, the committed one.
+async fn served_document(state: web::Data<AppState>) -> HttpResponse {
+    let document = document_value();
+    let document = match state.models.ready() {
+        Some(model) => {
+            let info = model.engine.info();
+            let bounds = ModelBounds {
+                vocab_size: info.vocab_size,
+                accepts_images: info.accepts_images,
+                fill_in_middle: info.fill_in_middle.is_some(),
+            };
+            with_model_bounds(document, bounds)
+        }
+        None => document,
+    };
+    HttpResponse::Ok().json(document)
 }
 
 /// `/docs` → `/docs/`: Swagger UI's relative asset paths need the trailing slash.
@@ -109,7 +141,7 @@ mod tests {
     /// types without a row fails here.
     #[test]
     fn every_api_field_has_a_row_in_the_compatibility_table() {
-        let table = include_str!("../docs/compatibility.md");
+        let table = include_str!("../../docs/compatibility.md");
         let document: serde_json::Value = serde_json::from_str(&document()).unwrap();
         let schemas = &document["components"]["schemas"];
         for schema in [

@@ -1,0 +1,53 @@
+//! Schemathesis over the served `/openapi.json` (the committed document plus the loaded model's bounds):
+//! every operation, examples + coverage + fuzzing phases, deterministic, all checks. It must find no server
+//! error, no schema-valid request refused (except for the rules JSON Schema cannot state, which the
+//! operations' descriptions give and tests/schema/llmserve_hooks.py names), no schema-violating request
+//! accepted and no response outside its schema. Generation is capped at a few tokens by the hooks.
+
+use std::process::Command;
+
+use crate::common::{cache_dir, start_server};
+
+/// Examples per operation and phase: about 1,500 requests, a minute here.
+const MAX_EXAMPLES: &str = "100";
+
+#[test]
+fn the_served_document_is_what_the_server_does() {
+    let base = start_server(|_| {});
+    let venv = cache_dir().join("test-venv");
+    let schemathesis = venv.join("bin").join("schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "schemathesis is not installed: run scripts/python-env.sh"
+    );
+    let output = Command::new(schemathesis)
+        .args([
+            "run",
+            &format!("{base}/openapi.json"),
+            "--max-examples",
+            MAX_EXAMPLES,
+            "--checks",
+            "all",
+            "--workers",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--generation-deterministic",
+            "--no-color",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "llmserve_hooks")
+        .env(
+            "PYTHONPATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schema"),
+        )
+        // Its example database and reports stay out of the clone.
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("running schemathesis");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success() && stdout.contains("No issues found"),
+        "schemathesis found requests the document and the server disagree on:\n{stdout}"
+    );
+}
