@@ -37,8 +37,9 @@ pub fn start_server_with_addrs(
     (started.base, started.metrics_addr)
 }
 
-/// A ready server: its base URL, its side ports, and its state (to drain it, say).
+/// A running server: its base URL, its side ports, and its state (to drain it, say).
 pub struct TestServer {
+    pub addr: SocketAddr,
     pub base: String,
     pub metrics_addr: Option<SocketAddr>,
     pub grpc_addr: Option<SocketAddr>,
@@ -47,6 +48,13 @@ pub struct TestServer {
 
 /// Like [`start_server`], returning everything the running server tells.
 pub fn start_server_running(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestServer {
+    let server = spawn_server(tweak);
+    wait_ready(server.addr);
+    server
+}
+
+/// Starts a server on its own thread and runtime, bound but not waiting for its model to load.
+pub fn spawn_server(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestServer {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -59,24 +67,20 @@ pub fn start_server_running(tweak: impl FnOnce(&mut Config) + Send + 'static) ->
             config.server.http_workers = Some(2);
             tweak(&mut config);
             let running = llmserve::start(config).expect("server starts");
-            let addrs = (
-                running.local_addr,
-                running.metrics_addr,
-                running.grpc_addr,
-                running.state.clone(),
-            );
-            tx.send(addrs).expect("harness waits");
-            running.wait().await.expect("server runs");
+            let server = TestServer {
+                addr: running.local_addr,
+                base: format!("http://{}", running.local_addr),
+                metrics_addr: running.metrics_addr,
+                grpc_addr: running.grpc_addr,
+                state: running.state.clone(),
+            };
+            tx.send(server).expect("harness waits");
+            if let Err(error) = running.wait().await {
+                eprintln!("test server ended: {error}");
+            }
         });
     });
-    let (addr, metrics_addr, grpc_addr, state) = rx.recv().expect("server bound");
-    wait_ready(addr);
-    TestServer {
-        base: format!("http://{addr}"),
-        metrics_addr,
-        grpc_addr,
-        state,
-    }
+    rx.recv().expect("server bound")
 }
 
 /// A tool the test set-up installs (`scripts/test-tools.sh`), found on PATH.

@@ -2,7 +2,7 @@
 //! proto/ with grpcio-tools (tests/grpc/): the same greedy tokens as HTTP, status codes, cancellation,
 //! health, reflection; then health and refusals while the server drains.
 
-use crate::common::start_server_running;
+use crate::common::{spawn_server, start_server_running};
 use crate::openai_python::pytest;
 
 fn suite(phase: &str, http: &str, grpc: &str) {
@@ -39,32 +39,14 @@ fn grpc_health_while_loading() {
         .status()
         .expect("mkfifo runs");
     assert!(made.success(), "mkfifo {}", fifo.display());
-    let (tx, rx) = std::sync::mpsc::channel();
     let model = fifo.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("test runtime");
-        runtime.block_on(async move {
-            let mut config =
-                llmserve::config::Config::for_default_model(crate::common::cache_dir());
-            config.model.source = llmserve::config::ModelSource::GgufFile(model);
-            config.server.http_workers = Some(1);
-            config.server.grpc_port = Some(0);
-            let running = llmserve::start(config).expect("server starts");
-            let addrs = (
-                running.local_addr,
-                running.grpc_addr.expect("--grpc-port is set"),
-            );
-            tx.send(addrs).expect("the test waits");
-            // The broken file fails the load: this server ends with that error.
-            let _ = running.wait().await;
-        });
+    // The broken file written below fails the load: that server then stops.
+    let server = spawn_server(move |config| {
+        config.model.source = llmserve::config::ModelSource::GgufFile(model);
+        config.server.grpc_port = Some(0);
     });
-    let (http, grpc) = rx.recv().expect("server bound");
-    suite("loading", &format!("http://{http}"), &grpc.to_string());
+    let grpc = server.grpc_addr.expect("--grpc-port is set");
+    suite("loading", &server.base, &grpc.to_string());
     std::fs::write(&fifo, b"not a GGUF file").expect("the loader reads the FIFO");
     let _ = std::fs::remove_dir_all(&dir);
 }
