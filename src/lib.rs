@@ -1,29 +1,35 @@
 //! llmserve: an OpenAI-compatible LLM server on mistral.rs.
 //!
 //! # Layout
-//! The request path reads top to bottom; a module imports only those below it.
+//! The request path reads top to bottom, and a layer of it imports only the layers below it; the shared
+//! modules at the end serve every layer (`error` joins the layers' own error types into `ApiError`).
 //! - `main.rs`: thin: flags → [`config::Config`] → [`telemetry::init`] → [`server::start`].
 //! - [`server`]: start-up, the drain, the HTTP `app` (served by `main` and by the tests), the metrics and
-//!   gRPC ports beside it, model loading. [`state`]: what every front reads.
+//!   gRPC ports beside it. [`state`]: what every front reads. [`config`]: the typed configuration
+//!   (`config::cli`: the flags), which names the engine's settings types.
 //! - Fronts, thin adapters over the core: [`routes`] (HTTP: the routing table, one module per endpoint
-//!   group, `routes::sse` the one SSE writer, errors as HTTP responses) with [`extract`] (JSON bodies whose
-//!   rejections are OpenAI envelopes) and [`openapi`]; [`grpc`] (`llmserve.v1`, health, reflection; errors
-//!   as gRPC statuses).
+//!   group, `routes::sse` the one SSE writer, `routes::errors` errors as HTTP responses) with [`extract`]
+//!   (JSON bodies whose rejections are OpenAI envelopes) and [`openapi`] (the document, refined with what the
+//!   derives cannot state, plus the loaded model's bounds when served); [`grpc`] (`llmserve.v1`, health,
+//!   reflection; errors as gRPC statuses). [`front`]: what both do with a wire request before the core.
 //! - [`validate`]: wire request → validated request (defaults, bounds), and `validate::model`, the checks
 //!   that need the resolved model. [`remote_images`]: `http(s)` image URLs fetched, when allowed.
-//! - [`models`]: the served model, its load state, and the one lookup per request.
+//! - [`models`]: the served model, its load state, the one lookup per request; `models::loading` turns a
+//!   configured source into an engine.
 //! - The gateway (API keys, per-key limits) will sit here, between the model lookup and generation.
 //! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
 //!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
 //!   stop filtering, logprobs, tool-call parsing, fill-in-the-middle, echo, `best_of`; out come
 //!   `GenerationEvent`s or one collected answer.
-//! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` is the only importer of
-//!   `mistralrs`; `engine::settings` what the server decides for an engine (the engine never reads
-//!   [`config`]); `engine::sampler` chooses each token, `engine::vocab` knows the tokens' bytes.
-//! - Shared below everything: [`api`] (wire types only), [`error`] (`ApiError` and its statuses, one match),
-//!   [`tools`] (tools in the prompt, `<tool_call>` parsing, grammars), [`stop`], [`telemetry`] (request ids,
-//!   one log line per request or call, feeding [`metrics`]), [`otlp`], [`memory`], [`ids`],
-//!   [`default_model`] (SmolLM2 from PyPI).
+//! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` (load / request / events)
+//!   is the only importer of `mistralrs`; `engine::settings` what the server decides for an engine (the
+//!   engine never reads [`config`]); `engine::sampler` chooses each token, `engine::vocab` knows the
+//!   tokens' bytes; `engine::scripted` is the test engine of the layers above.
+//! - Shared: [`api`] (wire types only),
+//!   [`error`] (`ApiError` and its statuses, one match), [`tools`] (`tools::prompt`: tools into the prompt
+//!   and grammars; `tools::parser`: calls out of the text), [`stop`], [`telemetry`] (request ids, one log
+//!   line per request or call, feeding [`metrics`]), [`otlp`], [`memory`], [`ids`], [`default_model`]
+//!   (SmolLM2 from PyPI).
 //!
 //! # Data flow
 //! ```text
@@ -31,6 +37,7 @@
 //!   extract::ApiJson   body → ChatCompletionRequest        grpc::convert  message → the same wire request
 //!   models.resolve     model id → ServedModel, once        (404 / 503; reported after the body's faults)
 //!   remote_images      http(s) image URLs → data URLs, if allowed (400)
+//!   front::chat        the steps below, shared by both fronts
 //!   validate::chat     → ValidatedChat (tools in the prompt)  (400)
 //!   validate::model    logit_bias ids, images               (400)
 //!   generation::plan   grammar compiles, count prompt tokens, fit max_tokens, n × seed (400)
