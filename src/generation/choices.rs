@@ -21,16 +21,20 @@ pub struct ChoiceSource {
     pub stop: Vec<String>,
 }
 
+/// Text of one choice that passed the stop filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceText {
+    pub index: usize,
+    pub text: String,
+    /// Sampled tokens this text covers (text held back by the stop filter counts with the next).
+    pub tokens: usize,
+    /// The log probabilities of the tokens behind this text, when the request asked for them.
+    pub logprobs: Vec<TokenLogprob>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChoiceEvent {
-    Text {
-        index: usize,
-        text: String,
-        /// Sampled tokens this text covers (text held back by the stop filter counts with the next).
-        tokens: usize,
-        /// The log probabilities of the tokens behind this text, when the request asked for them.
-        logprobs: Vec<TokenLogprob>,
-    },
+    Text(ChoiceText),
     Finished {
         index: usize,
         reason: FinishReason,
@@ -125,12 +129,12 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                         held.tokens.drain(..).collect()
                     };
                     if !filtered.emit.is_empty() || !logprobs.is_empty() {
-                        yield ChoiceEvent::Text {
+                        yield ChoiceEvent::Text(ChoiceText {
                             index,
                             text: filtered.emit,
                             tokens: std::mem::take(&mut unsent_tokens),
                             logprobs,
-                        };
+                        });
                     }
                     if filtered.stopped {
                         events_after_stop = Some(0);
@@ -143,7 +147,7 @@ fn choice_events(source: ChoiceSource) -> BoxStream<'static, ChoiceEvent> {
                         let rest = filter.flush();
                         let logprobs: Vec<TokenLogprob> = held.tokens.drain(..).collect();
                         if !rest.is_empty() || !logprobs.is_empty() {
-                            yield ChoiceEvent::Text { index, text: rest, tokens: unsent_tokens, logprobs };
+                            yield ChoiceEvent::Text(ChoiceText { index, text: rest, tokens: unsent_tokens, logprobs });
                         }
                         finish_reason(reason)
                     };

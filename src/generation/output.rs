@@ -14,7 +14,7 @@ use crate::api::common::{FinishReason, Usage};
 use crate::engine::TokenLogprob;
 use crate::error::ApiError;
 use crate::generation::admission::{AdmissionError, AdmissionPermit};
-use crate::generation::choices::{merged_choices, ChoiceEvent, ChoiceSource};
+use crate::generation::choices::{merged_choices, ChoiceEvent, ChoiceSource, ChoiceText};
 use crate::telemetry::RequestLog;
 
 /// A request admitted and submitted: its slot and its choices' engine streams.
@@ -52,13 +52,7 @@ pub enum GenerationEvent {
     Opened {
         index: usize,
     },
-    Text {
-        index: usize,
-        text: String,
-        /// Sampled tokens behind this text.
-        tokens: usize,
-        logprobs: Vec<TokenLogprob>,
-    },
+    Text(ChoiceText),
     Finished {
         index: usize,
         reason: FinishReason,
@@ -127,9 +121,9 @@ pub fn events(
                     continue;
                 }
                 Some(Ok(None)) => break,
-                Some(Ok(Some(ChoiceEvent::Text { index, text, tokens, logprobs }))) => {
-                    log.tokens_arrived(tokens);
-                    yield GenerationEvent::Text { index, text, tokens, logprobs };
+                Some(Ok(Some(ChoiceEvent::Text(text)))) => {
+                    log.tokens_arrived(text.tokens);
+                    yield GenerationEvent::Text(text);
                     continue;
                 }
                 Some(Ok(Some(ChoiceEvent::Finished { index, reason, completion_tokens: n, prompt_tokens: engine_prompt }))) => {
@@ -197,15 +191,11 @@ pub async fn collect(
         };
         match event {
             None => break,
-            Some(ChoiceEvent::Text {
-                index,
-                text,
-                tokens,
-                logprobs,
-            }) => {
-                log.tokens_arrived(tokens);
-                choices[index].text.push_str(&text);
-                choices[index].logprobs.extend(logprobs);
+            Some(ChoiceEvent::Text(piece)) => {
+                log.tokens_arrived(piece.tokens);
+                let choice = &mut choices[piece.index];
+                choice.text.push_str(&piece.text);
+                choice.logprobs.extend(piece.logprobs);
             }
             Some(ChoiceEvent::Finished {
                 index,
@@ -264,18 +254,18 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                ChoiceEvent::Text {
+                ChoiceEvent::Text(ChoiceText {
                     index: 0,
                     text: "Hello".into(),
                     tokens: 1,
                     logprobs: vec![]
-                },
-                ChoiceEvent::Text {
+                }),
+                ChoiceEvent::Text(ChoiceText {
                     index: 0,
                     text: " ".into(),
                     tokens: 1,
                     logprobs: vec![]
-                },
+                }),
                 ChoiceEvent::Finished {
                     index: 0,
                     reason: FinishReason::Stop,

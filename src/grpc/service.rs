@@ -129,10 +129,10 @@ impl Llmserve for GrpcService {
         let stream = framed(call, events, move |event| {
             use generate_response::Event;
             let event = match event {
-                GenerationEvent::Text { text, tokens, .. } if !text.is_empty() => {
+                GenerationEvent::Text(piece) if !piece.text.is_empty() => {
                     Event::Text(proto::TextDelta {
-                        text,
-                        tokens: tokens as u32,
+                        text: piece.text,
+                        tokens: piece.tokens as u32,
                     })
                 }
                 GenerationEvent::Finished { reason: r, .. } => {
@@ -204,11 +204,9 @@ impl Llmserve for GrpcService {
         let mut unsent_tokens = 0u32;
         let stream = framed(call, events, move |event| {
             let pieces = match event {
-                GenerationEvent::Text {
-                    text: t, tokens, ..
-                } => {
-                    unsent_tokens += tokens as u32;
-                    text.push(t)
+                GenerationEvent::Text(piece) => {
+                    unsent_tokens += piece.tokens as u32;
+                    text.push(piece.text)
                 }
                 GenerationEvent::Finished { reason: r, .. } => {
                     let (pieces, promoted) = text.finish(r);

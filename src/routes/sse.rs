@@ -126,8 +126,8 @@ pub fn sse_body<F: ChunkFormat>(
                         yield Ok(data_event(&chunk));
                     }
                 }
-                GenerationEvent::Text { index, text, logprobs, .. } => {
-                    for chunk in format.text(index, text, logprobs) {
+                GenerationEvent::Text(piece) => {
+                    for chunk in format.text(piece.index, piece.text, piece.logprobs) {
                         yield Ok(data_event(&chunk));
                     }
                 }
