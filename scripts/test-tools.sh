@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs the test-only tools that do not come from cargo or pip: Prometheus and promtool (Debian's
-# `prometheus` package) for the metrics and alert-rule tests, and Node.js with npm for the Node SDK tests. Idempotent; needs root or sudo for apt.
+# `prometheus` package) for the metrics and alert-rule tests, Node.js with npm for the Node SDK tests, and
+# podman, runc and mmdebstrap for the container image test. Idempotent; needs root or sudo for apt.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+# The container image test (deploy/image-test.sh): podman and its runtime, and mmdebstrap for the base image.
+command -v podman >/dev/null && command -v runc >/dev/null || missing+=(podman buildah runc uidmap)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo -n); else
   echo "test-tools: need root (or sudo) to apt-get install ${missing[*]}" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: Python and Node SDK environments, default model (fetched on first use
-# by the test harness), unit and integration tests against the real engine, then a type-check of the `cuda`
-# build (LLMSERVE_SKIP_CUDA_CHECK=1 skips it; it needs no GPU).
+# by the test harness), unit and integration tests against the real engine, the container image built and
+# run with podman (deploy/image-test.sh), then a type-check of the `cuda` build (LLMSERVE_SKIP_CUDA_CHECK=1
+# skips it; it needs no GPU).
 # Build artifacts and the model cache live outside the clone, so later runs reuse them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +13,13 @@ scripts/python-env.sh
 scripts/test-tools.sh
 scripts/node-env.sh
 cargo test --release --locked "$@"
+if [ $# -eq 0 ]; then
+  # The image users get, built around this binary and run (deploy/image-test.sh); its Dockerfiles linted.
+  "$LLMSERVE_CACHE_DIR/test-venv/bin/hadolint" --failure-threshold error Dockerfile Dockerfile.cuda
+  deploy/k8s/validate.sh
+  cargo build --release --locked
+  deploy/image-test.sh
+fi
 if [ "${LLMSERVE_SKIP_CUDA_CHECK:-0}" != 1 ] && [ $# -eq 0 ]; then
   scripts/check-cuda.sh
 fi

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Renders every overlay with `kubectl kustomize` and validates it strictly against the Kubernetes schemas
+# (PyPI kubernetes-validate). With a base URL, also asks a running llmserve for every probe path the rendered
+# Deployments name, so that the manifests can only point at endpoints the binary serves.
+# Usage: deploy/k8s/validate.sh [BASE_URL]      (run by deploy/image-test.sh against the container)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+validate="${KUBERNETES_VALIDATE:-${LLMSERVE_CACHE_DIR:-$HOME/.cache/llmserve}/test-venv/bin/kubernetes-validate}"
+command -v kubectl >/dev/null || { echo "k8s: kubectl is needed for kustomize" >&2; exit 1; }
+rendered="$(mktemp -d)"
+trap 'rm -rf "$rendered"' EXIT
+for overlay in "$here"/overlays/*/; do
+  name="$(basename "$overlay")"
+  kubectl kustomize "$overlay" > "$rendered/$name.yaml"
+  "$validate" --strict --quiet "$rendered/$name.yaml" \
+    || { echo "k8s: FAILED: overlay $name does not validate" >&2; exit 1; }
+  echo "k8s: ok: overlay $name validates"
+done
+if [ -n "${1:-}" ]; then
+  paths="$(cat "$rendered"/*.yaml | sed -n 's/^ *path: \(\/health[^ ]*\)$/\1/p' | sort -u)"
+  [ -n "$paths" ] || { echo "k8s: FAILED: no probe paths in the rendered manifests" >&2; exit 1; }
+  for path in $paths; do
+    curl -fsS --max-time 5 -o /dev/null "${1%/}$path" || { echo "k8s: FAILED: probe $path does not answer 200" >&2; exit 1; }
+  done
+  ports="$(cat "$rendered"/*.yaml | sed -n 's/^ *containerPort: \([0-9]*\)$/\1/p' | sort -u | tr '\n' ' ')"
+  echo "k8s: ok: every probe path answers 200 ($(echo $paths)); container ports $ports"
+fi
