@@ -22,6 +22,8 @@ if [ -n "${1:-}" ]; then
   for path in $paths; do
     curl -fsS --max-time 5 -o /dev/null "${1%/}$path" || { echo "k8s: FAILED: probe $path does not answer 200" >&2; exit 1; }
   done
-  ports="$(cat "$rendered"/*.yaml | sed -n 's/^ *containerPort: \([0-9]*\)$/\1/p' | sort -u | tr '\n' ' ')"
+  # The probes use the port named http: the image's EXPOSE 8080, where the server listens.
+  ports="$(cat "$rendered"/*.yaml | sed -n 's/^ *-\{0,1\} *containerPort: \([0-9]*\)$/\1/p' | sort -u | tr '\n' ' ')"
+  case " $ports" in *" 8080 "*) ;; *) echo "k8s: FAILED: no container port 8080 (ports: $ports)" >&2; exit 1 ;; esac
   echo "k8s: ok: every probe path answers 200 ($(echo $paths)); container ports $ports"
 fi
