@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the image users get from ./Dockerfile with podman (no Docker engine needed), runs it on loopback
-# and checks it: readiness and deploy/smoke.sh (an SDK-shaped chat, a stream to [DONE], /metrics), the
+# and checks it: deploy/deploy.sh with its smoke check (a chat, a stream to [DONE], /metrics), the
 # process is not root, the image's HEALTHCHECK passes, and `podman stop` (SIGTERM) drains an in-flight
 # stream to [DONE] and exits 0 within the drain timeout.
 #
@@ -15,8 +15,8 @@ target="${CARGO_TARGET_DIR:-$cache/target}"
 binary="$target/release/llmserve"
 model="$cache/models/SmolLM2-135M-Instruct.Q8_0.gguf"
 image="localhost/llmserve:image-test"
-name="llmserve-image-test-$$"
-drain_timeout=20
+# The server's default --drain-timeout.
+drain_timeout=30
 
 skip() { echo "image-test: SKIPPED: $*"; exit 0; }
 command -v podman >/dev/null && command -v mmdebstrap >/dev/null \
@@ -53,7 +53,7 @@ fi
 
 context="$(mktemp -d)"
 cleanup() {
-  podman rm -f "$name" >/dev/null 2>&1 || true
+  podman rm -f "${name:-}" >/dev/null 2>&1 || true
   rm -rf "$context"
 }
 trap cleanup EXIT
@@ -64,11 +64,11 @@ podman build --quiet --format docker --pull=never --build-context "build=$contex
 echo "image-test: built $image ($(podman image inspect "$image" --format '{{.Size}}') bytes)"
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-# Healthcheck timers need systemd, which this machine lacks; `podman healthcheck run` below runs it once.
-podman run -d --name "$name" -p "127.0.0.1:$port:8080" "$image" --drain-timeout "$drain_timeout" \
-  >/dev/null 2>"$context/run.err" || { echo "image-test: FAILED: podman run: $(cat "$context/run.err")" >&2; exit 1; }
+name="llmserve-$port"
 base_url="http://127.0.0.1:$port"
-deploy/smoke.sh "$base_url"
+# Healthcheck timers need systemd, which this machine lacks; `podman healthcheck run` below runs it once.
+# deploy/deploy.sh runs the image as users would and smoke-checks it (deploy/smoke.sh).
+deploy/deploy.sh image "$image" "$port" 2>&1 | grep -v 'level=error msg=".*systemd' || exit 1
 # The Kubernetes manifests' probes point at what this binary serves.
 deploy/k8s/validate.sh "$base_url"
 
