@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Renders every overlay with `kubectl kustomize` and validates it strictly against the Kubernetes schemas
-# (PyPI kubernetes-validate). With a base URL, also asks a running llmserve for every probe path the rendered
-# Deployments name, so that the manifests can only point at endpoints the binary serves.
+# Renders every overlay with `kubectl kustomize` and validates it strictly: core kinds against the Kubernetes
+# schemas (PyPI kubernetes-validate), custom resources (HTTPRoute, ServiceMonitor, PrometheusRule) with the
+# npm kubernetes-models schemas (validate-crds.mjs); the PrometheusRule must match deploy/observability/.
+# With a base URL, also asks a running llmserve for every probe path the rendered Deployments name, so that
+# the manifests can only point at endpoints the binary serves.
 # Usage: deploy/k8s/validate.sh [BASE_URL]      (run by deploy/image-test.sh against the container)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 validate="${KUBERNETES_VALIDATE:-${LLMSERVE_CACHE_DIR:-$HOME/.cache/llmserve}/test-venv/bin/kubernetes-validate}"
+node_modules="${LLMSERVE_NODE_MODULES:-${LLMSERVE_CACHE_DIR:-$HOME/.cache/llmserve}/node-env/node_modules}"
 command -v kubectl >/dev/null || { echo "k8s: kubectl is needed for kustomize" >&2; exit 1; }
 rendered="$(mktemp -d)"
 trap 'rm -rf "$rendered"' EXIT
+"$here/components/monitoring/build-prometheusrule.sh" "$rendered/prometheusrule.yaml"
+cmp -s "$rendered/prometheusrule.yaml" "$here/components/monitoring/prometheusrule.yaml" \
+  || { echo "k8s: FAILED: prometheusrule.yaml is stale: run deploy/k8s/components/monitoring/build-prometheusrule.sh" >&2; exit 1; }
+rm "$rendered/prometheusrule.yaml"
 for overlay in "$here"/overlays/*/; do
   name="$(basename "$overlay")"
   kubectl kustomize "$overlay" > "$rendered/$name.yaml"
-  "$validate" --strict --quiet "$rendered/$name.yaml" \
+  "$validate" --strict --quiet --no-warn "$rendered/$name.yaml" \
     || { echo "k8s: FAILED: overlay $name does not validate" >&2; exit 1; }
+  NODE_MODULES="$node_modules" node "$here/validate-crds.mjs" "$rendered/$name.yaml" >/dev/null \
+    || { echo "k8s: FAILED: the custom resources of overlay $name do not validate" >&2; exit 1; }
   echo "k8s: ok: overlay $name validates"
 done
 if [ -n "${1:-}" ]; then
