@@ -72,6 +72,19 @@ deploy/deploy.sh image "$image" "$port" 2>&1 | grep -v 'level=error msg=".*syste
 # The Kubernetes manifests' probes point at what this binary serves.
 deploy/k8s/validate.sh "$base_url"
 
+# A client as users have one: the official openai SDK, streaming.
+python="${LLMSERVE_TEST_PYTHON:-$cache/test-venv/bin/python}"
+"$python" - "$base_url/v1" <<'PY' || { echo "image-test: FAILED: the openai SDK stream" >&2; exit 1; }
+import sys
+import openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0, timeout=60)
+stream = client.chat.completions.create(model=client.models.list().data[0].id, stream=True, max_tokens=16,
+                                        messages=[{"role": "user", "content": "Say hello."}])
+text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+assert text.strip(), "the stream carried no text"
+print(f"image-test: ok: openai SDK streamed {text!r}")
+PY
+
 uid="$(podman exec "$name" id -u)"
 [ "$uid" != 0 ] || { echo "image-test: FAILED: the server runs as root" >&2; exit 1; }
 echo "image-test: ok: runs as uid $uid"
