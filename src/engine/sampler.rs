@@ -111,8 +111,17 @@ impl TokenPicker {
                 top: Vec::new(),
             };
         }
+        // A penalty near 0 can push logits to +inf: those tokens then share all the probability.
+        let infinite = logits.iter().filter(|l| **l == f32::INFINITY).count();
         let log_sum = log_sum_exp(logits);
-        let logprob_of = |t: u32| clamp_logprob(logits[t as usize] - log_sum);
+        let logprob_of = |t: u32| {
+            let logit = logits[t as usize];
+            match infinite {
+                0 => clamp_logprob(logit - log_sum),
+                n if logit == f32::INFINITY => -(n as f32).ln(),
+                _ => clamp_logprob(f32::NEG_INFINITY),
+            }
+        };
         let k = self.settings.top_logprobs.unwrap_or(0).min(logits.len());
         let top = top_indices(logits, k)
             .into_iter()
@@ -330,5 +339,19 @@ mod tests {
         );
         assert_eq!(picker.picks_from(1).len(), 1);
         assert!(picker.picks_from(5).is_empty());
+    }
+
+    #[test]
+    fn infinite_logits_share_the_probability() {
+        let picker = TokenPicker::new(settings(0.0));
+        let pick = picker.log_probabilities(&[1.0, f32::INFINITY, 0.5, f32::INFINITY], 1);
+        assert_eq!(pick.logprob, -(2f32.ln()));
+        assert!(
+            pick.top.iter().all(|(_, lp)| *lp == -(2f32.ln())),
+            "{:?}",
+            pick.top
+        );
+        let single = picker.log_probabilities(&[1.0, f32::INFINITY, 0.5], 1);
+        assert_eq!(single.logprob, 0.0);
     }
 }
