@@ -163,15 +163,25 @@ async fn a_sequence_finished_by_its_prompt_step_is_not_decoded_again() {
         let (_, finish) = complete(&base, "/v1/chat/completions", body).await;
         assert_eq!(finish, "length");
     }
-    let text = scrape(&format!("{base}/metrics")).await;
-    let steps = |kind| {
+    // The engine counts a step when the step ends, which can be just after its last token reached the
+    // client: the counts are read until the last prompt step is in (or a deadline passes).
+    let steps_in = |text: &str, kind| {
         sample(
-            &text,
+            text,
             "llmserve_engine_steps_total",
             &[("model", model_name()), ("kind", kind)],
         )
         .unwrap_or(0.0)
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(&format!("{base}/metrics")).await;
+        if steps_in(&text, "prompt") >= requests as f64 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let steps = |kind| steps_in(&text, kind);
     assert_eq!(steps("prompt"), requests as f64, "{text}");
     assert_eq!(
         steps("decode"),
