@@ -45,3 +45,13 @@ impl AppState {
         }
     }
 }
+
+impl AppState {
+    /// Whether this server takes new requests: the model is loaded, it is not draining and the queue has
+    /// room. The HTTP readiness probe, the `llmserve_ready` gauge and the gRPC health status all say this.
+    pub fn is_ready(&self) -> bool {
+        self.models.ready().is_some()
+            && !self.admission.is_draining()
+            && !self.admission.queue_full()
+    }
+}

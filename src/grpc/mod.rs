@@ -3,7 +3,7 @@
 //!
 //! A thin adapter like the HTTP routes: requests become the same wire requests, pass the same validation,
 //! model lookup, admission queue and generation core, and are logged and counted like HTTP requests
-//! (`transport="grpc"`). Health is SERVING only while the model is ready and the server is not draining.
+//! (`transport="grpc"`). Health says SERVING exactly when HTTP readiness answers 200 (`AppState::is_ready`).
 
 mod convert;
 mod service;
@@ -41,7 +41,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    tokio::spawn(follow_health(state.clone(), reporter));
+    let following = tokio::spawn(follow_health(state.clone(), reporter));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -53,7 +53,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the descriptors are valid");
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -61,7 +61,9 @@ pub async fn serve(
             service::GrpcService::new(state),
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .await;
+    following.abort();
+    served
 }
 
 /// Binds the gRPC port now, so that a taken port fails start-up like the HTTP one.
@@ -76,7 +78,7 @@ async fn follow_health(state: Arc<AppState>, reporter: tonic_health::server::Hea
     use tonic_health::ServingStatus;
     let mut last = None;
     loop {
-        let serving = state.models.ready().is_some() && !state.admission.is_draining();
+        let serving = state.is_ready();
         if last != Some(serving) {
             let status = if serving {
                 ServingStatus::Serving

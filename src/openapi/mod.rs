@@ -68,7 +68,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The document with the loaded model's bounds; before it has loaded, the committed one.
 async fn served_document(state: web::Data<AppState>) -> HttpResponse {
-    let document = document_value();
+    // Generated and refined once per process; each request copies it to add the model's bounds.
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(document_value).clone();
     let document = match state.models.ready() {
         Some(model) => {
             let info = model.engine.info();

@@ -15,13 +15,6 @@ enum Probe {
     Startup,
 }
 
-/// What the readiness probe answers 200 to (also exported as `llmserve_ready`).
-pub fn is_ready(state: &AppState) -> bool {
-    state.models.ready().is_some()
-        && !state.admission.is_draining()
-        && !state.admission.queue_full()
-}
-
 fn status(state: &AppState, probe: Probe) -> HttpResponse {
     let admission = &state.admission;
     let engine_sequences = state

@@ -25,7 +25,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         admission.requests_running(),
         admission.requests_waiting(),
         engine_sequences,
-        super::health::is_ready(&state),
+        state.is_ready(),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
