@@ -3,13 +3,16 @@
 use crate::api::errors::{ErrorBody, ErrorResponse};
 use crate::engine::EngineError;
 use crate::generation::admission::{AdmissionError, RETRY_AFTER_SECS};
+use crate::models::error::RegistryError;
 
 /// HTTP statuses by name, as numbers: this module is shared by every front (`routes` turns them into
 /// responses, `grpc` maps the errors to codes of its own).
 mod status {
     pub const BAD_REQUEST: u16 = 400;
+    pub const UNAUTHORIZED: u16 = 401;
     pub const NOT_FOUND: u16 = 404;
     pub const METHOD_NOT_ALLOWED: u16 = 405;
+    pub const CONFLICT: u16 = 409;
     pub const PAYLOAD_TOO_LARGE: u16 = 413;
     pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
     pub const TOO_MANY_REQUESTS: u16 = 429;
@@ -91,6 +94,11 @@ pub enum ApiError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Admission(#[from] AdmissionError),
+    /// An admin change the registry refused.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("Missing or wrong admin token: send `Authorization: Bearer <--admin-token>`")]
+    Unauthorized,
     #[error("The model `{0}` does not exist")]
     ModelNotFound(String),
     #[error("The model is still loading; retry shortly")]
@@ -216,6 +224,32 @@ impl ApiError {
                     None,
                 ),
             },
+            ApiError::Registry(e) => {
+                let conflict = |code| parts(S::CONFLICT, "invalid_request_error", Some(code), None);
+                match e {
+                    RegistryError::VersionExists(_) => conflict("version_exists"),
+                    RegistryError::VersionChanged(_) => conflict("version_changed"),
+                    RegistryError::VersionInUse { .. } => conflict("version_in_use"),
+                    RegistryError::VersionDraining(_) => conflict("version_draining"),
+                    RegistryError::VersionFailed(_) => conflict("version_failed"),
+                    RegistryError::NothingToRollBack(_) => conflict("nothing_to_roll_back"),
+                    RegistryError::UnknownVersion(_) | RegistryError::UnknownAlias(_) => parts(
+                        S::NOT_FOUND,
+                        "not_found_error",
+                        Some("model_not_found"),
+                        None,
+                    ),
+                    RegistryError::Invalid(_) => {
+                        parts(S::BAD_REQUEST, "invalid_request_error", None, None)
+                    }
+                }
+            }
+            ApiError::Unauthorized => parts(
+                S::UNAUTHORIZED,
+                "invalid_request_error",
+                Some("invalid_admin_token"),
+                None,
+            ),
             ApiError::ModelNotFound(_) => parts(
                 S::NOT_FOUND,
                 "not_found_error",

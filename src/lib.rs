@@ -5,17 +5,21 @@
 //! modules at the end serve every layer (`error` joins the layers' own error types into `ApiError`).
 //! - `main.rs`: thin: flags → [`config::Config`] → [`telemetry::init`] → [`server::start`].
 //! - [`server`]: start-up, the drain, the HTTP `app` (served by `main` and by the tests), the metrics and
-//!   gRPC ports beside it. [`state`]: what every front reads. [`config`]: the typed configuration
-//!   (`config::cli`: the flags), which names the engine's settings types.
+//!   gRPC ports beside it, SIGHUP (reload). [`state`]: what every front reads. [`config`]: the typed
+//!   configuration (`config::cli`: the flags; `config::file`: the models file; `config::models`: the
+//!   registry's desired state), which names the engine's settings types.
 //! - Fronts, thin adapters over the core: [`routes`] (HTTP: the routing table, one module per endpoint
-//!   group, `routes::sse` the one SSE writer, `routes::errors` errors as HTTP responses) with [`extract`]
+//!   group, `routes::admin` the admin API, `routes::sse` the one SSE writer, `routes::errors` errors as
+//!   HTTP responses) with [`extract`]
 //!   (JSON bodies whose rejections are OpenAI envelopes) and [`openapi`] (the document, refined with what the
 //!   derives cannot state, plus the loaded model's bounds when served); [`grpc`] (`llmserve.v1`, health,
 //!   reflection; errors as gRPC statuses). [`front`]: what both do with a wire request before the core.
 //! - [`validate`]: wire request → validated request (defaults, bounds), and `validate::model`, the checks
 //!   that need the resolved model. [`remote_images`]: `http(s)` image URLs fetched, when allowed.
-//! - [`models`]: the served model, its load state, the one lookup per request; `models::loading` turns a
-//!   configured source into an engine.
+//! - [`models`]: the registry of versions (each its own engine and admission queue) and aliases (weights
+//!   over versions): the one lookup per request, hot swap, reload, drain of unloaded versions
+//!   (`models::registry`); `models::routing` picks an alias's version by weight, sticky per caller;
+//!   `models::loading` turns a configured source into a warmed-up engine.
 //! - The gateway (API keys, per-key limits) will sit here, between the model lookup and generation.
 //! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
 //!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
@@ -35,13 +39,14 @@
 //! ```text
 //! POST /v1/chat/completions                  gRPC llmserve.v1.Llmserve/Chat
 //!   extract::ApiJson   body → ChatCompletionRequest        grpc::convert  message → the same wire request
-//!   models.resolve     model id → ServedModel, once        (404 / 503; reported after the body's faults)
+//!   models.resolve     alias or model@version → a version by weight, once  (404 / 503; reported after
+//!                      the body's faults); the request holds the version until its response ends
 //!   remote_images      http(s) image URLs → data URLs, if allowed (400)
 //!   front::chat        the steps below, shared by both fronts
 //!   validate::chat     → ValidatedChat (tools in the prompt)  (400)
 //!   validate::model    logit_bias ids, images               (400)
 //!   generation::plan   grammar compiles, count prompt tokens, fit max_tokens, n × seed (400)
-//!   generation::admission  wait for a slot                  (429 / 503; a queued stream: 200 + pings)
+//!   generation::admission  wait for a slot in that version's queue  (429 / 503; a queued stream: 200 + pings)
 //!   engine.generate    → EventStream (Text + logprobs…, Finished); a TokenPicker per sequence
 //!   generation::output stop filter → GenerationEvents | one collected answer
 //!   routes::sse | grpc::service   chunks (tool calls parsed by generation::chat) … [DONE] | messages

@@ -29,6 +29,13 @@ pub fn trim() -> bool {
     }
 }
 
+/// Resident memory of this process in bytes (`/proc/self/statm`), for the load and unload log lines.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 /// Trims once after every burst of work: when the server goes from busy (as `busy` says: requests running
 /// or waiting, or sequences the engine still holds) to idle.
 pub fn spawn_idle_trimmer(busy: impl Fn() -> bool + Send + 'static) {

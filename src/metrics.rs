@@ -1,8 +1,10 @@
 //! Prometheus metrics, measured in our own layer (mistral.rs 0.8.1 records none), rendered at `/metrics`.
 //!
 //! Names and histogram buckets follow vLLM's, with the `llmserve_` prefix, so vLLM dashboards translate.
-//! Labels are bounded: model names and versions come from the configuration, routes are actix's route
-//! templates (`/v1/models/{model}`), reasons and statuses are our own fixed sets. Never raw paths or input.
+//! Labels are bounded: `model` and `model_version` are the registry's model names and versions (from the
+//! models file, the flags or an operator's admin call), `llmserve_ready`'s `model` its aliases; routes
+//! are actix's route templates (`/v1/models/{model}`), reasons and statuses are our own fixed sets. Never
+//! raw paths or input.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -74,8 +76,9 @@ pub struct RequestOutcome<'a> {
     /// Set for gRPC calls (then `route` is the gRPC method path): the status code's name.
     pub grpc_code: Option<&'static str>,
     pub duration: Duration,
-    /// Set for generation requests that reached a model.
+    /// Set for generation requests that reached a model: its name and the version that answered.
     pub model: Option<&'a str>,
+    pub model_version: Option<&'a str>,
     pub prompt_tokens: Option<usize>,
     pub completion_tokens: Option<usize>,
     pub finish_reason: Option<&'static str>,
@@ -115,8 +118,8 @@ pub struct Metrics {
     grpc_requests: IntCounterVec,
     engine_steps: IntCounterVec,
     engine_step_sequences: IntCounterVec,
-    /// The engine's own counts at the last scrape, per model: the counters advance by the difference.
-    engine_steps_seen: Mutex<HashMap<String, StepCounts>>,
+    /// The engine's own counts at the last scrape, per version: the counters advance by the difference.
+    engine_steps_seen: Mutex<HashMap<(String, String), StepCounts>>,
     process: ProcessMetrics,
 }
 
@@ -160,12 +163,12 @@ impl Metrics {
     pub fn new() -> Self {
         let context_length = MAX_TOKEN_BUCKET;
         let r = Registry::new();
-        let model = &["model"];
+        let model = &["model", "model_version"];
         let metrics = Metrics {
             requests_running: gauge(&r, "llmserve_requests_running", "Requests holding a slot (generating or about to).", model),
             requests_waiting: gauge(&r, "llmserve_requests_waiting", "Requests queued for a slot.", model),
             engine_sequences: gauge(&r, "llmserve_engine_sequences", "Sequences the engine still holds, cancelled ones included until it frees them.", model),
-            ready: gauge(&r, "llmserve_ready", "1 when the readiness probe answers 200 (loaded, not draining, queue not full).", model),
+            ready: gauge(&r, "llmserve_ready", "Per alias (label `model`): 1 when a request for it would be served now (a version ready, not draining, queue not full). The readiness probe needs all of them.", &["model"]),
             model_loaded: gauge(&r, "llmserve_model_loaded", "1 when the model version is loaded and serving.", &["model", "model_version"]),
             time_to_first_token: histogram(&r, "llmserve_time_to_first_token_seconds", "Time from request arrival to the first generated token.", TTFT_BUCKETS.to_vec(), model),
             inter_token_latency: histogram(&r, "llmserve_inter_token_latency_seconds", "Time between consecutive generated tokens of one request.", ITL_BUCKETS.to_vec(), model),
@@ -175,14 +178,14 @@ impl Metrics {
             request_generation_tokens: histogram(&r, "llmserve_request_generation_tokens", "Generated tokens per request.", token_buckets(context_length), model),
             prompt_tokens: counter(&r, "llmserve_prompt_tokens_total", "Prompt tokens of admitted requests.", model),
             generation_tokens: counter(&r, "llmserve_generation_tokens_total", "Generated tokens.", model),
-            requests: counter(&r, "llmserve_requests_total", "Generation requests by how they ended (stop, length, error or abort: client gone) and by transport (http, grpc).", &["model", "finish_reason", "transport"]),
+            requests: counter(&r, "llmserve_requests_total", "Generation requests by how they ended (stop, length, error or abort: client gone) and by transport (http, grpc).", &["model", "model_version", "finish_reason", "transport"]),
             requests_rejected: counter(&r, "llmserve_requests_rejected_total", "Requests refused before any work, by reason.", &["reason"]),
             client_disconnects: counter(&r, "llmserve_client_disconnects_total", "Generation requests whose client went away before the response ended.", model),
             http_requests: counter(&r, "llmserve_http_requests_total", "HTTP requests by route template, method and status.", &["route", "method", "status"]),
             grpc_requests: counter(&r, "llmserve_grpc_requests_total", "gRPC calls by method and status code.", &["method", "code"]),
             http_request_duration: histogram(&r, "llmserve_http_request_duration_seconds", "HTTP request duration (to the end of the body) by route template.", HTTP_DURATION_BUCKETS.to_vec(), &["route", "method"]),
-            engine_steps: counter(&r, "llmserve_engine_steps_total", "Forward steps the engine ran, by kind: prompt (prefill) or decode.", &["model", "kind"]),
-            engine_step_sequences: counter(&r, "llmserve_engine_step_sequences_total", "Sequences carried by those steps: divided by the steps, the batch size continuous batching achieved.", &["model", "kind"]),
+            engine_steps: counter(&r, "llmserve_engine_steps_total", "Forward steps the engine ran, by kind: prompt (prefill) or decode.", &["model", "model_version", "kind"]),
+            engine_step_sequences: counter(&r, "llmserve_engine_step_sequences_total", "Sequences carried by those steps: divided by the steps, the batch size continuous batching achieved.", &["model", "model_version", "kind"]),
             engine_steps_seen: Mutex::default(),
             process: ProcessMetrics::new(&r),
             registry: r,
@@ -207,13 +210,19 @@ impl Metrics {
     }
 
     /// Declares the served model, so that its series exist (at zero) before the first request.
-    pub fn declare_model(&self, model: &str) {
-        self.requests_running.with_label_values(&[model]);
-        self.ready.with_label_values(&[model]);
-        self.requests_waiting.with_label_values(&[model]);
-        self.client_disconnects.with_label_values(&[model]);
-        self.prompt_tokens.with_label_values(&[model]);
-        self.generation_tokens.with_label_values(&[model]);
+    /// A version's series exist (at 0) from the moment it is configured.
+    pub fn declare_model(&self, model: &str, version: &str) {
+        let labels = &[model, version];
+        self.requests_running.with_label_values(labels);
+        self.requests_waiting.with_label_values(labels);
+        self.client_disconnects.with_label_values(labels);
+        self.prompt_tokens.with_label_values(labels);
+        self.generation_tokens.with_label_values(labels);
+    }
+
+    /// Per alias: whether a request for it would be served now.
+    pub fn set_ready(&self, alias: &str, ready: bool) {
+        self.ready.with_label_values(&[alias]).set(i64::from(ready));
     }
 
     pub fn set_model_loaded(&self, model: &str, version: &str, loaded: bool) {
@@ -222,32 +231,34 @@ impl Metrics {
             .set(i64::from(loaded));
     }
 
-    /// The queue's state, read at scrape time.
+    /// A version's queue and engine, read at scrape time.
     pub fn set_load(
         &self,
         model: &str,
+        version: &str,
         running: usize,
         waiting: usize,
         engine_sequences: usize,
-        ready: bool,
     ) {
-        self.ready.with_label_values(&[model]).set(i64::from(ready));
+        let labels = &[model, version];
         self.requests_running
-            .with_label_values(&[model])
+            .with_label_values(labels)
             .set(running as i64);
         self.requests_waiting
-            .with_label_values(&[model])
+            .with_label_values(labels)
             .set(waiting as i64);
         self.engine_sequences
-            .with_label_values(&[model])
+            .with_label_values(labels)
             .set(engine_sequences as i64);
     }
 
     /// The engine's step counts, read at scrape time. A count below the last one seen (an engine reloaded)
     /// starts a new baseline rather than moving a counter backwards.
-    pub fn record_engine_steps(&self, model: &str, counts: StepCounts) {
+    pub fn record_engine_steps(&self, model: &str, version: &str, counts: StepCounts) {
         let mut seen = self.engine_steps_seen.lock().expect("engine steps lock");
-        let last = seen.entry(model.to_string()).or_default();
+        let last = seen
+            .entry((model.to_string(), version.to_string()))
+            .or_default();
         let advance = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
         for (kind, steps, sequences, steps_before, sequences_before) in [
             (
@@ -266,18 +277,20 @@ impl Metrics {
             ),
         ] {
             self.engine_steps
-                .with_label_values(&[model, kind])
+                .with_label_values(&[model, version, kind])
                 .inc_by(advance(steps, steps_before));
             self.engine_step_sequences
-                .with_label_values(&[model, kind])
+                .with_label_values(&[model, version, kind])
                 .inc_by(advance(sequences, sequences_before));
         }
         *last = counts;
     }
 
     /// One gap between generated tokens; `tokens` > 1 when one engine event covered several.
-    pub fn observe_token_gap(&self, model: &str, gap: Duration, tokens: usize) {
-        let histogram = self.inter_token_latency.with_label_values(&[model]);
+    pub fn observe_token_gap(&self, model: &str, version: &str, gap: Duration, tokens: usize) {
+        let histogram = self
+            .inter_token_latency
+            .with_label_values(&[model, version]);
         let per_token = gap.as_secs_f64() / tokens.max(1) as f64;
         for _ in 0..tokens.max(1) {
             histogram.observe(per_token);
@@ -310,12 +323,14 @@ impl Metrics {
                 return;
             }
         }
-        let Some(model) = outcome.model else { return };
+        let (Some(model), Some(version)) = (outcome.model, outcome.model_version) else {
+            return;
+        };
         let Some(queue_time) = outcome.queue_time else {
             // Refused before admission (validation, context length): no generation to measure.
             return;
         };
-        let m = &[model];
+        let m = &[model, version];
         self.request_queue_time
             .with_label_values(m)
             .observe(queue_time.as_secs_f64());
@@ -352,7 +367,7 @@ impl Metrics {
             outcome.finish_reason.unwrap_or("stop")
         };
         self.requests
-            .with_label_values(&[model, ended, transport])
+            .with_label_values(&[model, version, ended, transport])
             .inc();
     }
 
@@ -497,13 +512,14 @@ mod tests {
     #[test]
     fn a_finished_stream_fills_the_request_series() {
         let metrics = Metrics::new();
-        metrics.declare_model("m");
+        metrics.declare_model("m", "v");
         metrics.observe_request(&RequestOutcome {
             route: "/v1/chat/completions",
             method: "POST",
             status: 200,
             duration: Duration::from_millis(900),
             model: Some("m"),
+            model_version: Some("v"),
             prompt_tokens: Some(12),
             completion_tokens: Some(5),
             finish_reason: Some("length"),
@@ -511,18 +527,18 @@ mod tests {
             time_to_first_token: Some(Duration::from_millis(120)),
             ..Default::default()
         });
-        metrics.observe_token_gap("m", Duration::from_millis(40), 2);
+        metrics.observe_token_gap("m", "v", Duration::from_millis(40), 2);
         let text = metrics.render();
         for line in [
-            "llmserve_requests_total{finish_reason=\"length\",model=\"m\",transport=\"http\"} 1",
-            "llmserve_prompt_tokens_total{model=\"m\"} 12",
-            "llmserve_generation_tokens_total{model=\"m\"} 5",
-            "llmserve_time_to_first_token_seconds_count{model=\"m\"} 1",
-            "llmserve_inter_token_latency_seconds_count{model=\"m\"} 2",
-            "llmserve_inter_token_latency_seconds_bucket{model=\"m\",le=\"0.025\"} 2",
+            "llmserve_requests_total{finish_reason=\"length\",model=\"m\",model_version=\"v\",transport=\"http\"} 1",
+            "llmserve_prompt_tokens_total{model=\"m\",model_version=\"v\"} 12",
+            "llmserve_generation_tokens_total{model=\"m\",model_version=\"v\"} 5",
+            "llmserve_time_to_first_token_seconds_count{model=\"m\",model_version=\"v\"} 1",
+            "llmserve_inter_token_latency_seconds_count{model=\"m\",model_version=\"v\"} 2",
+            "llmserve_inter_token_latency_seconds_bucket{model=\"m\",model_version=\"v\",le=\"0.025\"} 2",
             "llmserve_http_requests_total{method=\"POST\",route=\"/v1/chat/completions\",status=\"200\"} 1",
             "llmserve_requests_rejected_total{reason=\"overloaded\"} 0",
-            "llmserve_client_disconnects_total{model=\"m\"} 0",
+            "llmserve_client_disconnects_total{model=\"m\",model_version=\"v\"} 0",
         ] {
             assert!(text.contains(line), "missing `{line}` in\n{text}");
         }
@@ -538,6 +554,7 @@ mod tests {
             method: "POST",
             status: 429,
             model: Some("m"),
+            model_version: Some("v"),
             error: Some("overloaded"),
             ..Default::default()
         });
@@ -546,6 +563,7 @@ mod tests {
             method: "POST",
             status: 200,
             model: Some("m"),
+            model_version: Some("v"),
             queue_time: Some(Duration::ZERO),
             time_to_first_token: Some(Duration::from_millis(50)),
             completion_tokens: Some(3),
@@ -555,8 +573,10 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains("llmserve_requests_rejected_total{reason=\"overloaded\"} 1"));
         assert!(text.contains(
-            "llmserve_requests_total{finish_reason=\"abort\",model=\"m\",transport=\"http\"} 1"
+            "llmserve_requests_total{finish_reason=\"abort\",model=\"m\",model_version=\"v\",transport=\"http\"} 1"
         ));
-        assert!(text.contains("llmserve_client_disconnects_total{model=\"m\"} 1"));
+        assert!(
+            text.contains("llmserve_client_disconnects_total{model=\"m\",model_version=\"v\"} 1")
+        );
     }
 }

@@ -10,7 +10,6 @@ use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
 use crate::extract::BodyLimit;
-use crate::models::{loading, LoadState};
 use crate::otlp::SpanExporter;
 use crate::state::AppState;
 use crate::{grpc, memory, openapi, routes, telemetry};
@@ -29,6 +28,7 @@ pub fn app(
 > {
     let limit = BodyLimit(state.config.server.max_request_body_bytes);
     let metrics_here = state.config.server.metrics_port.is_none();
+    let admin = state.config.admin_token.is_some();
     let mut app = App::new().app_data(web::Data::from(state.metrics.clone()));
     // Registered only when configured: the middleware looks the exporter up by type.
     if let Some(spans) = state.spans.clone() {
@@ -37,7 +37,7 @@ pub fn app(
     app.app_data(state)
         .app_data(web::Data::new(limit))
         .wrap(from_fn(telemetry::request_context))
-        .configure(|cfg| routes::configure(cfg, metrics_here))
+        .configure(|cfg| routes::configure(cfg, metrics_here, admin))
         .configure(openapi::configure)
         .default_service(web::to(routes::not_found))
 }
@@ -125,10 +125,13 @@ impl RunningServer {
     /// Serves until SIGTERM or SIGINT, then drains: readiness turns 503, new and queued requests get 503
     /// with `Retry-After`, admitted requests and streams run to completion for up to `--drain-timeout`.
     /// A second signal, or the timeout, ends what is left with an error event and `[DONE]`.
+    ///
+    /// SIGHUP reads the models file again and applies what changed (`AppState::reload_models_file`).
     pub async fn serve_until_signalled(self) -> Result<(), ServeError> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
         let RunningServer {
             state,
             mut server,
@@ -136,25 +139,39 @@ impl RunningServer {
             ..
         } = self;
         let handle = server.handle();
-        tokio::select! {
-            finished = &mut server => {
-                finished?;
-                side_servers.stop().await;
-                return outcome(&state);
+        loop {
+            tokio::select! {
+                finished = &mut server => {
+                    finished?;
+                    side_servers.stop().await;
+                    return outcome(&state);
+                }
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the models file");
+                    // Refusals are logged where they are decided; the server serves on either way.
+                    let _ = state.reload_models_file();
+                    continue;
+                }
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
+            break;
         }
-        let admission = &state.admission;
+        let (running, waiting) = state.models.load();
         tracing::info!(
-            running = admission.requests_running(),
-            waiting = admission.requests_waiting(),
+            running,
+            waiting,
             timeout_secs = state.config.server.drain_timeout.as_secs(),
             "signal received: draining"
         );
-        admission.start_draining();
+        state.models.start_draining();
+        let idle = async {
+            for admission in state.models.admissions() {
+                admission.idle().await;
+            }
+        };
         let drained = tokio::select! {
-            _ = admission.idle() => true,
+            _ = idle => true,
             _ = tokio::time::sleep(state.config.server.drain_timeout) => false,
             _ = terminate.recv() => false,
             _ = interrupt.recv() => false,
@@ -163,12 +180,20 @@ impl RunningServer {
             tracing::info!("drained: every request finished");
         } else {
             tracing::warn!(
-                running = admission.requests_running(),
+                running = state.models.load().0,
                 "ending the requests still running"
             );
-            admission.abort_all();
+            let admissions = state.models.admissions();
+            for admission in &admissions {
+                admission.abort_all();
+            }
             // Ended streams still send their error event and [DONE].
-            let _ = tokio::time::timeout(ABORT_GRACE, admission.idle()).await;
+            let idle = async {
+                for admission in &admissions {
+                    admission.idle().await;
+                }
+            };
+            let _ = tokio::time::timeout(ABORT_GRACE, idle).await;
         }
         tokio::spawn(handle.stop(true));
         server.await?;
@@ -182,10 +207,15 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 /// How long ended streams get to write their error event before the server stops.
 const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// With the flags' one model, a model that failed to load ends the server with an error; a models file's
+/// failures are reported in `/v1/models` while the other models serve.
 fn outcome(state: &AppState) -> Result<(), ServeError> {
-    match state.models.state() {
-        LoadState::Failed(reason) => Err(ServeError::ModelLoad(reason)),
-        _ => Ok(()),
+    if state.config.models_file.is_some() {
+        return Ok(());
+    }
+    match state.models.failures().into_iter().next() {
+        Some((_, reason)) => Err(ServeError::ModelLoad(reason)),
+        None => Ok(()),
     }
 }
 
@@ -197,10 +227,9 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
         config.telemetry.otlp_endpoint.as_deref().map(|endpoint| {
             SpanExporter::start(endpoint, config.telemetry.otlp_service_name.clone())
         });
-    let state = web::Data::new(AppState {
-        spans,
-        ..AppState::new(config)
-    });
+    let mut state = AppState::new(config);
+    state.spans = spans;
+    let state = web::Data::new(state);
     let app_state = state.clone();
     // HTTP clients do not half-close; a read EOF means the client is gone. Without this, actix keeps a
     // non-streaming handler (and its engine sequence) running until the answer is complete.
@@ -232,15 +261,15 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
         None => (None, None),
     };
     let server = http.run();
-    spawn_model_loader(state.clone(), server.handle());
+    start_models(state.clone(), server.handle())?;
     let watched = state.clone();
     memory::spawn_idle_trimmer(move || {
-        watched.admission.requests_running() > 0
-            || watched.admission.requests_waiting() > 0
+        watched.models.load() != (0, 0)
             || watched
                 .models
-                .ready()
-                .is_some_and(|model| model.engine.sequences_alive() > 0)
+                .ready_versions()
+                .iter()
+                .any(|model| model.engine.sequences_alive() > 0)
     });
     Ok(RunningServer {
         local_addr,
@@ -302,36 +331,33 @@ fn start_metrics_server(
     Ok((addr, handle))
 }
 
-fn spawn_model_loader(state: web::Data<AppState>, server: ServerHandle) {
+/// Applies the configured models (they load in the background, one at a time). With the flags' one model,
+/// a failed load stops the server (`wait` and `serve_until_signalled` then return the error).
+fn start_models(state: web::Data<AppState>, server: ServerHandle) -> Result<(), ServeError> {
+    let spec = state
+        .config
+        .models_spec()
+        .map_err(|e| ServeError::ModelLoad(e.to_string()))?;
     tracing::info!(
-        model = state.models.name(),
-        source = ?state.config.model.source,
-        "loading model"
+        versions = spec.versions.len(),
+        aliases = spec.aliases.len(),
+        default_model = %spec.default_alias,
+        "loading models"
     );
-    tracing::info!("paged attention {}", state.config.paged_attention_reason);
-    let runtime = tokio::runtime::Handle::current();
-    let source = state.config.model.source.clone();
-    let settings = state.config.engine.clone();
-    loading::load_in_background(source, settings, move |loaded| match loaded {
-        Ok(engine) => {
-            tracing::info!(
-                model = state.models.name(),
-                context_length = engine.info().context_length,
-                "model ready"
-            );
-            state.models.set_ready(engine);
-            // Loading leaves its temporary buffers (GGUF reads, requantization) in the heap.
-            memory::trim();
-            state
-                .metrics
-                .set_model_loaded(state.models.name(), &state.config.model.version, true);
-        }
-        Err(error) => {
-            tracing::error!(%error, "model failed to load; shutting down");
-            state.models.set_failed(error.to_string());
-            runtime.spawn(server.stop(false));
-        }
-    });
+    state
+        .models
+        .apply(spec)
+        .map_err(|e| ServeError::ModelLoad(e.to_string()))?;
+    if state.config.models_file.is_none() {
+        tokio::spawn(async move {
+            state.models.settled().await;
+            if let Some((version, error)) = state.models.failures().into_iter().next() {
+                tracing::error!(%version, %error, "the model failed to load; shutting down");
+                server.stop(false).await;
+            }
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

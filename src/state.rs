@@ -1,57 +1,91 @@
-//! What every handler reads: the configuration, the served models, admission, metrics, span export and
-//! the image fetcher. Its own module so that the routes and the server that builds it import it from
-//! below rather than from each other.
+//! What every handler reads: the configuration, the model registry, metrics, span export and the image
+//! fetcher. Its own module so that the routes and the server that builds it import it from below rather
+//! than from each other.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::generation::admission::{Admission, AdmissionLimits};
 use crate::metrics::Metrics;
-use crate::models::ModelRegistry;
+use crate::models::loading::MistralLoader;
+use crate::models::registry::Loader;
+use crate::models::{ModelRegistry, RegistryError};
 use crate::otlp::SpanExporter;
 use crate::remote_images::RemoteImages;
 
 /// What every handler reads.
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The models, each version with its own admission queue.
     pub models: ModelRegistry,
-    pub admission: Admission,
     pub metrics: Arc<Metrics>,
     /// Span export, when `--otlp-endpoint` is set (started inside the runtime by `start`).
     pub spans: Option<SpanExporter>,
     /// The image fetcher, when `--allow-remote-images` is set.
     pub remote_images: Option<RemoteImages>,
+    /// Set the first time the server is ready: the startup probe's answer from then on.
+    started: AtomicBool,
 }
 
 impl AppState {
+    /// A state whose registry loads with mistral.rs; it holds no model until the spec is applied.
     pub fn new(config: Config) -> Self {
-        let metrics = Metrics::new();
-        metrics.declare_model(&config.model.served_name);
-        metrics.set_model_loaded(&config.model.served_name, &config.model.version, false);
+        Self::with_loader(config, Arc::new(MistralLoader))
+    }
+
+    pub fn with_loader(config: Config, loader: Arc<dyn Loader>) -> Self {
+        let metrics = Arc::new(Metrics::new());
         AppState {
             spans: None,
             remote_images: config.server.allow_remote_images.then(RemoteImages::new),
-            metrics: Arc::new(metrics),
             models: ModelRegistry::new(
-                config.model.served_name.clone(),
-                config.model.version.clone(),
+                metrics.clone(),
+                loader,
+                config.server.drain_timeout,
+                config.models_file.is_some(),
             ),
-            admission: Admission::new(AdmissionLimits {
-                max_running: config.engine.max_num_seqs,
-                max_waiting: config.queue.max_waiting,
-                queue_timeout: config.queue.timeout,
-            }),
+            metrics,
             config: Arc::new(config),
+            started: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the server has been ready at least once (`ready_now`: whether it is now).
+    pub fn started(&self, ready_now: bool) -> bool {
+        if ready_now {
+            self.started.store(true, Ordering::Relaxed);
+        }
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Whether this server takes new requests: not draining, and every alias has a ready version with
+    /// room in its queue. The HTTP readiness probe, the `llmserve_ready` gauge and the gRPC health status
+    /// all say this.
+    pub fn is_ready(&self) -> bool {
+        let aliases = self.models.readiness();
+        !self.models.is_draining() && !aliases.is_empty() && aliases.iter().all(|a| a.ready)
     }
 }
 
 impl AppState {
-    /// Whether this server takes new requests: the model is loaded, it is not draining and the queue has
-    /// room. The HTTP readiness probe, the `llmserve_ready` gauge and the gRPC health status all say this.
-    pub fn is_ready(&self) -> bool {
-        self.models.ready().is_some()
-            && !self.admission.is_draining()
-            && !self.admission.queue_full()
+    /// Reads the models file again and applies what changed (SIGHUP, `POST /admin/reload`). A file that
+    /// does not read, parse or validate changes nothing; the reason is returned (and logged).
+    pub fn reload_models_file(&self) -> Result<Vec<String>, RegistryError> {
+        let outcome = match &self.config.models_file {
+            None => Err(RegistryError::Invalid(
+                "no models file to reload: the server was started without --config".into(),
+            )),
+            Some(_) => self
+                .config
+                .models_spec()
+                .map_err(|e| RegistryError::Invalid(e.to_string()))
+                .and_then(|spec| self.models.apply(spec)),
+        };
+        match &outcome {
+            Ok(changes) if changes.is_empty() => tracing::info!("reload: nothing changed"),
+            Ok(changes) => tracing::info!(changes = %changes.join("; "), "reload applied"),
+            Err(error) => tracing::error!(%error, "reload refused; serving on as before"),
+        }
+        outcome
     }
 }

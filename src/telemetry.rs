@@ -62,6 +62,8 @@ pub fn init(format: LogFormat) -> LogGuard {
 /// What a handler learns about a request, for its log line.
 #[derive(Debug, Default)]
 struct RequestFacts {
+    /// What the client asked for: an alias or a `model@version` id.
+    requested_model: Option<String>,
     model: Option<String>,
     model_version: Option<String>,
     prompt_tokens: Option<usize>,
@@ -109,8 +111,10 @@ impl RequestLog {
         f(&mut self.facts.lock().expect("request facts lock"));
     }
 
-    pub fn set_model(&self, model: &str, version: &str) {
+    /// `requested`: what the client sent (or the default alias); `model` and `version`: what answers.
+    pub fn set_model(&self, requested: &str, model: &str, version: &str) {
         self.update(|facts| {
+            facts.requested_model = Some(requested.to_string());
             facts.model = Some(model.to_string());
             facts.model_version = Some(version.to_string());
         });
@@ -140,10 +144,13 @@ impl RequestLog {
         let mut facts = self.facts.lock().expect("request facts lock");
         facts.first_token_after.get_or_insert(now - self.started);
         let previous = facts.last_token_at.replace(now);
-        if let (Some(previous), Some(metrics), Some(model)) =
-            (previous, &self.metrics, facts.model.as_deref())
-        {
-            metrics.observe_token_gap(model, now - previous, tokens);
+        if let (Some(previous), Some(metrics), Some(model), Some(version)) = (
+            previous,
+            &self.metrics,
+            facts.model.as_deref(),
+            facts.model_version.as_deref(),
+        ) {
+            metrics.observe_token_gap(model, version, now - previous, tokens);
         }
     }
 }
@@ -285,7 +292,18 @@ impl LogLine {
             ("llmserve.client_disconnected", Bool(!self.completed)),
         ];
         let optional = [
-            ("gen_ai.request.model", facts.model.clone().map(Str)),
+            (
+                "gen_ai.request.model",
+                facts.requested_model.clone().map(Str),
+            ),
+            (
+                "gen_ai.response.model",
+                facts
+                    .model
+                    .as_deref()
+                    .zip(facts.model_version.as_deref())
+                    .map(|(m, v)| Str(crate::config::models::version_id(m, v))),
+            ),
             (
                 "llmserve.model_version",
                 facts.model_version.clone().map(Str),
@@ -345,6 +363,7 @@ impl Drop for LogLine {
                 grpc_code: self.grpc_code,
                 duration,
                 model: facts.model.as_deref(),
+                model_version: facts.model_version.as_deref(),
                 prompt_tokens: facts.prompt_tokens,
                 completion_tokens: facts.completion_tokens,
                 finish_reason: facts.finish_reason,
@@ -378,6 +397,7 @@ impl Drop for LogLine {
             path = %self.path,
             status = self.status,
             grpc_code = self.grpc_code,
+            requested_model = facts.requested_model.as_deref(),
             model = facts.model.as_deref(),
             model_version = facts.model_version.as_deref(),
             prompt_tokens = facts.prompt_tokens,

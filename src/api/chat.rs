@@ -152,6 +152,9 @@ pub struct ChatCompletion {
     pub object: String,
     pub created: u64,
     pub model: String,
+    /// The concrete version that answered (`model@version`): `model` names what the client asked for,
+    /// which may be an alias routed by weight. Also in the `x-llmserve-model-version` header.
+    pub system_fingerprint: String,
     pub choices: Vec<ChatChoice>,
     pub usage: Usage,
 }
@@ -229,6 +232,9 @@ pub struct ChatCompletionChunk {
     /// The same Unix seconds on every chunk of one request.
     pub created: u64,
     pub model: String,
+    /// The concrete version that answered (`model@version`): `model` names what the client asked for,
+    /// which may be an alias routed by weight. Also in the `x-llmserve-model-version` header.
+    pub system_fingerprint: String,
     /// Empty only in the final usage chunk.
     pub choices: Vec<ChatChunkChoice>,
     /// Present only with `stream_options.include_usage`: null, then the totals in the last chunk.

@@ -63,6 +63,9 @@ pub struct TextCompletion {
     pub object: String,
     pub created: u64,
     pub model: String,
+    /// The concrete version that answered (`model@version`): `model` names what the client asked for,
+    /// which may be an alias routed by weight. Also in the `x-llmserve-model-version` header.
+    pub system_fingerprint: String,
     pub choices: Vec<CompletionChoice>,
     pub usage: Usage,
 }
@@ -84,6 +87,9 @@ pub struct TextCompletionChunk {
     pub object: &'static str,
     pub created: u64,
     pub model: String,
+    /// The concrete version that answered (`model@version`): `model` names what the client asked for,
+    /// which may be an alias routed by weight. Also in the `x-llmserve-model-version` header.
+    pub system_fingerprint: String,
     pub choices: Vec<CompletionChunkChoice>,
     #[serde(skip_serializing_if = "ChunkUsage::is_absent")]
     #[schema(value_type = Option<Usage>)]

@@ -5,12 +5,12 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthStatus {
-    /// `ok`, `loading` or `failed`.
+    /// `ok`, `loading`, `draining`, `overloaded` or `failed`.
     pub status: String,
     /// Why the probe is not 200, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The served model id, once loaded.
+    /// The default model (what a request without `model` gets), once it is ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Generation requests admitted and not finished (streams included).
@@ -19,4 +19,15 @@ pub struct HealthStatus {
     pub requests_waiting: usize,
     /// Sequences the engine still holds: drops back to 0 once cancelled or finished requests are freed.
     pub engine_sequences: usize,
+    /// Every alias: ready means a request for it would be served now (readiness needs all of them).
+    pub models: Vec<AliasHealth>,
+}
+
+/// One alias's readiness.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AliasHealth {
+    pub model: String,
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

@@ -50,11 +50,31 @@ macro_rules! generation_request {
             #[serde(default)]
             #[schema(value_type = Option<Object>)]
             pub logit_bias: Option<::std::collections::HashMap<String, serde_json::Value>>,
+            /// A stable id of the end user (OpenAI's newer name): requests with the same id are served by
+            /// the same version of a weighted alias while its weights stand. Wins over `user`.
+            #[serde(default)]
+            #[schema(max_length = 256)]
+            pub safety_identifier: Option<String>,
+            /// A stable id of the end user (deprecated by OpenAI for `safety_identifier`); same effect.
+            #[serde(default)]
+            #[schema(max_length = 256)]
+            pub user: Option<String>,
+        }
+
+        impl $name {
+            /// Who is calling, for sticky routing between a weighted alias's versions.
+            pub fn caller_identity(&self) -> Option<&str> {
+                self.safety_identifier
+                    .as_deref()
+                    .or(self.user.as_deref())
+                    .filter(|id| !id.is_empty())
+            }
         }
     };
 }
 pub(crate) use generation_request;
 
+pub mod admin;
 pub mod chat;
 pub mod common;
 pub mod completions;

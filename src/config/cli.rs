@@ -8,11 +8,14 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
+#[cfg(test)]
+use super::PAGED_ATTENTION_BUILT;
 use super::{
-    Config, ConfigError, Dtype, EngineSettings, GpuMemory, LogFormat, ModelConfig, ModelSource,
-    PagedAttention, QueueConfig, ServerConfig, TelemetryConfig, PAGED_ATTENTION_BUILT,
+    check_chat_template, classify_model, paged_attention, Config, ConfigError, Dtype,
+    EngineSettings, GpuMemory, LogFormat, ModelConfig, ModelSource, PagedAttention, PagedAttnMode,
+    QueueConfig, ServerConfig, TelemetryConfig,
 };
 
 /// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
@@ -36,6 +39,18 @@ pub const DEFAULT_PREFIX_CACHE_N: usize = 16;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "llmserve", version, about, long_about = None)]
 pub struct Cli {
+    /// Models file (TOML): several models and versions, weighted aliases, per-version settings; read
+    /// again on SIGHUP and `POST /admin/reload` (README, "Many models and versions"). Without it the
+    /// flags below name the one model; with it, leave out --model, --multimodal, --served-model-name and
+    /// --model-version (the other flags become every version's defaults).
+    #[arg(long = "config", env = "LLMSERVE_CONFIG")]
+    pub models_file: Option<PathBuf>,
+
+    /// Serve the admin API (`/admin/...`: load, unload, weights, promote, roll back, reload) to requests
+    /// with `Authorization: Bearer <token>`. Unset: no admin API. At least 16 characters.
+    #[arg(long, env = "LLMSERVE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Model to serve: a `.gguf` file, a local model directory (GGUF or safetensors), or a Hugging Face
     /// repo id (needs hub access). Default: SmolLM2-135M-Instruct, fetched into --cache-dir when absent.
     #[arg(long, env = "LLMSERVE_MODEL")]
@@ -158,18 +173,13 @@ pub struct Cli {
     pub allow_remote_images: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PagedAttnMode {
-    Auto,
-    On,
-    Off,
-}
-
 impl Cli {
     /// Checks every flag and cross-field rule before any port is bound or model is loaded.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         // Every flag, by name, with no `..`: a new flag must be used here or the build fails.
         let Cli {
+            models_file,
+            admin_token,
             model,
             multimodal,
             served_model_name,
@@ -197,20 +207,27 @@ impl Cli {
             http_workers,
             allow_remote_images,
         } = self;
+        let model_flags_given =
+            model.is_some() || multimodal || served_model_name.is_some() || model_version.is_some();
+        if models_file.is_some() && model_flags_given {
+            return Err(ConfigError::ModelFlagsWithModelsFile);
+        }
+        if admin_token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+            return Err(ConfigError::ShortAdminToken);
+        }
+        let cache_dir = cache_dir.or_else(default_cache_dir);
         let source = match model {
+            // A models file may name no default-model version: the missing directory is its error then.
+            None if models_file.is_some() => ModelSource::Default {
+                cache_dir: cache_dir.clone().unwrap_or_default(),
+            },
             None => ModelSource::Default {
-                cache_dir: match cache_dir {
-                    Some(dir) => dir,
-                    None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
-                },
+                cache_dir: cache_dir.clone().ok_or(ConfigError::NoCacheDir)?,
             },
             Some(model) => classify_model(&model, multimodal)?,
         };
         if let Some(template) = &chat_template {
-            let ext = template.extension().and_then(|e| e.to_str());
-            if !template.is_file() || !matches!(ext, Some("jinja") | Some("json")) {
-                return Err(ConfigError::BadChatTemplate(template.display().to_string()));
-            }
+            check_chat_template(template)?;
         }
         if max_num_seqs == 0 {
             return Err(ConfigError::ZeroMaxNumSeqs);
@@ -235,15 +252,7 @@ impl Cli {
             memory,
             block_size: paged_attn_block_size,
         };
-        let (paged_attention, paged_attention_reason) = match (paged_attn, PAGED_ATTENTION_BUILT) {
-            (PagedAttnMode::Off, _) => (None, "off: --paged-attn off"),
-            (PagedAttnMode::Auto, false) => (
-                None,
-                "off: a CPU build (mistral.rs has paged attention only with CUDA)",
-            ),
-            (PagedAttnMode::On, false) => return Err(ConfigError::PagedAttentionNotBuilt),
-            (_, true) => (Some(settings), "on: a CUDA build"),
-        };
+        let (paged_attention, paged_attention_reason) = paged_attention(paged_attn, settings)?;
         if paged_attention.is_none() && prefix_cache_n.is_some_and(|n| n > 0) {
             return Err(ConfigError::PrefixCacheWithoutPagedAttention);
         }
@@ -279,12 +288,17 @@ impl Cli {
         } else {
             0
         };
-        Ok(Config {
+        let config = Config {
             model: ModelConfig {
                 source,
                 served_name,
                 version,
             },
+            models_file,
+            admin_token,
+            paged_mode: paged_attn,
+            paged_settings: settings,
+            cache_dir,
             engine: EngineSettings {
                 max_num_seqs,
                 prefix_cache_n: prefix_cache_n.unwrap_or(default_prefix_cache_n),
@@ -313,7 +327,10 @@ impl Cli {
                 otlp_endpoint,
                 otlp_service_name,
             },
-        })
+        };
+        // The models file is checked whole before anything starts.
+        config.models_spec()?;
+        Ok(config)
     }
 }
 
@@ -335,34 +352,6 @@ fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
     Some(base.join("llmserve"))
-}
-
-fn classify_model(model: &str, multimodal: bool) -> Result<ModelSource, ConfigError> {
-    let path = Path::new(model);
-    if path.is_file() {
-        return Ok(ModelSource::GgufFile(path.to_path_buf()));
-    }
-    if path.is_dir() {
-        return Ok(ModelSource::LocalDir(path.to_path_buf()));
-    }
-    // A repo id is `owner/name`: exactly one slash, no path-like pieces.
-    let parts: Vec<&str> = model.split('/').collect();
-    let looks_like_repo = parts.len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && *p != "."
-                && *p != ".."
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        });
-    if looks_like_repo {
-        Ok(ModelSource::HubRepo {
-            repo: model.to_string(),
-            multimodal,
-        })
-    } else {
-        Err(ConfigError::ModelNotFound(model.to_string()))
-    }
 }
 
 /// `SmolLM2-135M-Instruct.Q4_1.gguf` → `SmolLM2-135M-Instruct`: clients should not have to spell the quant.

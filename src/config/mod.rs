@@ -3,14 +3,20 @@
 //! it, checking everything before any port is bound or model loaded.
 
 pub mod cli;
+pub mod file;
+pub mod models;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::path::Path;
+
 use clap::ValueEnum;
+use serde::Deserialize;
 
 pub use cli::Cli;
+pub use models::{ModelsSpec, VersionDefaults, VersionSpec, VERSION_SEPARATOR};
 // The engine's own settings types, named here too: flags parse into them.
 pub use crate::engine::settings::{Dtype, EngineSettings, GpuMemory, PagedAttention};
 
@@ -36,15 +42,34 @@ pub enum ModelSource {
     HubRepo { repo: String, multimodal: bool },
 }
 
+/// Paged attention as a flag (or a models-file field) asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PagedAttnMode {
+    Auto,
+    On,
+    Off,
+}
+
 /// The validated configuration everything else reads.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The flags' one model; unused when `models_file` is set.
     pub model: ModelConfig,
-    /// What the engine is loaded with.
+    /// `--config`: the models file, read (and checked) again on reload.
+    pub models_file: Option<PathBuf>,
+    /// What the engine is loaded with (each version's default).
     pub engine: EngineSettings,
     /// Why paged attention is on or off, for the start-up log.
     pub paged_attention_reason: &'static str,
+    /// `--paged-attn` and its memory and block size, for versions that set their own mode.
+    pub paged_mode: PagedAttnMode,
+    pub paged_settings: PagedAttention,
+    /// Where the default model is cached; `None` when no directory could be found.
+    pub cache_dir: Option<PathBuf>,
     pub queue: QueueConfig,
+    /// `--admin-token`: the `/admin` API is served only when set, and only to this bearer token.
+    pub admin_token: Option<String>,
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -60,7 +85,7 @@ pub struct ModelConfig {
 }
 
 /// The admission queue in front of the engine's `max_num_seqs` slots.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QueueConfig {
     /// Requests that may wait for a slot; more get 429.
     pub max_waiting: usize,
@@ -138,18 +163,106 @@ pub enum ConfigError {
     MetricsPortIsApiPort,
     #[error("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")]
     NoCacheDir,
+    #[error("--config: {0}")]
+    ModelsFile(#[from] file::ModelsFileError),
+    #[error("--config names the models: leave out --model, --multimodal, --served-model-name and --model-version")]
+    ModelFlagsWithModelsFile,
+    #[error("--admin-token must be at least 16 characters")]
+    ShortAdminToken,
 }
 
 impl Config {
+    /// The defaults a version takes for what it does not state itself.
+    pub fn version_defaults(&self) -> VersionDefaults {
+        VersionDefaults {
+            engine: self.engine.clone(),
+            queue: self.queue,
+            paged_mode: self.paged_mode,
+            paged_settings: self.paged_settings,
+            cache_dir: self.cache_dir.clone(),
+        }
+    }
+
+    /// What the registry should hold: the models file's content, or the flags' one model.
+    pub fn models_spec(&self) -> Result<ModelsSpec, file::ModelsFileError> {
+        match &self.models_file {
+            Some(path) => file::read(path, &self.version_defaults()),
+            None => Ok(ModelsSpec::single(VersionSpec {
+                model: self.model.served_name.clone(),
+                version: self.model.version.clone(),
+                source: self.model.source.clone(),
+                engine: self.engine.clone(),
+                queue: self.queue,
+                paged_attention_reason: self.paged_attention_reason,
+            })),
+        }
+    }
+
     /// A configuration for tests and embedding: the default model, an ephemeral port on loopback.
     pub fn for_default_model(cache_dir: PathBuf) -> Self {
         use clap::Parser;
         Cli::parse_from(["llmserve", "--port", "0"])
             .into_config()
             .map(|mut config| {
+                config.cache_dir = Some(cache_dir.clone());
                 config.model.source = ModelSource::Default { cache_dir };
                 config
             })
             .expect("the default flags are valid")
+    }
+}
+
+/// Paged attention as configured for a mode: on in CUDA builds unless turned off, refused on CPU builds
+/// when asked for; with the reason, for the load log.
+pub fn paged_attention(
+    mode: PagedAttnMode,
+    settings: PagedAttention,
+) -> Result<(Option<PagedAttention>, &'static str), ConfigError> {
+    match (mode, PAGED_ATTENTION_BUILT) {
+        (PagedAttnMode::Off, _) => Ok((None, "off: --paged-attn off")),
+        (PagedAttnMode::Auto, false) => Ok((
+            None,
+            "off: a CPU build (mistral.rs has paged attention only with CUDA)",
+        )),
+        (PagedAttnMode::On, false) => Err(ConfigError::PagedAttentionNotBuilt),
+        (_, true) => Ok((Some(settings), "on: a CUDA build")),
+    }
+}
+
+/// A chat template must be an existing `.jinja` or `.json` file.
+pub fn check_chat_template(template: &Path) -> Result<(), ConfigError> {
+    let ext = template.extension().and_then(|e| e.to_str());
+    if !template.is_file() || !matches!(ext, Some("jinja") | Some("json")) {
+        return Err(ConfigError::BadChatTemplate(template.display().to_string()));
+    }
+    Ok(())
+}
+
+/// `--model` (or a version's `source`): an existing file or directory, else a hub repo id `owner/name`.
+pub fn classify_model(model: &str, multimodal: bool) -> Result<ModelSource, ConfigError> {
+    let path = Path::new(model);
+    if path.is_file() {
+        return Ok(ModelSource::GgufFile(path.to_path_buf()));
+    }
+    if path.is_dir() {
+        return Ok(ModelSource::LocalDir(path.to_path_buf()));
+    }
+    // A repo id is `owner/name`: exactly one slash, no path-like pieces.
+    let parts: Vec<&str> = model.split('/').collect();
+    let looks_like_repo = parts.len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if looks_like_repo {
+        Ok(ModelSource::HubRepo {
+            repo: model.to_string(),
+            multimodal,
+        })
+    } else {
+        Err(ConfigError::ModelNotFound(model.to_string()))
     }
 }

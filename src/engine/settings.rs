@@ -2,7 +2,8 @@
 //! that the engine never reads the server's configuration (`config` builds them from flags).
 
 /// Weight and activation type; `--dtype` parses into it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dtype {
     Auto,
     F32,

@@ -5,6 +5,7 @@
 //! them: the engine cancels its sequences and the slot is freed. A server that must stop (second signal,
 //! drain timeout) ends each stream with a `Failed` event.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -15,12 +16,16 @@ use crate::engine::TokenLogprob;
 use crate::error::ApiError;
 use crate::generation::admission::{AdmissionError, AdmissionPermit};
 use crate::generation::choices::{merged_choices, ChoiceEvent, ChoiceSource, ChoiceText};
+use crate::models::ServedModel;
 use crate::telemetry::RequestLog;
 
 /// A request admitted and submitted: its slot and its choices' engine streams.
 pub struct Started {
     pub permit: AdmissionPermit,
     pub sources: Vec<ChoiceSource>,
+    /// The version answering, held until the response ends: a version taken out of service is unloaded
+    /// only once its last response has let go of it.
+    pub model: Arc<ServedModel>,
 }
 
 /// A request's prompt tokens as counted before generation, and whether the engine's own count replaces them.
@@ -94,7 +99,8 @@ pub fn events(
     } = settings;
     async_stream::stream! {
         let mut start = start;
-        let Started { mut permit, sources } = loop {
+        // `_version` (not `_`) keeps the answering version loaded until the stream ends.
+        let Started { mut permit, sources, model: _version } = loop {
             match tokio::time::timeout(keep_alive, &mut start).await {
                 Err(_) => yield GenerationEvent::Idle,
                 Ok(Ok(started)) => break started,
@@ -172,6 +178,7 @@ pub async fn collect(
     let Started {
         mut permit,
         sources,
+        model: _version,
     } = started;
     let mut choices: Vec<CollectedChoice> = (0..sources.len())
         .map(|index| CollectedChoice {
@@ -313,6 +320,11 @@ mod tests {
         let started = Started {
             permit: gate.admit(1).await.unwrap(),
             sources: vec![source],
+            model: ServedModel::for_tests(crate::engine::scripted::engine(
+                1,
+                vec![],
+                Duration::ZERO,
+            )),
         };
         let one_prompt = PromptCount {
             counted: 5,

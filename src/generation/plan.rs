@@ -11,7 +11,7 @@ use futures::{FutureExt, Stream};
 use crate::api::common::Usage;
 use crate::engine::{EngineError, GenerationRequest, OutputConstraint, Prompt};
 use crate::error::{ApiError, ValidationError};
-use crate::generation::admission::{Admission, AdmissionPermit, Admitted};
+use crate::generation::admission::{AdmissionPermit, Admitted};
 use crate::generation::choices::ChoiceSource;
 use crate::generation::output::{
     self, CollectedChoice, GenerationEvent, PromptCount, Started, StreamSettings,
@@ -44,7 +44,6 @@ pub async fn plan(
     model: Arc<ServedModel>,
     generation: ValidatedGeneration,
     prompts: Vec<Prompt>,
-    admission: &Admission,
     log: &RequestLog,
 ) -> Result<PlannedGeneration, ApiError> {
     if let Some(constraint) = &generation.constraint {
@@ -59,7 +58,7 @@ pub async fn plan(
             .map_err(|e| EngineError::Internal(format!("grammar check failed: {e}")))?
             .map_err(|e| ValidationError::invalid(param, e.to_string()))?;
     }
-    admission.refuse_early()?;
+    model.admission.refuse_early()?;
     let single_prompt = prompts.len() == 1;
     let counting = std::time::Instant::now();
     let mut choices = Vec::with_capacity(prompts.len() * generation.generated);
@@ -141,17 +140,18 @@ impl PlannedGeneration {
                 stop: self.generation.stop.clone(),
             });
         }
-        Ok(Started { permit, sources })
+        Ok(Started {
+            permit,
+            sources,
+            model: self.model,
+        })
     }
 
     /// Waits for a slot, submits, and runs every choice to its end: for answers that are sent whole.
     /// Returns the choices in index order and the usage. Dropping the future cancels the sequences.
-    pub async fn collect(
-        self,
-        admission: &Admission,
-    ) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
+    pub async fn collect(self) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
         let (prompt_tokens, log) = (self.prompt_tokens, self.log.clone());
-        let permit = admission.admit(self.sequences()).await?;
+        let permit = self.model.admission.admit(self.sequences()).await?;
         let started = self.submit(permit).await?;
         output::collect(started, prompt_tokens, &log).await
     }
@@ -160,7 +160,6 @@ impl PlannedGeneration {
     /// error here, before any response has begun; see [`Self::start_streaming`] for one that waits.
     pub async fn stream(
         self,
-        admission: &Admission,
         keep_alive: Duration,
     ) -> Result<impl Stream<Item = GenerationEvent> + Send + 'static, ApiError> {
         let settings = StreamSettings {
@@ -168,7 +167,7 @@ impl PlannedGeneration {
             keep_alive,
             log: self.log.clone(),
         };
-        let start = self.start_streaming(admission, keep_alive).await?;
+        let start = self.start_streaming(keep_alive).await?;
         Ok(output::events(start, settings))
     }
 
@@ -178,9 +177,9 @@ impl PlannedGeneration {
     /// event before any token.
     async fn start_streaming(
         self,
-        admission: &Admission,
         headers_within: Duration,
     ) -> Result<BoxFuture<'static, Result<Started, ApiError>>, ApiError> {
+        let admission = self.model.admission.clone();
         match admission
             .admit_or_defer(self.sequences(), headers_within)
             .await?

@@ -56,6 +56,9 @@ pub fn completion(request: &proto::GenerateRequest) -> Result<CompletionRequest,
     let mut body = sampling_fields(request.sampling.as_ref());
     body.insert("model".into(), model_field(&request.model));
     body.insert("prompt".into(), Value::from(request.prompt.clone()));
+    if !request.user.is_empty() {
+        body.insert("user".into(), Value::from(request.user.clone()));
+    }
     wire(Value::Object(body))
 }
 
@@ -100,6 +103,9 @@ pub fn chat(request: &proto::ChatRequest) -> Result<ChatCompletionRequest, ApiEr
         "messages".into(),
         request.messages.iter().map(message).collect(),
     );
+    if !request.user.is_empty() {
+        body.insert("user".into(), Value::from(request.user.clone()));
+    }
     if !request.tools.is_empty() {
         let tools = request.tools.iter().map(tool).collect::<Result<_, _>>()?;
         body.insert("tools".into(), Value::Array(tools));
@@ -131,9 +137,11 @@ mod tests {
                 seed: Some(7),
                 ..Default::default()
             }),
+            user: "caller-1".into(),
         };
         let wire = completion(&request).unwrap();
         assert_eq!(wire.model, None);
+        assert_eq!(wire.caller_identity(), Some("caller-1"));
         assert_eq!(wire.max_tokens, Some(5));
         assert_eq!(wire.temperature, Some(0.0));
         assert_eq!(wire.seed, Some(7));

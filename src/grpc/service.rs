@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::api::common::{FinishReason, Usage};
+use crate::api::models::{ModelKind, ModelStatus};
 use crate::engine::Prompt;
 use crate::error::ApiError;
 use crate::front;
@@ -16,7 +17,6 @@ use crate::generation::output::GenerationEvent;
 use crate::grpc::proto::llmserve_server::Llmserve;
 use crate::grpc::proto::{self, chat_response, generate_response};
 use crate::grpc::{convert, status};
-use crate::models::LoadState;
 use crate::state::AppState;
 use crate::telemetry::{CallLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::tools::ToolEvent;
@@ -115,17 +115,14 @@ impl Llmserve for GrpcService {
         let started = async {
             let wire = convert::completion(request.get_ref())?;
             let prepared = front::completion(&self.state, wire, &log).await?.prepared;
-            let events = prepared
-                .planned
-                .stream(&self.state.admission, keep_alive)
-                .await?;
+            let events = prepared.planned.stream(keep_alive).await?;
             Ok::<_, ApiError>((prepared.model, events))
         }
         .instrument(span)
         .await;
         let (model, events) = started.map_err(|error| refuse(&mut call, &error))?;
         let mut reason = FinishReason::Stop;
-        let model = model.name.clone();
+        let (model, model_version) = (model.requested.clone(), model.id.clone());
         let stream = framed(call, events, move |event| {
             use generate_response::Event;
             let event = match event {
@@ -143,6 +140,7 @@ impl Llmserve for GrpcService {
                     finish_reason: finish_reason(reason).into(),
                     usage: Some(usage(totals)),
                     model: model.clone(),
+                    model_version: model_version.clone(),
                 }),
                 _ => return Vec::new(),
             };
@@ -160,7 +158,7 @@ impl Llmserve for GrpcService {
         let answered = async {
             let wire = convert::completion(request.get_ref())?;
             let prepared = front::completion(&self.state, wire, &log).await?.prepared;
-            let (choices, totals) = prepared.planned.collect(&self.state.admission).await?;
+            let (choices, totals) = prepared.planned.collect().await?;
             Ok::<_, ApiError>((prepared.model, choices, totals))
         }
         .instrument(span)
@@ -172,7 +170,8 @@ impl Llmserve for GrpcService {
             text: choice.text,
             finish_reason: finish_reason(choice.finish_reason).into(),
             usage: Some(usage(totals)),
-            model: model.name.clone(),
+            model: model.requested.clone(),
+            model_version: model.id.clone(),
         }))
     }
 
@@ -185,19 +184,18 @@ impl Llmserve for GrpcService {
         let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
             let wire = convert::chat(request.get_ref())?;
-            let resolved = self.state.models.resolve(wire.model.as_deref());
-            let chat = front::chat(&self.state, resolved, wire, &log).await?;
-            let events = chat
-                .prepared
-                .planned
-                .stream(&self.state.admission, keep_alive)
-                .await?;
+            let resolved = self
+                .state
+                .models
+                .resolve(wire.model.as_deref(), wire.caller_identity());
+            let chat = front::chat(resolved, wire, &log).await?;
+            let events = chat.prepared.planned.stream(keep_alive).await?;
             Ok::<_, ApiError>((chat.prepared.model, events, chat.parse_tools))
         }
         .instrument(span)
         .await;
         let (model, events, parse_tools) = started.map_err(|error| refuse(&mut call, &error))?;
-        let model = model.name.clone();
+        let (model, model_version) = (model.requested.clone(), model.id.clone());
         let mut text = ChatChoiceText::new(parse_tools);
         let mut reason = FinishReason::Stop;
         // Tokens behind text the tool-call parser still holds: they go with the next delta sent.
@@ -218,6 +216,7 @@ impl Llmserve for GrpcService {
                         finish_reason: finish_reason(reason).into(),
                         usage: Some(usage(totals)),
                         model: model.clone(),
+                        model_version: model_version.clone(),
                     };
                     return vec![proto::ChatResponse {
                         event: Some(chat_response::Event::Finished(finished)),
@@ -246,20 +245,41 @@ impl Llmserve for GrpcService {
     ) -> Result<Response<proto::ListModelsResponse>, Status> {
         let mut call = self.call("ListModels", &request);
         call.completed();
-        let registry = &self.state.models;
-        let (state, context_length) = match registry.state() {
-            LoadState::Loading => ("loading", 0),
-            LoadState::Ready(model) => ("ready", model.engine.info().context_length),
-            LoadState::Failed(_) => ("failed", 0),
-        };
-        Ok(Response::new(proto::ListModelsResponse {
-            models: vec![proto::Model {
-                id: registry.name().to_string(),
-                version: self.state.config.model.version.clone(),
-                state: state.to_string(),
-                context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
-            }],
-        }))
+        let models = self
+            .state
+            .models
+            .list()
+            .into_iter()
+            .map(|m| proto::Model {
+                version: match m.kind {
+                    ModelKind::Alias => String::new(),
+                    ModelKind::Version => {
+                        m.id.rsplit_once(crate::config::VERSION_SEPARATOR)
+                            .map(|(_, v)| v.to_string())
+                            .unwrap_or_default()
+                    }
+                },
+                state: match m.status {
+                    ModelStatus::Loading => "loading",
+                    ModelStatus::Ready => "ready",
+                    ModelStatus::Draining => "draining",
+                    ModelStatus::Failed => "failed",
+                }
+                .to_string(),
+                context_length: m
+                    .max_model_len
+                    .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                kind: match m.kind {
+                    ModelKind::Alias => "alias",
+                    ModelKind::Version => "version",
+                }
+                .to_string(),
+                weights: m.weights.unwrap_or_default().into_iter().collect(),
+                state_reason: m.status_reason.unwrap_or_default(),
+                id: m.id,
+            })
+            .collect();
+        Ok(Response::new(proto::ListModelsResponse { models }))
     }
 
     async fn tokenize(
@@ -270,7 +290,7 @@ impl Llmserve for GrpcService {
         let request = request.into_inner();
         let model_name = (!request.model.is_empty()).then_some(request.model.as_str());
         let tokenized = async {
-            let model = self.state.models.resolve(model_name)?;
+            let model = self.state.models.resolve(model_name, None)?;
             let tokens = model.engine.tokenize(&Prompt::Text(request.text)).await?;
             Ok::<_, ApiError>((tokens, model.engine.info().context_length))
         }

@@ -9,6 +9,7 @@ use tonic::{Code, Status};
 use crate::engine::EngineError;
 use crate::error::ApiError;
 use crate::generation::admission::AdmissionError;
+use crate::models::error::RegistryError;
 
 /// The trailer that names the error as the HTTP API's `code` field does (e.g. `context_length_exceeded`).
 pub const ERROR_CODE_TRAILER: &str = "llmserve-error-code";
@@ -47,6 +48,18 @@ pub fn code(error: &ApiError) -> Code {
             | AdmissionError::Draining
             | AdmissionError::ShutDown => Code::Unavailable,
         },
+        // The admin API is HTTP only; mapped for completeness.
+        ApiError::Registry(e) => match e {
+            RegistryError::UnknownVersion(_) | RegistryError::UnknownAlias(_) => Code::NotFound,
+            RegistryError::VersionExists(_) => Code::AlreadyExists,
+            RegistryError::Invalid(_) => Code::InvalidArgument,
+            RegistryError::VersionChanged(_)
+            | RegistryError::VersionInUse { .. }
+            | RegistryError::VersionDraining(_)
+            | RegistryError::VersionFailed(_)
+            | RegistryError::NothingToRollBack(_) => Code::FailedPrecondition,
+        },
+        ApiError::Unauthorized => Code::Unauthenticated,
         ApiError::ModelNotFound(_) => Code::NotFound,
         ApiError::ModelNotReady => Code::Unavailable,
         ApiError::RouteNotFound(_) | ApiError::MethodNotAllowed { .. } => Code::Unimplemented,

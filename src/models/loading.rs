@@ -1,31 +1,62 @@
-//! Loading a model: the configured source turned into files the engine can open (fetching the default
-//! model if needed), then the engine loaded on a blocking thread.
+//! Loading a version: the configured source turned into files the engine can open (fetching the default
+//! model if needed), the engine loaded on a blocking thread, then warmed up with one short generation, so
+//! that a version counts as ready only once it has generated.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::ModelSource;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+
+use super::registry::Loader;
+use crate::config::{ModelSource, VersionSpec};
 use crate::default_model;
 use crate::engine::mistral::{LoadTarget, MistralEngine};
-use crate::engine::settings::EngineSettings;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, EngineEvent, GenerationRequest, Prompt, Sampling};
 
-/// Loads the model on a blocking thread and hands the outcome to `loaded`. Loading blocks for seconds to
-/// minutes (pip, requantization, mistral.rs's synchronous loader): it never runs on a server worker.
-/// Call inside a tokio runtime.
-pub fn load_in_background(
-    source: ModelSource,
-    settings: EngineSettings,
-    loaded: impl FnOnce(Result<Arc<dyn Engine>, EngineError>) + Send + 'static,
-) {
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let engine = resolve_target(&source).and_then(|target| {
-            tracing::info!(?target, "model files found");
-            runtime.block_on(MistralEngine::load(target, settings))
-        });
-        loaded(engine.map(|engine| Arc::new(engine) as Arc<dyn Engine>));
-    });
+/// Loads versions with mistral.rs.
+pub struct MistralLoader;
+
+impl Loader for MistralLoader {
+    fn load(&self, spec: &VersionSpec) -> BoxFuture<'static, Result<Arc<dyn Engine>, EngineError>> {
+        let (source, settings) = (spec.source.clone(), spec.engine.clone());
+        async move {
+            // Loading blocks for seconds to minutes (pip, requantization, mistral.rs's synchronous
+            // loader): never on a server worker.
+            let runtime = tokio::runtime::Handle::current();
+            let engine = tokio::task::spawn_blocking(move || {
+                let target = resolve_target(&source)?;
+                tracing::info!(?target, "model files found");
+                runtime.block_on(MistralEngine::load(target, settings))
+            })
+            .await
+            .map_err(|e| EngineError::Load(format!("the loading thread failed: {e}")))??;
+            let engine: Arc<dyn Engine> = Arc::new(engine);
+            warm_up(engine.as_ref()).await?;
+            Ok(engine)
+        }
+        .boxed()
+    }
+}
+
+/// One token from a short prompt: the engine's thread runs, its first forward pass has allocated what it
+/// needs, and a version that cannot generate fails here rather than on a client's request.
+pub async fn warm_up(engine: &dyn Engine) -> Result<(), EngineError> {
+    let request = GenerationRequest::new(
+        Prompt::Text("Hello".into()),
+        Sampling::default(),
+        1,
+        Vec::new(),
+    );
+    let mut events = engine.generate(request).await?.events;
+    while let Some(event) = events.next().await {
+        if let EngineEvent::Finished { .. } = event? {
+            return Ok(());
+        }
+    }
+    Err(EngineError::Load(
+        "the warm-up generation ended without finishing".into(),
+    ))
 }
 
 /// Turns the configured source into files the loader can open, fetching the default model if needed.

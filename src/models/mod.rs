@@ -1,95 +1,68 @@
-//! The served model: its public name, its engine, whether it has finished loading, and the one lookup per
-//! request ([`ModelRegistry::resolve`]); [`loading`] turns a configured source into an engine.
+//! The served models: versions (each its own engine and admission queue) under aliases that route by
+//! weight, the one lookup per request ([`ModelRegistry::resolve`]) and hot swap ([`registry`]);
+//! [`routing`] picks a version of an alias; [`loading`] turns a configured source into a warmed-up engine.
 
+pub mod error;
 pub mod loading;
+pub mod registry;
+pub mod routing;
 
-use std::sync::{Arc, RwLock};
+use std::ops::Deref;
+use std::sync::Arc;
 
-use crate::api;
 use crate::engine::Engine;
-use crate::error::ApiError;
+use crate::generation::admission::Admission;
 
-/// A loaded model under the id clients use.
+pub use error::RegistryError;
+pub use registry::{ModelRegistry, VersionStatus};
+
+/// One loaded version of a model: its engine and its own admission queue in front of the engine's slots.
+/// Requests hold it (an `Arc`) until their response ends, so that an unloaded version lives exactly as
+/// long as its last request.
 pub struct ServedModel {
     pub name: String,
-    /// `--model-version`: told apart in metrics and logs.
     pub version: String,
-    /// Unix seconds when it finished loading (`created` in `/v1/models`).
+    /// `name@version`: what responses name in `system_fingerprint` and `x-llmserve-model-version`.
+    pub id: String,
+    /// Unix seconds when it finished loading.
     pub created: u64,
     pub engine: Arc<dyn Engine>,
+    pub admission: Admission,
+}
+
+/// A request's model: what the client asked for (an alias, a version id, or the default) and the version
+/// routing chose for it.
+#[derive(Clone)]
+pub struct Routed {
+    /// The response's `model`: what the client sent (or the default alias when it sent none).
+    pub requested: String,
+    pub served: Arc<ServedModel>,
+}
+
+impl Deref for Routed {
+    type Target = ServedModel;
+
+    fn deref(&self) -> &ServedModel {
+        &self.served
+    }
 }
 
 impl ServedModel {
-    pub fn to_wire(&self) -> api::models::Model {
-        api::models::Model {
-            id: self.name.clone(),
-            object: "model".to_string(),
-            created: self.created,
-            owned_by: "llmserve".to_string(),
-            max_model_len: self.engine.info().context_length,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub enum LoadState {
-    Loading,
-    Ready(Arc<ServedModel>),
-    Failed(String),
-}
-
-/// The model registry: one configured model for now, known by name before it has loaded.
-pub struct ModelRegistry {
-    name: String,
-    version: String,
-    state: RwLock<LoadState>,
-}
-
-impl ModelRegistry {
-    pub fn new(name: String, version: String) -> Self {
-        ModelRegistry {
-            name,
-            version,
-            state: RwLock::new(LoadState::Loading),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn state(&self) -> LoadState {
-        self.state.read().expect("model state lock").clone()
-    }
-
-    pub fn set_ready(&self, engine: Arc<dyn Engine>) {
-        let model = ServedModel {
-            name: self.name.clone(),
-            version: self.version.clone(),
-            created: crate::ids::unix_now(),
+    /// A ready version around an engine, for the tests of the layers above.
+    #[cfg(test)]
+    pub fn for_tests(engine: Arc<dyn Engine>) -> Arc<ServedModel> {
+        use crate::generation::admission::AdmissionLimits;
+        Arc::new(ServedModel {
+            name: "m".into(),
+            version: "v".into(),
+            id: "m@v".into(),
+            created: 0,
             engine,
-        };
-        *self.state.write().expect("model state lock") = LoadState::Ready(Arc::new(model));
-    }
-
-    pub fn set_failed(&self, reason: String) {
-        *self.state.write().expect("model state lock") = LoadState::Failed(reason);
-    }
-
-    pub fn ready(&self) -> Option<Arc<ServedModel>> {
-        match self.state() {
-            LoadState::Ready(model) => Some(model),
-            _ => None,
-        }
-    }
-
-    /// The model a request names (`None`: the served one): 404 for unknown names, 503 while loading.
-    pub fn resolve(&self, requested: Option<&str>) -> Result<Arc<ServedModel>, ApiError> {
-        if let Some(name) = requested {
-            if name != self.name {
-                return Err(ApiError::ModelNotFound(name.to_string()));
-            }
-        }
-        self.ready().ok_or(ApiError::ModelNotReady)
+            admission: Admission::new(AdmissionLimits {
+                max_running: 16,
+                max_waiting: 16,
+                queue_timeout: None,
+            }),
+        })
     }
 }

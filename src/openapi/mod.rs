@@ -33,21 +33,59 @@ use crate::state::AppState;
         routes::health::ready,
         routes::health::startup,
         routes::metrics::metrics,
+        routes::admin::list,
+        routes::admin::add_version,
+        routes::admin::remove_version,
+        routes::admin::set_weights,
+        routes::admin::promote,
+        routes::admin::roll_back,
+        routes::admin::reload,
     ),
+    modifiers(&AdminTokenScheme),
     tags(
         (name = "OpenAI", description = "The OpenAI-compatible API"),
         (name = "Health", description = "Probes for load balancers and Kubernetes"),
         (name = "Tokenizer", description = "The served model's tokenizer (vLLM's endpoints)"),
         (name = "Operations", description = "Prometheus metrics"),
+        (name = "Admin", description = "Model versions, weighted aliases, hot swap and reload; served only \
+                                       when the server runs with `--admin-token`, to that bearer token"),
     )
 )]
 pub struct ApiDoc;
+
+/// The admin API's bearer token as a security scheme.
+struct AdminTokenScheme;
+
+impl utoipa::Modify for AdminTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The server's `--admin-token`"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document without a model's bounds.
 pub fn document_value() -> serde_json::Value {
     let generated =
         serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
     refine::refine(generated)
+}
+
+/// The document without the admin API: what a server started without `--admin-token` serves, since it
+/// has no such routes.
+pub fn without_admin(mut document: serde_json::Value) -> serde_json::Value {
+    if let Some(paths) = document["paths"].as_object_mut() {
+        paths.retain(|path, _| !path.starts_with("/admin"));
+    }
+    document
 }
 
 /// The document as committed: pretty JSON with a trailing newline.
@@ -70,17 +108,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn served_document(state: web::Data<AppState>) -> HttpResponse {
     // Generated and refined once per process; each request copies it to add the model's bounds.
     static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    let document = DOCUMENT.get_or_init(document_value).clone();
-    let document = match state.models.ready() {
-        Some(model) => {
+    let mut document = DOCUMENT.get_or_init(document_value).clone();
+    if state.config.admin_token.is_none() {
+        document = without_admin(document);
+    }
+    // With several models, what any of them accepts: the document describes the server.
+    let bounds = state
+        .models
+        .ready_versions()
+        .iter()
+        .map(|model| {
             let info = model.engine.info();
-            let bounds = ModelBounds {
+            ModelBounds {
                 vocab_size: info.vocab_size,
                 accepts_images: info.accepts_images,
                 fill_in_middle: info.fill_in_middle.is_some(),
-            };
-            with_model_bounds(document, bounds)
-        }
+            }
+        })
+        .reduce(|a, b| ModelBounds {
+            vocab_size: a.vocab_size.max(b.vocab_size),
+            accepts_images: a.accepts_images || b.accepts_images,
+            fill_in_middle: a.fill_in_middle || b.fill_in_middle,
+        });
+    let document = match bounds {
+        Some(bounds) => with_model_bounds(document, bounds),
         None => document,
     };
     HttpResponse::Ok().json(document)

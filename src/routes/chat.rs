@@ -16,6 +16,7 @@ use crate::generation::chat::{self, ChatChoiceText};
 use crate::ids;
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
+use crate::routes::MODEL_VERSION_HEADER;
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
 use crate::tools::ToolEvent;
@@ -51,7 +52,9 @@ pub async fn create_chat_completion(
     let mut request = body.into_inner();
     // The one lookup of this request (a weighted alias must not pick twice); an unknown or loading model
     // is reported after the request's own faults, as before any lookup.
-    let resolved = state.models.resolve(request.model.as_deref());
+    let resolved = state
+        .models
+        .resolve(request.model.as_deref(), request.caller_identity());
     if let (Some(remote_images), Ok(model)) = (&state.remote_images, &resolved) {
         // Fetched only for a model that takes images: any other refuses them below without a fetch.
         if model.engine.info().accepts_images {
@@ -66,7 +69,7 @@ pub async fn create_chat_completion(
                 planned,
             },
         parse_tools,
-    } = front::chat(&state, resolved, request, &log).await?;
+    } = front::chat(resolved, request, &log).await?;
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
 
@@ -76,7 +79,8 @@ pub async fn create_chat_completion(
                 id,
                 "chat.completion.chunk",
                 created,
-                model.name.clone(),
+                model.requested.clone(),
+                model.id.clone(),
                 generation.include_usage,
             ),
             with_logprobs: generation.logprobs.is_some(),
@@ -84,55 +88,55 @@ pub async fn create_chat_completion(
                 .map(|_| ChoiceState::new(parse_tools))
                 .collect(),
         };
-        let events = planned
-            .stream(&state.admission, state.config.server.sse_keep_alive)
-            .await?;
-        return Ok(sse::sse_response(sse::sse_body(
-            format,
-            events,
-            generation.include_usage,
-        )));
+        let events = planned.stream(state.config.server.sse_keep_alive).await?;
+        return Ok(sse::sse_response(
+            &model.id,
+            sse::sse_body(format, events, generation.include_usage),
+        ));
     }
 
-    let (choices, usage) = planned.collect(&state.admission).await?;
+    let (choices, usage) = planned.collect().await?;
     let with_logprobs = generation.logprobs.is_some();
-    Ok(HttpResponse::Ok().json(ChatCompletion {
-        id,
-        object: "chat.completion".to_string(),
-        created,
-        model: model.name.clone(),
-        choices: choices
-            .into_iter()
-            .map(|c| {
-                let answer = chat::chat_answer(c.text, parse_tools, c.finish_reason);
-                let tool_calls = (!answer.tool_calls.is_empty()).then(|| {
-                    answer
-                        .tool_calls
-                        .into_iter()
-                        .map(|call| ToolCall {
-                            id: call.id,
-                            kind: "function".to_string(),
-                            function: FunctionCall {
-                                name: call.name,
-                                arguments: call.arguments,
-                            },
-                        })
-                        .collect()
-                });
-                ChatChoice {
-                    index: c.index,
-                    message: AssistantMessage {
-                        role: "assistant".to_string(),
-                        content: answer.content,
-                        tool_calls,
-                    },
-                    logprobs: with_logprobs.then(|| chat_logprobs(c.logprobs)),
-                    finish_reason: answer.finish_reason,
-                }
-            })
-            .collect(),
-        usage,
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header((MODEL_VERSION_HEADER, model.id.as_str()))
+        .json(ChatCompletion {
+            id,
+            object: "chat.completion".to_string(),
+            created,
+            model: model.requested.clone(),
+            system_fingerprint: model.id.clone(),
+            choices: choices
+                .into_iter()
+                .map(|c| {
+                    let answer = chat::chat_answer(c.text, parse_tools, c.finish_reason);
+                    let tool_calls = (!answer.tool_calls.is_empty()).then(|| {
+                        answer
+                            .tool_calls
+                            .into_iter()
+                            .map(|call| ToolCall {
+                                id: call.id,
+                                kind: "function".to_string(),
+                                function: FunctionCall {
+                                    name: call.name,
+                                    arguments: call.arguments,
+                                },
+                            })
+                            .collect()
+                    });
+                    ChatChoice {
+                        index: c.index,
+                        message: AssistantMessage {
+                            role: "assistant".to_string(),
+                            content: answer.content,
+                            tool_calls,
+                        },
+                        logprobs: with_logprobs.then(|| chat_logprobs(c.logprobs)),
+                        finish_reason: answer.finish_reason,
+                    }
+                })
+                .collect(),
+            usage,
+        }))
 }
 
 /// Our token logprobs in the chat shape.

@@ -17,6 +17,7 @@ use crate::generation::completion;
 use crate::ids;
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
+use crate::routes::MODEL_VERSION_HEADER;
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
 
@@ -69,49 +70,50 @@ pub async fn create_completion(
                 id,
                 "text_completion",
                 created,
-                model.name.clone(),
+                model.requested.clone(),
+                model.id.clone(),
                 generation.include_usage,
             ),
             echoes,
             logprobs: generation.logprobs,
             offsets,
         };
-        let events = planned
-            .stream(&state.admission, state.config.server.sse_keep_alive)
-            .await?;
-        return Ok(sse::sse_response(sse::sse_body(
-            format,
-            events,
-            generation.include_usage,
-        )));
+        let events = planned.stream(state.config.server.sse_keep_alive).await?;
+        return Ok(sse::sse_response(
+            &model.id,
+            sse::sse_body(format, events, generation.include_usage),
+        ));
     }
 
-    let (candidates, usage) = planned.collect(&state.admission).await?;
+    let (candidates, usage) = planned.collect().await?;
     let chosen = completion::best_of(candidates, generation.generated, generation.n);
-    Ok(HttpResponse::Ok().json(TextCompletion {
-        id,
-        object: "text_completion".to_string(),
-        created,
-        model: model.name.clone(),
-        choices: chosen
-            .into_iter()
-            .enumerate()
-            .map(|(index, c)| {
-                let echo = echoes.as_ref().map(|e| e[index].as_str()).unwrap_or("");
-                let logprobs = generation
-                    .logprobs
-                    .map(|k| completion_logprobs(&c.logprobs, k, echo.chars().count()).0);
-                CompletionChoice {
-                    text: format!("{echo}{}", c.text),
-                    index,
-                    logprobs,
-                    finish_reason: c.finish_reason,
-                }
-            })
-            .collect(),
-        // Usage counts every generated candidate, as OpenAI bills `best_of`.
-        usage,
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header((MODEL_VERSION_HEADER, model.id.as_str()))
+        .json(TextCompletion {
+            id,
+            object: "text_completion".to_string(),
+            created,
+            model: model.requested.clone(),
+            system_fingerprint: model.id.clone(),
+            choices: chosen
+                .into_iter()
+                .enumerate()
+                .map(|(index, c)| {
+                    let echo = echoes.as_ref().map(|e| e[index].as_str()).unwrap_or("");
+                    let logprobs = generation
+                        .logprobs
+                        .map(|k| completion_logprobs(&c.logprobs, k, echo.chars().count()).0);
+                    CompletionChoice {
+                        text: format!("{echo}{}", c.text),
+                        index,
+                        logprobs,
+                        finish_reason: c.finish_reason,
+                    }
+                })
+                .collect(),
+            // Usage counts every generated candidate, as OpenAI bills `best_of`.
+            usage,
+        }))
 }
 
 /// Our token logprobs in the legacy shape; `offset` is where the first token starts in the choice's text.

@@ -1,10 +1,10 @@
-//! Kubernetes-style probes: liveness, readiness (model loaded, not draining, queue not full) and startup.
+//! Kubernetes-style probes: liveness (the process serves HTTP; never about models), readiness (not
+//! draining, and every alias has a ready version with room in its queue) and startup (ready once).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
-use crate::api::health::HealthStatus;
-use crate::models::LoadState;
+use crate::api::health::{AliasHealth, HealthStatus};
 use crate::state::AppState;
 
 /// Which question a probe asks.
@@ -16,29 +16,30 @@ enum Probe {
 }
 
 fn status(state: &AppState, probe: Probe) -> HttpResponse {
-    let admission = &state.admission;
-    let engine_sequences = state
-        .models
-        .ready()
-        .map_or(0, |m| m.engine.sequences_alive());
-    let unavailable = |status: &str, reason: &str| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            status.to_string(),
-            Some(reason.to_string()),
-        )
+    let aliases = state.models.readiness();
+    let draining = state.models.is_draining();
+    let ready = state.is_ready();
+    let started = state.started(ready);
+    let not_ready = aliases.iter().find(|a| !a.ready);
+    let (word, reason) = match not_ready {
+        _ if draining => ("draining", Some("the server is shutting down".to_string())),
+        None if aliases.is_empty() => ("loading", Some("no model configured yet".to_string())),
+        None => ("ok", None),
+        Some(alias) => {
+            let why = alias.reason.clone().unwrap_or_default();
+            let word = match why.as_str() {
+                "loading" => "loading",
+                "the request queue is full" => "overloaded",
+                _ => "failed",
+            };
+            (word, Some(format!("`{}`: {why}", alias.alias)))
+        }
     };
-    let (code, status, reason) = match (state.models.state(), probe) {
-        (LoadState::Failed(reason), _) => unavailable("failed", &reason),
-        (LoadState::Loading, Probe::Live) => (StatusCode::OK, "loading".to_string(), None),
-        (LoadState::Loading, _) => unavailable("loading", "the model is still loading"),
-        (LoadState::Ready(_), Probe::Ready) if admission.is_draining() => {
-            unavailable("draining", "the server is shutting down")
-        }
-        (LoadState::Ready(_), Probe::Ready) if admission.queue_full() => {
-            unavailable("overloaded", "the request queue is full")
-        }
-        (LoadState::Ready(_), _) => (StatusCode::OK, "ok".to_string(), None),
+    let code = match probe {
+        Probe::Live => StatusCode::OK,
+        Probe::Ready if ready => StatusCode::OK,
+        Probe::Startup if started => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut response = HttpResponse::build(code);
     if code == StatusCode::SERVICE_UNAVAILABLE {
@@ -47,34 +48,53 @@ fn status(state: &AppState, probe: Probe) -> HttpResponse {
             crate::error::RETRY_AFTER_NOT_READY_SECS.to_string(),
         ));
     }
+    let (requests_running, requests_waiting) = state.models.load();
+    let engine_sequences = state
+        .models
+        .ready_versions()
+        .iter()
+        .map(|m| m.engine.sequences_alive())
+        .sum();
     response.json(HealthStatus {
-        status,
-        reason,
-        model: state.models.ready().map(|m| m.name.clone()),
-        requests_running: admission.requests_running(),
-        requests_waiting: admission.requests_waiting(),
+        status: word.to_string(),
+        reason: if code == StatusCode::OK && probe != Probe::Ready {
+            reason.filter(|_| word != "ok")
+        } else {
+            reason
+        },
+        model: state.models.default_model().map(|m| m.name.clone()),
+        requests_running,
+        requests_waiting,
         engine_sequences,
+        models: aliases
+            .into_iter()
+            .map(|a| AliasHealth {
+                model: a.alias,
+                ready: a.ready && !draining,
+                reason: a.reason,
+            })
+            .collect(),
     })
 }
 
-/// Liveness: 200 while the process serves HTTP (also while the model loads or the server drains).
+/// Liveness: 200 while the process serves HTTP, whatever its models do (loading, failed, draining).
 #[utoipa::path(get, path = "/health/live", tag = "Health",
-    responses((status = 200, description = "Alive", body = HealthStatus),
-              (status = 503, description = "The model failed to load", body = HealthStatus)))]
+    responses((status = 200, description = "Alive", body = HealthStatus)))]
 pub async fn live(state: web::Data<AppState>) -> HttpResponse {
     status(&state, Probe::Live)
 }
 
-/// Readiness: 200 only when the model is loaded, the server is not draining and the queue has room.
+/// Readiness: 200 only when the server is not draining and every alias (every model id a client may
+/// send without a version) has a ready version with room in its queue; `models` says which are not.
 /// `/health` is an alias.
 #[utoipa::path(get, path = "/health/ready", tag = "Health",
     responses((status = 200, description = "Ready", body = HealthStatus),
-              (status = 503, description = "Not ready: loading, failed, draining or queue full", body = HealthStatus)))]
+              (status = 503, description = "Not ready: a model loading, failed or with its queue full, or the server draining", body = HealthStatus)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     status(&state, Probe::Ready)
 }
 
-/// Startup: 503 until the model has loaded once (loading can take minutes on big models).
+/// Startup: 503 until the server has been ready once (loading can take minutes on big models).
 #[utoipa::path(get, path = "/health/startup", tag = "Health",
     responses((status = 200, description = "Started", body = HealthStatus),
               (status = 503, description = "Still starting", body = HealthStatus)))]

@@ -12,21 +12,25 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/metrics", tag = "Operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let admission = &state.admission;
-    let engine = state.models.ready().map(|m| m.engine.clone());
-    let engine_sequences = engine.as_ref().map_or(0, |e| e.sequences_alive());
-    if let Some(engine) = &engine {
+    for version in state.models.ready_versions() {
+        let engine = &version.engine;
         state
             .metrics
-            .record_engine_steps(state.models.name(), engine.step_counts());
+            .record_engine_steps(&version.name, &version.version, engine.step_counts());
+        state.metrics.set_load(
+            &version.name,
+            &version.version,
+            version.admission.requests_running(),
+            version.admission.requests_waiting(),
+            engine.sequences_alive(),
+        );
     }
-    state.metrics.set_load(
-        state.models.name(),
-        admission.requests_running(),
-        admission.requests_waiting(),
-        engine_sequences,
-        state.is_ready(),
-    );
+    let draining = state.models.is_draining();
+    for alias in state.models.readiness() {
+        state
+            .metrics
+            .set_ready(&alias.alias, alias.ready && !draining);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

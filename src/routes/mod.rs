@@ -1,6 +1,7 @@
 //! The HTTP front: the routing table (one place, paths as named consts), one module per endpoint group,
 //! the SSE writer ([`sse`]) and errors as HTTP responses.
 
+pub mod admin;
 pub mod chat;
 pub mod completions;
 pub mod health;
@@ -28,11 +29,21 @@ pub const DOCS: &str = "/docs";
 pub const METRICS: &str = "/metrics";
 pub const TOKENIZE: &str = "/tokenize";
 pub const DETOKENIZE: &str = "/detokenize";
+pub const ADMIN_MODELS: &str = "/admin/models";
+pub const ADMIN_VERSIONS: &str = "/admin/models/{model}/versions";
+pub const ADMIN_VERSION: &str = "/admin/models/{model}/versions/{version}";
+pub const ADMIN_ALIAS: &str = "/admin/aliases/{alias}";
+pub const ADMIN_PROMOTE: &str = "/admin/aliases/{alias}/promote";
+pub const ADMIN_ROLLBACK: &str = "/admin/aliases/{alias}/rollback";
+pub const ADMIN_RELOAD: &str = "/admin/reload";
+
+/// The response header naming the version (`model@version`) that answered a generation request.
+pub const MODEL_VERSION_HEADER: &str = "x-llmserve-model-version";
 
 /// Registers every API route; `server::app` (served by `main` and the tests) adds the OpenAPI document
 /// and Swagger UI (`openapi::configure`). `/metrics` is here unless it
 /// has a port of its own.
-pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, with_admin: bool) {
     let post = |path: &str| resource_with(path, "POST");
     let get = |path: &str| resource_with(path, "GET");
     cfg.service(post(CHAT_COMPLETIONS).route(web::post().to(chat::create_chat_completion)))
@@ -47,6 +58,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         .service(get(HEALTH_STARTUP).route(web::get().to(health::startup)));
     if with_metrics {
         metrics::configure(cfg);
+    }
+    if with_admin {
+        admin::configure(cfg);
     }
 }
 

@@ -1,4 +1,5 @@
-//! `GET /v1/models` and `GET /v1/models/{model}` in OpenAI's shapes.
+//! `GET /v1/models` and `GET /v1/models/{model}` in OpenAI's shapes: every alias and every concrete
+//! `model@version`, each with its state.
 
 use actix_web::{web, HttpResponse};
 
@@ -7,34 +8,32 @@ use crate::api::models::{Model, ModelList};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Lists the models this server can run (the loaded ones).
+/// Lists the model ids this server answers to: aliases first (the default model first of all), then each
+/// version as `model@version`, with its state (`loading`, `ready`, `draining`, `failed`), an alias's
+/// weights, and the context length of what is loaded.
 #[utoipa::path(get, path = "/v1/models", tag = "OpenAI",
     responses((status = 200, description = "The served models", body = ModelList)))]
 pub async fn list_models(state: web::Data<AppState>) -> HttpResponse {
-    let data: Vec<Model> = state
-        .models
-        .ready()
-        .map(|m| m.to_wire())
-        .into_iter()
-        .collect();
     HttpResponse::Ok().json(ModelList {
         object: "list".to_string(),
-        data,
+        data: state.models.list(),
     })
 }
 
-/// One model by id.
+/// One model (an alias or a `model@version`) by id, whatever its state.
 #[utoipa::path(get, path = "/v1/models/{model}", tag = "OpenAI",
-    params(("model" = String, Path, description = "The model id")),
+    params(("model" = String, Path, description = "An alias or a `model@version` id")),
     responses(
         (status = 200, description = "The model", body = Model),
         (status = 404, description = "Unknown model", body = ErrorResponse),
-        (status = 503, description = "Model still loading", body = ErrorResponse),
     ))]
 pub async fn retrieve_model(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = state.models.resolve(Some(path.as_str()))?;
-    Ok(HttpResponse::Ok().json(model.to_wire()))
+    let model = state
+        .models
+        .describe(path.as_str())
+        .ok_or_else(|| ApiError::ModelNotFound(path.into_inner()))?;
+    Ok(HttpResponse::Ok().json(model))
 }

@@ -20,6 +20,8 @@ pub struct ChunkHeader {
     pub object: &'static str,
     pub created: u64,
     pub model: String,
+    /// The version that answers: `model@version`.
+    pub system_fingerprint: String,
     /// `usage` on every chunk but the last: absent, or `null` with `stream_options.include_usage`.
     pub usage: ChunkUsage,
 }
@@ -30,6 +32,7 @@ struct Chunk<'a, C> {
     object: &'static str,
     created: u64,
     model: &'a str,
+    system_fingerprint: &'a str,
     choices: Vec<C>,
     #[serde(skip_serializing_if = "ChunkUsage::is_absent")]
     usage: ChunkUsage,
@@ -41,6 +44,7 @@ impl ChunkHeader {
         object: &'static str,
         created: u64,
         model: String,
+        system_fingerprint: String,
         include_usage: bool,
     ) -> Self {
         let usage = if include_usage {
@@ -53,6 +57,7 @@ impl ChunkHeader {
             object,
             created,
             model,
+            system_fingerprint,
             usage,
         }
     }
@@ -73,6 +78,7 @@ impl ChunkHeader {
             object: self.object,
             created: self.created,
             model: &self.model,
+            system_fingerprint: &self.system_fingerprint,
             choices,
             usage,
         })
@@ -91,12 +97,14 @@ pub trait ChunkFormat: Send + 'static {
     fn usage(&self, usage: Usage) -> String;
 }
 
-/// A `200 text/event-stream` response around an SSE body.
+/// A `200 text/event-stream` response around an SSE body; `version` is the `model@version` answering.
 pub fn sse_response(
+    version: &str,
     body: impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
 ) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")
+        .insert_header((super::MODEL_VERSION_HEADER, version))
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(body)
@@ -177,6 +185,7 @@ mod tests {
                 "chat.completion.chunk",
                 7,
                 "m".into(),
+                "m@v".into(),
                 include_usage,
             );
             let documented = ChatCompletionChunk {
@@ -184,6 +193,7 @@ mod tests {
                 object: "chat.completion.chunk",
                 created: 7,
                 model: "m".into(),
+                system_fingerprint: "m@v".into(),
                 choices: vec![chat_choice()],
                 usage: header.usage,
             };
@@ -192,13 +202,21 @@ mod tests {
                 serde_json::to_string(&documented).unwrap()
             );
         }
-        let header = ChunkHeader::new("cmpl-x".into(), "text_completion", 7, "m".into(), true);
+        let header = ChunkHeader::new(
+            "cmpl-x".into(),
+            "text_completion",
+            7,
+            "m".into(),
+            "m@v".into(),
+            true,
+        );
         let usage = Usage::new(3, 4);
         let documented = TextCompletionChunk {
             id: "cmpl-x".into(),
             object: "text_completion",
             created: 7,
             model: "m".into(),
+            system_fingerprint: "m@v".into(),
             choices: Vec::<CompletionChunkChoice>::new(),
             usage: ChunkUsage::Totals(usage),
         };

@@ -26,7 +26,7 @@ pub async fn tokenize(
     body: ApiJson<TokenizeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let model = state.models.resolve(request.model.as_deref())?;
+    let model = state.models.resolve(request.model.as_deref(), None)?;
     let prompt = match (request.prompt, request.messages) {
         (Some(prompt), None) => Prompt::Text(prompt),
         (None, Some(messages)) => {
@@ -72,7 +72,7 @@ pub async fn detokenize(
     body: ApiJson<DetokenizeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let model = state.models.resolve(request.model.as_deref())?;
+    let model = state.models.resolve(request.model.as_deref(), None)?;
     let vocab_size = model.engine.info().vocab_size;
     let tokens = request
         .tokens

@@ -18,10 +18,23 @@ fn state(engine: Option<Arc<ScriptedEngine>>) -> web::Data<AppState> {
     let mut config = Config::for_default_model(std::env::temp_dir());
     config.server.sse_keep_alive = Duration::from_secs(1);
     let state = web::Data::new(AppState::new(config));
+    let spec = state.config.models_spec().unwrap();
+    state.models.apply_without_loading(spec);
     if let Some(engine) = engine {
-        state.models.set_ready(engine);
+        serve(&state, engine);
     }
     state
+}
+
+/// The configured version finishes loading with this engine.
+fn serve(state: &AppState, engine: Arc<ScriptedEngine>) {
+    let id = state.config.models_spec().unwrap().versions[0].id();
+    state.models.finish_load(&id, engine);
+}
+
+/// The served version's admission queue.
+fn admission(state: &AppState) -> crate::generation::admission::Admission {
+    state.models.ready_versions()[0].admission.clone()
 }
 
 fn chat(extra: Value) -> Value {
@@ -206,7 +219,9 @@ fn state_with_queue(
     config.queue.timeout = queue_timeout;
     config.server.sse_keep_alive = keep_alive;
     let state = web::Data::new(AppState::new(config));
-    state.models.set_ready(engine);
+    let spec = state.config.models_spec().unwrap();
+    state.models.apply_without_loading(spec);
+    serve(&state, engine);
     state
 }
 
@@ -223,7 +238,7 @@ async fn beyond_the_queue_requests_get_429_with_retry_after_at_admission() {
     // The first stream holds the only slot while its body is unread.
     let first = call_service(&service, post_req("/v1/completions", &stream).to_request()).await;
     assert_eq!(first.status().as_u16(), 200);
-    assert_eq!(state.admission.requests_running(), 1);
+    assert_eq!(admission(&state).requests_running(), 1);
     let second = call_service(&service, post_req("/v1/completions", &stream).to_request()).await;
     assert_eq!(second.status().as_u16(), 429);
     assert_eq!(second.headers().get("retry-after").unwrap(), "1");
@@ -237,7 +252,7 @@ async fn beyond_the_queue_requests_get_429_with_retry_after_at_admission() {
     .await;
     assert_eq!(ready.status().as_u16(), 503);
     drop(first);
-    assert_eq!(state.admission.requests_running(), 0);
+    assert_eq!(admission(&state).requests_running(), 0);
 }
 
 #[actix_web::test]
@@ -256,7 +271,7 @@ async fn a_draining_server_refuses_new_work_and_ends_running_streams_on_abort() 
     .await;
     assert_eq!(running.status().as_u16(), 200);
 
-    state.admission.start_draining();
+    state.models.start_draining();
     let refused = call_service(
         &service,
         post_req("/v1/chat/completions", &chat(json!({}))).to_request(),
@@ -273,11 +288,11 @@ async fn a_draining_server_refuses_new_work_and_ends_running_streams_on_abort() 
     let body: Value = serde_json::from_slice(&read_body(ready).await).unwrap();
     assert_eq!(body["status"], "draining");
 
-    state.admission.abort_all();
+    admission(&state).abort_all();
     let body = String::from_utf8(read_body(running).await.to_vec()).unwrap();
     assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
     assert!(body.contains("\"code\":\"shut_down\""), "{body}");
-    assert_eq!(state.admission.requests_running(), 0);
+    assert_eq!(admission(&state).requests_running(), 0);
 }
 
 #[actix_web::test]
@@ -293,7 +308,7 @@ async fn a_queued_stream_gets_its_200_and_keep_alives_then_its_tokens() {
     // The second waits one keep-alive interval for a slot, then gets its 200 while still queued.
     let second = call_service(&service, post_req("/v1/completions", &stream).to_request()).await;
     assert_eq!(second.status().as_u16(), 200);
-    assert_eq!(state.admission.requests_waiting(), 1);
+    assert_eq!(admission(&state).requests_waiting(), 1);
     let release_first = async {
         tokio::time::sleep(Duration::from_millis(700)).await;
         drop(first);
@@ -307,7 +322,7 @@ async fn a_queued_stream_gets_its_200_and_keep_alives_then_its_tokens() {
     assert!(ping < answer, "{body}");
     assert!(!body.contains("error"), "{body}");
     assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
-    assert_eq!(state.admission.requests_running(), 0);
+    assert_eq!(admission(&state).requests_running(), 0);
 }
 
 #[actix_web::test]
@@ -343,7 +358,7 @@ async fn a_queue_timeout_after_the_200_is_an_error_event_before_any_token() {
     );
     assert!(body.contains("\"code\":\"queue_timeout\""), "{body}");
     assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
-    assert_eq!(state.admission.requests_waiting(), 0);
+    assert_eq!(admission(&state).requests_waiting(), 0);
     drop(first);
 }
 

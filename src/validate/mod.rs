@@ -97,6 +97,8 @@ struct CommonParams {
     n: Option<i64>,
     seed: Option<i64>,
     logit_bias: Option<HashMap<String, Value>>,
+    safety_identifier: Option<String>,
+    user: Option<String>,
 }
 
 /// The shared fields of a chat or completions wire request, moved out by name; `max_tokens` is given
@@ -119,11 +121,33 @@ macro_rules! common_params {
             n: $request.n,
             seed: $request.seed,
             logit_bias: $request.logit_bias,
+            safety_identifier: $request.safety_identifier,
+            user: $request.user,
         }
     };
 }
 
+/// OpenAI's bound on `user` and `safety_identifier`.
+const MAX_CALLER_ID_CHARS: usize = 256;
+
 fn common(p: CommonParams) -> Result<ValidatedGeneration, ValidationError> {
+    for (param, id) in [
+        ("safety_identifier", &p.safety_identifier),
+        ("user", &p.user),
+    ] {
+        if let Some(id) = id
+            .as_deref()
+            .filter(|id| id.chars().count() > MAX_CALLER_ID_CHARS)
+        {
+            return Err(ValidationError::invalid(
+                param,
+                format!(
+                    "`{param}` must be at most {MAX_CALLER_ID_CHARS} characters, got {}",
+                    id.chars().count()
+                ),
+            ));
+        }
+    }
     let temperature = range_f64("temperature", p.temperature, 0.0, 2.0)?.unwrap_or(1.0);
     let top_p = match p.top_p {
         Some(v) if !(v > 0.0 && v <= 1.0) => {

@@ -212,8 +212,9 @@ async fn probes_docs_and_openapi_are_served() {
             .unwrap(),
     )
     .unwrap();
-    // The served document is the committed one plus the loaded model's bounds: the largest token id it
-    // states is the largest /detokenize takes.
+    // The served document is the committed one plus the loaded model's bounds (and without the admin
+    // API, which a server without --admin-token does not serve): the largest token id it states is the
+    // largest /detokenize takes.
     let largest = doc["components"]["schemas"]["DetokenizeRequest"]["properties"]["tokens"]
         ["items"]["maximum"]
         .as_u64()
@@ -229,7 +230,7 @@ async fn probes_docs_and_openapi_are_served() {
     };
     assert_eq!(
         doc,
-        llmserve::openapi::with_model_bounds(committed, bounds),
+        llmserve::openapi::with_model_bounds(llmserve::openapi::without_admin(committed), bounds),
         "the served document is not the committed one with the model's bounds"
     );
     let page = client()

@@ -21,7 +21,7 @@ fn grpc_front_suite() {
     let server = start_server_running(|config| config.server.grpc_port = Some(0));
     let grpc = server.grpc_addr.expect("--grpc-port is set").to_string();
     suite("ready", &server.base, &grpc);
-    server.state.admission.start_draining();
+    server.state.models.start_draining();
     suite("draining", &server.base, &grpc);
 }
 

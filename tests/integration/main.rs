@@ -18,6 +18,7 @@ mod logs;
 mod metrics;
 mod openai_node;
 mod openai_python;
+mod registry;
 mod reliability;
 mod schema_fuzz;
 mod sse;

@@ -157,14 +157,6 @@ async fn a_sequence_finished_by_its_prompt_step_is_not_decoded_again() {
     // A server of its own: its step counts are this test's requests only.
     let base = start_server(|_| {});
     let requests = 12;
-    for i in 0..requests {
-        let body = json!({"model": model_name(), "max_tokens": 1, "stream": i % 2 == 0,
-            "messages": [{"role": "user", "content": format!("Count to {i}.")}]});
-        let (_, finish) = complete(&base, "/v1/chat/completions", body).await;
-        assert_eq!(finish, "length");
-    }
-    // The engine counts a step when the step ends, which can be just after its last token reached the
-    // client: the counts are read until the last prompt step is in (or a deadline passes).
     let steps_in = |text: &str, kind| {
         sample(
             text,
@@ -173,18 +165,34 @@ async fn a_sequence_finished_by_its_prompt_step_is_not_decoded_again() {
         )
         .unwrap_or(0.0)
     };
+    // The load's warm-up generation (one token) ran before the server was ready: counted from here.
+    let before = scrape(&format!("{base}/metrics")).await;
+    let (prompt_before, decode_before) = (steps_in(&before, "prompt"), steps_in(&before, "decode"));
+    for i in 0..requests {
+        let body = json!({"model": model_name(), "max_tokens": 1, "stream": i % 2 == 0,
+            "messages": [{"role": "user", "content": format!("Count to {i}.")}]});
+        let (_, finish) = complete(&base, "/v1/chat/completions", body).await;
+        assert_eq!(finish, "length");
+    }
+    // The engine counts a step when the step ends, which can be just after its last token reached the
+    // client: the counts are read until the last prompt step is in (or a deadline passes).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let text = loop {
         let text = scrape(&format!("{base}/metrics")).await;
-        if steps_in(&text, "prompt") >= requests as f64 || std::time::Instant::now() > deadline {
+        if steps_in(&text, "prompt") - prompt_before >= requests as f64
+            || std::time::Instant::now() > deadline
+        {
             break text;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let steps = |kind| steps_in(&text, kind);
-    assert_eq!(steps("prompt"), requests as f64, "{text}");
     assert_eq!(
-        steps("decode"),
+        steps_in(&text, "prompt") - prompt_before,
+        requests as f64,
+        "{text}"
+    );
+    assert_eq!(
+        steps_in(&text, "decode") - decode_before,
         0.0,
         "requests that ended with their first token were decoded again"
     );

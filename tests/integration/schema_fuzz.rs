@@ -33,6 +33,13 @@ fn the_served_document_is_what_the_server_does() {
             "--phases",
             "examples,coverage,fuzzing",
             "--generation-deterministic",
+            // Fuzzed chat requests can carry dozens of tools: one is a 1,603-token prompt, 13 s to prefill
+            // on 2 quiet cores, more while the other tests' servers share them; schemathesis's default
+            // 10 s limit would fail it. A hang still fails.
+            "--request-timeout",
+            "60",
+            "--max-response-time",
+            "60",
             "--no-color",
         ])
         .env("SCHEMATHESIS_HOOKS", "llmserve_hooks")

@@ -19,6 +19,8 @@ def test_chat_non_streaming(client, model):
     assert choice.message.role == "assistant"
     assert choice.message.content
     assert choice.finish_reason in ("stop", "length")
+    # The version that answered: `model@version`, what a canary's traffic is told apart by.
+    assert completion.model == model and completion.system_fingerprint.startswith(model + "@")
     usage = completion.usage
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     assert 1 <= usage.completion_tokens <= 16
@@ -36,6 +38,7 @@ def test_chat_streaming_with_usage(client, model):
     assert all(c.usage is None for c in content_chunks)
     assert content_chunks[0].choices[0].delta.role == "assistant"
     assert len({c.id for c in chunks}) == 1
+    assert len({c.system_fingerprint for c in chunks}) == 1 and chunks[0].system_fingerprint.startswith(model + "@")
     text = "".join(c.choices[0].delta.content or "" for c in content_chunks)
     assert text
     assert content_chunks[-1].choices[0].finish_reason in ("stop", "length")

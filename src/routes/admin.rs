@@ -1,0 +1,226 @@
+//! The admin API (`/admin/...`): load and unload versions, shift an alias's weights, promote, roll back,
+//! reload the models file. Served only when `--admin-token` is set, and only to that bearer token (the
+//! gateway issue replaces the token with keys that have an admin role).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::api::admin::{
+    AdminModels, DeletedModel, PromoteRequest, ReloadResponse, SetWeightsRequest,
+};
+use crate::api::errors::ErrorResponse;
+use crate::api::models::Model;
+use crate::config::file::{check_name, version_spec, VersionFields};
+use crate::config::models::version_id;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::models::RegistryError;
+use crate::state::AppState;
+
+/// The admin routes' error answers, documented once.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its documentation is used.
+pub enum AdminErrors {
+    #[response(status = 400, description = "Invalid body or models file")]
+    BadRequest(ErrorResponse),
+    #[response(status = 401, description = "Missing or wrong admin token")]
+    Unauthorized(ErrorResponse),
+    #[response(status = 404, description = "Unknown model, version or alias")]
+    NotFound(ErrorResponse),
+    #[response(
+        status = 409,
+        description = "Refused in this state (version exists, still routed to, draining, failed, nothing to roll back)"
+    )]
+    Conflict(ErrorResponse),
+}
+
+/// The bearer token must be `--admin-token`, compared in constant time.
+fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
+    let expected = state
+        .config
+        .admin_token
+        .as_deref()
+        .ok_or(ApiError::Unauthorized)?;
+    let given = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+fn alias_answer(state: &AppState, alias: &str) -> HttpResponse {
+    match state.models.describe(alias) {
+        Some(model) => HttpResponse::Ok().json(model),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// Every alias and version with its state, weights and load.
+#[utoipa::path(get, path = "/admin/models", tag = "Admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The registry", body = AdminModels), AdminErrors))]
+pub async fn list(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    Ok(HttpResponse::Ok().json(AdminModels {
+        default_model: state.models.default_alias(),
+        data: state.models.list_all(),
+    }))
+}
+
+/// Loads a new version of a model beside the others (202: it loads in the background, then is warmed up
+/// with one generation; `GET /v1/models/{model}@{version}` says when it is `ready`). Versions are
+/// immutable: a name already present is refused.
+#[utoipa::path(post, path = "/admin/models/{model}/versions", tag = "Admin", security(("admin_token" = [])),
+    params(("model" = String, Path, description = "The model's name (new or existing)")),
+    request_body = VersionFields,
+    responses((status = 202, description = "Loading", body = Model), AdminErrors))]
+pub async fn add_version(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: ApiJson<VersionFields>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let model = path.into_inner();
+    check_name("model name", &model).map_err(RegistryError::Invalid)?;
+    let fields = body.into_inner();
+    let spec = version_spec(
+        &model,
+        &fields,
+        std::path::Path::new("."),
+        &state.config.version_defaults(),
+    )
+    .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let id = spec.id();
+    state.models.add_version(spec)?;
+    tracing::info!(version = %id, "admin: version added");
+    let entry = state.models.describe(&id);
+    Ok(HttpResponse::Accepted().json(entry))
+}
+
+/// Takes a version out of service: its running requests finish on it, then it is unloaded and its
+/// memory returned. Refused (409) while an alias still routes to it.
+#[utoipa::path(delete, path = "/admin/models/{model}/versions/{version}", tag = "Admin", security(("admin_token" = [])),
+    params(("model" = String, Path, description = "The model's name"),
+           ("version" = String, Path, description = "The version's name")),
+    responses((status = 202, description = "Draining (or removed, when it had not loaded)", body = DeletedModel), AdminErrors))]
+pub async fn remove_version(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let (model, version) = path.into_inner();
+    let id = version_id(&model, &version);
+    state.models.remove_version(&id)?;
+    tracing::info!(version = %id, "admin: version removed");
+    let status = if state.models.status(&id).is_some() {
+        "draining"
+    } else {
+        "removed"
+    };
+    Ok(HttpResponse::Accepted().json(DeletedModel {
+        id,
+        object: "model".into(),
+        deleted: true,
+        status: status.into(),
+    }))
+}
+
+/// Sets an alias's weights (shift traffic: 100/0 → 95/5 → 50/50 → 0/100). In force at once when every
+/// version given weight is ready; otherwise they wait (`pending_weights`) and switch atomically once it is.
+#[utoipa::path(put, path = "/admin/aliases/{alias}", tag = "Admin", security(("admin_token" = [])),
+    params(("alias" = String, Path, description = "An alias (a model's own name is one)")),
+    request_body = SetWeightsRequest,
+    responses((status = 200, description = "The alias", body = Model), AdminErrors))]
+pub async fn set_weights(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: ApiJson<SetWeightsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let alias = path.into_inner();
+    let weights = body.into_inner().weights.into_iter().collect();
+    let active = state.models.set_weights(&alias, weights)?;
+    tracing::info!(%alias, active, "admin: weights set");
+    Ok(alias_answer(&state, &alias))
+}
+
+/// Sends all of an alias's traffic to one version (the same as weights `{version: 100}`).
+#[utoipa::path(post, path = "/admin/aliases/{alias}/promote", tag = "Admin", security(("admin_token" = [])),
+    params(("alias" = String, Path, description = "An alias")),
+    request_body = PromoteRequest,
+    responses((status = 200, description = "The alias", body = Model), AdminErrors))]
+pub async fn promote(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: ApiJson<PromoteRequest>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let alias = path.into_inner();
+    let version = body.into_inner().version;
+    state
+        .models
+        .set_weights(&alias, vec![(version.clone(), 100)])?;
+    tracing::info!(%alias, %version, "admin: promoted");
+    Ok(alias_answer(&state, &alias))
+}
+
+/// Returns an alias to its weights before the last change (repeatable, 16 steps back).
+#[utoipa::path(post, path = "/admin/aliases/{alias}/rollback", tag = "Admin", security(("admin_token" = [])),
+    params(("alias" = String, Path, description = "An alias")),
+    responses((status = 200, description = "The alias", body = Model), AdminErrors))]
+pub async fn roll_back(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let alias = path.into_inner();
+    state.models.roll_back(&alias)?;
+    tracing::info!(%alias, "admin: rolled back");
+    Ok(alias_answer(&state, &alias))
+}
+
+/// Reads the models file again and applies what changed since it was last read (as SIGHUP does). A file
+/// that does not parse or validate changes nothing: 400 with the reason, and the server serves on.
+#[utoipa::path(post, path = "/admin/reload", tag = "Admin", security(("admin_token" = [])),
+    responses((status = 200, description = "Applied", body = ReloadResponse), AdminErrors))]
+pub async fn reload(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let changes = state.reload_models_file()?;
+    Ok(HttpResponse::Ok().json(ReloadResponse { changes }))
+}
+
+/// Registers the admin routes (only when `--admin-token` is set).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use super::{
+        resource_with, ADMIN_ALIAS, ADMIN_MODELS, ADMIN_PROMOTE, ADMIN_RELOAD, ADMIN_ROLLBACK,
+        ADMIN_VERSION, ADMIN_VERSIONS,
+    };
+    cfg.service(resource_with(ADMIN_MODELS, "GET").route(web::get().to(list)))
+        .service(resource_with(ADMIN_VERSIONS, "POST").route(web::post().to(add_version)))
+        .service(resource_with(ADMIN_VERSION, "DELETE").route(web::delete().to(remove_version)))
+        .service(resource_with(ADMIN_ALIAS, "PUT").route(web::put().to(set_weights)))
+        .service(resource_with(ADMIN_PROMOTE, "POST").route(web::post().to(promote)))
+        .service(resource_with(ADMIN_ROLLBACK, "POST").route(web::post().to(roll_back)))
+        .service(resource_with(ADMIN_RELOAD, "POST").route(web::post().to(reload)));
+}
