@@ -2,6 +2,8 @@
 
 use crate::api::errors::{ErrorBody, ErrorResponse};
 use crate::engine::EngineError;
+use crate::gateway::quota::QuotaError;
+use crate::gateway::GatewayError;
 use crate::generation::admission::{AdmissionError, RETRY_AFTER_SECS};
 use crate::models::error::RegistryError;
 
@@ -10,6 +12,7 @@ use crate::models::error::RegistryError;
 mod status {
     pub const BAD_REQUEST: u16 = 400;
     pub const UNAUTHORIZED: u16 = 401;
+    pub const FORBIDDEN: u16 = 403;
     pub const NOT_FOUND: u16 = 404;
     pub const METHOD_NOT_ALLOWED: u16 = 405;
     pub const CONFLICT: u16 = 409;
@@ -97,8 +100,10 @@ pub enum ApiError {
     /// An admin change the registry refused.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("Missing or wrong admin token: send `Authorization: Bearer <--admin-token>`")]
-    Unauthorized,
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
     #[error("The model `{0}` does not exist")]
     ModelNotFound(String),
     #[error("The model is still loading; retry shortly")]
@@ -244,12 +249,37 @@ impl ApiError {
                     }
                 }
             }
-            ApiError::Unauthorized => parts(
-                S::UNAUTHORIZED,
-                "invalid_request_error",
-                Some("invalid_admin_token"),
-                None,
-            ),
+            ApiError::Gateway(e) => match e {
+                GatewayError::MissingKey
+                | GatewayError::InvalidKey
+                | GatewayError::ExpiredKey(_) => parts(
+                    S::UNAUTHORIZED,
+                    "invalid_request_error",
+                    Some("invalid_api_key"),
+                    None,
+                ),
+                GatewayError::PermissionDenied { .. } => parts(
+                    S::FORBIDDEN,
+                    "permission_error",
+                    Some("permission_denied"),
+                    None,
+                ),
+                GatewayError::ModelNotAllowed { .. } => parts(
+                    S::FORBIDDEN,
+                    "permission_error",
+                    Some("model_not_allowed"),
+                    Some("model"),
+                ),
+            },
+            ApiError::Quota(e) => match e.retry_after_secs() {
+                Some(secs) => retry(S::TOO_MANY_REQUESTS, "rate_limit_exceeded", secs),
+                None => parts(
+                    S::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    Some("rate_limit_exceeded"),
+                    None,
+                ),
+            },
             ApiError::ModelNotFound(_) => parts(
                 S::NOT_FOUND,
                 "not_found_error",

@@ -1,10 +1,13 @@
 //! What every front (HTTP routes, gRPC) does with a wire request before it writes the answer: validate
-//! it, check it against the model (looked up once, by the caller), and plan it in the generation core.
+//! it, check it against the model (looked up once, by the caller), check the caller may use that model
+//! (the gateway), plan it in the generation core, and hold the caller's token budget for it.
 
 use crate::api::chat::ChatCompletionRequest;
 use crate::api::completions::CompletionRequest;
 use crate::engine::Prompt;
 use crate::error::ApiError;
+use crate::gateway::quota::{QuotaError, RateHeaders};
+use crate::gateway::Principal;
 use crate::generation::completion;
 use crate::generation::request::ValidatedGeneration;
 use crate::generation::{self, PlannedGeneration};
@@ -19,6 +22,8 @@ pub struct Prepared {
     pub model: Routed,
     pub generation: ValidatedGeneration,
     pub planned: PlannedGeneration,
+    /// The caller's rate-limit state, for the response's `x-ratelimit-*` headers.
+    pub rate_headers: RateHeaders,
 }
 
 /// A chat request, planned; `parse_tools` when the answer is to be split into content and tool calls.
@@ -37,18 +42,21 @@ pub struct PreparedCompletion {
 /// `resolved` is the request's one model lookup: an unknown or loading model is reported after the
 /// request's own faults.
 pub async fn chat(
+    state: &AppState,
+    caller: &Principal,
     resolved: Result<Routed, ApiError>,
     request: ChatCompletionRequest,
     log: &RequestLog,
 ) -> Result<PreparedChat, ApiError> {
     let chat = validate::chat(request)?;
     let model = resolved?;
+    caller.check_model(&model.requested)?;
     log.set_model(&model.requested, &model.name, &model.version);
     let info = model.engine.info();
     validate::model::check(&chat.generation, chat.has_images(), &model.name, info)?;
     let parse_tools = chat.tools.is_some();
     let prompts = vec![Prompt::Chat(chat.messages)];
-    let prepared = plan(model, chat.generation, prompts, log).await?;
+    let prepared = plan(state, caller, model, chat.generation, prompts, log).await?;
     Ok(PreparedChat {
         prepared,
         parse_tools,
@@ -57,20 +65,22 @@ pub async fn chat(
 
 pub async fn completion(
     state: &AppState,
+    caller: &Principal,
     request: CompletionRequest,
     log: &RequestLog,
 ) -> Result<PreparedCompletion, ApiError> {
-    let identity = request.caller_identity().map(str::to_string);
+    let identity = identity(caller, request.caller_identity()).map(str::to_string);
     let completion = validate::completion(request)?;
     let model = state
         .models
         .resolve(completion.generation.model.as_deref(), identity.as_deref())?;
+    caller.check_model(&model.requested)?;
     log.set_model(&model.requested, &model.name, &model.version);
     let info = model.engine.info();
     validate::model::check(&completion.generation, false, &model.name, info)?;
     let suffix = completion.suffix.as_deref();
     let prompts = completion::prompts(&completion.prompts, suffix, &model.name, info)?;
-    let prepared = plan(model, completion.generation, prompts, log).await?;
+    let prepared = plan(state, caller, model, completion.generation, prompts, log).await?;
     Ok(PreparedCompletion {
         prepared,
         prompts: completion.prompts,
@@ -78,16 +88,61 @@ pub async fn completion(
     })
 }
 
+/// Who a request is, for sticky routing between an alias's versions: the end user it names
+/// (`safety_identifier`, `user`), else its API key.
+pub fn identity<'a>(caller: &'a Principal, named: Option<&'a str>) -> Option<&'a str> {
+    named.or(caller.identity())
+}
+
 async fn plan(
+    state: &AppState,
+    caller: &Principal,
     model: Routed,
     generation: ValidatedGeneration,
     prompts: Vec<Prompt>,
     log: &RequestLog,
 ) -> Result<Prepared, ApiError> {
-    let planned = generation::plan(model.served.clone(), generation.clone(), prompts, log).await?;
+    let mut planned =
+        generation::plan(model.served.clone(), generation.clone(), prompts, log).await?;
+    let rate_headers = hold_budget(state, caller, &mut planned, log)?;
     Ok(Prepared {
         model,
         generation,
         planned,
+        rate_headers,
     })
+}
+
+/// Holds the caller's request and token budget for this request: its prompt plus every token its
+/// choices may generate (`max_tokens` fitted into the key's token limit), given back down to what it
+/// really used when its response ends (`RequestLog::on_end`), however it ends.
+fn hold_budget(
+    state: &AppState,
+    caller: &Principal,
+    planned: &mut PlannedGeneration,
+    log: &RequestLog,
+) -> Result<RateHeaders, ApiError> {
+    let Some(key) = caller.key_id.as_deref() else {
+        return Ok(RateHeaders::default());
+    };
+    let limits = caller.limits;
+    let prompt = planned.prompt_tokens() as u64;
+    if let Some(tpm) = limits.tpm {
+        let room = tpm.saturating_sub(prompt) as usize;
+        if !planned.fit_completion_budget(room) {
+            return Err(QuotaError::TooLarge { limit: tpm, prompt }.into());
+        }
+    }
+    let tokens = prompt + planned.completion_budget() as u64;
+    let reservation = state.quotas.reserve(key, limits, prompt, tokens)?;
+    let headers = reservation.headers.clone();
+    log.on_end(move |usage| {
+        let used = if usage.admitted {
+            (usage.prompt_tokens + usage.completion_tokens) as u64
+        } else {
+            0
+        };
+        reservation.settle(used);
+    });
+    Ok(headers)
 }

@@ -7,7 +7,8 @@
 //! - [`server`]: start-up, the drain, the HTTP `app` (served by `main` and by the tests), the metrics and
 //!   gRPC ports beside it, SIGHUP (reload). [`state`]: what every front reads. [`config`]: the typed
 //!   configuration (`config::cli`: the flags; `config::file`: the models file; `config::models`: the
-//!   registry's desired state), which names the engine's settings types.
+//!   registry's desired state; `config::keys`: keys, roles, limits), which names the engine's settings
+//!   types.
 //! - Fronts, thin adapters over the core: [`routes`] (HTTP: the routing table, one module per endpoint
 //!   group, `routes::admin` the admin API, `routes::sse` the one SSE writer, `routes::errors` errors as
 //!   HTTP responses) with [`extract`]
@@ -20,7 +21,11 @@
 //!   over versions): the one lookup per request, hot swap, reload, drain of unloaded versions
 //!   (`models::registry`); `models::routing` picks an alias's version by weight, sticky per caller;
 //!   `models::loading` turns a configured source into a warmed-up engine.
-//! - The gateway (API keys, per-key limits) will sit here, between the model lookup and generation.
+//! - [`gateway`]: between the model lookup and generation: API keys (hashed, compared in constant time)
+//!   → a `Principal` (its role's actions, its models, its limits; `routes::auth` asks for it on every
+//!   HTTP route but the probes, `grpc::service` on every call); `gateway::quota` holds each key's request,
+//!   token and concurrency budget over a sliding minute, reserved at admission, settled at the response's
+//!   end.
 //! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
 //!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
 //!   stop filtering, logprobs, tool-call parsing, fill-in-the-middle, echo, `best_of`; out come
@@ -39,13 +44,16 @@
 //! ```text
 //! POST /v1/chat/completions                  gRPC llmserve.v1.Llmserve/Chat
 //!   extract::ApiJson   body → ChatCompletionRequest        grpc::convert  message → the same wire request
+//!   routes::auth       API key → Principal; the route's action allowed?  (401 / 403; probes need none)
 //!   models.resolve     alias or model@version → a version by weight, once  (404 / 503; reported after
 //!                      the body's faults); the request holds the version until its response ends
 //!   remote_images      http(s) image URLs → data URLs, if allowed (400)
 //!   front::chat        the steps below, shared by both fronts
 //!   validate::chat     → ValidatedChat (tools in the prompt)  (400)
 //!   validate::model    logit_bias ids, images               (400)
+//!   gateway            the key may use this model?  (403 model_not_allowed)
 //!   generation::plan   grammar compiles, count prompt tokens, fit max_tokens, n × seed (400)
+//!   gateway::quota     the key's rpm / tpm / concurrency budget held  (429 + Retry-After, x-ratelimit-*)
 //!   generation::admission  wait for a slot in that version's queue  (429 / 503; a queued stream: 200 + pings)
 //!   engine.generate    → EventStream (Text + logprobs…, Finished); a TokenPicker per sequence
 //!   generation::output stop filter → GenerationEvents | one collected answer
@@ -61,6 +69,7 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod front;
+pub mod gateway;
 pub mod generation;
 pub mod grpc;
 pub mod ids;

@@ -8,6 +8,23 @@ use llmserve::{server, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `llmserve keys new [ID]`: a fresh API key and its `[[keys]]` table, then exit.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("keys") {
+        return match (args.get(2).map(String::as_str), args.get(3)) {
+            (Some("new"), id) if args.len() <= 4 => {
+                print!(
+                    "{}",
+                    llmserve::config::keys::new_key_text(id.map_or("my-key", |s| s.as_str()))
+                );
+                ExitCode::SUCCESS
+            }
+            _ => {
+                eprintln!("usage: llmserve keys new [ID]");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match Cli::parse().into_config() {
         Ok(config) => config,
         Err(error) => {

@@ -79,6 +79,8 @@ pub struct RequestOutcome<'a> {
     /// Set for generation requests that reached a model: its name and the version that answered.
     pub model: Option<&'a str>,
     pub model_version: Option<&'a str>,
+    /// The API key's id, when the request carried one.
+    pub key_id: Option<&'a str>,
     pub prompt_tokens: Option<usize>,
     pub completion_tokens: Option<usize>,
     pub finish_reason: Option<&'static str>,
@@ -116,6 +118,8 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_request_duration: HistogramVec,
     grpc_requests: IntCounterVec,
+    key_requests: IntCounterVec,
+    key_tokens: IntCounterVec,
     engine_steps: IntCounterVec,
     engine_step_sequences: IntCounterVec,
     /// The engine's own counts at the last scrape, per version: the counters advance by the difference.
@@ -183,6 +187,8 @@ impl Metrics {
             client_disconnects: counter(&r, "llmserve_client_disconnects_total", "Generation requests whose client went away before the response ended.", model),
             http_requests: counter(&r, "llmserve_http_requests_total", "HTTP requests by route template, method and status.", &["route", "method", "status"]),
             grpc_requests: counter(&r, "llmserve_grpc_requests_total", "gRPC calls by method and status code.", &["method", "code"]),
+            key_requests: counter(&r, "llmserve_key_requests_total", "Requests per API key (id from the models file) by outcome: ok, rate_limited (429), denied (401/403), error (any other failure).", &["key_id", "outcome"]),
+            key_tokens: counter(&r, "llmserve_key_tokens_total", "Tokens per API key by kind: prompt or completion (what the key's token limit counts).", &["key_id", "kind"]),
             http_request_duration: histogram(&r, "llmserve_http_request_duration_seconds", "HTTP request duration (to the end of the body) by route template.", HTTP_DURATION_BUCKETS.to_vec(), &["route", "method"]),
             engine_steps: counter(&r, "llmserve_engine_steps_total", "Forward steps the engine ran, by kind: prompt (prefill) or decode.", &["model", "model_version", "kind"]),
             engine_step_sequences: counter(&r, "llmserve_engine_step_sequences_total", "Sequences carried by those steps: divided by the steps, the batch size continuous batching achieved.", &["model", "model_version", "kind"]),
@@ -298,6 +304,26 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, outcome: &RequestOutcome<'_>) {
+        if let Some(key) = outcome.key_id {
+            let result = match (outcome.status, outcome.error) {
+                (429, _) => "rate_limited",
+                (401 | 403, _) => "denied",
+                (_, Some(_)) => "error",
+                _ if outcome.status >= 400 => "error",
+                _ => "ok",
+            };
+            self.key_requests.with_label_values(&[key, result]).inc();
+            if outcome.queue_time.is_some() {
+                for (kind, tokens) in [
+                    ("prompt", outcome.prompt_tokens),
+                    ("completion", outcome.completion_tokens),
+                ] {
+                    self.key_tokens
+                        .with_label_values(&[key, kind])
+                        .inc_by(tokens.unwrap_or(0) as u64);
+                }
+            }
+        }
         let transport = match outcome.grpc_code {
             Some(code) => {
                 self.grpc_requests
@@ -372,6 +398,26 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every series.
+    /// A key's series exist (at 0) from the moment it is configured.
+    pub fn declare_key(&self, key: &str) {
+        for outcome in ["ok", "rate_limited", "denied", "error"] {
+            self.key_requests.with_label_values(&[key, outcome]);
+        }
+        for kind in ["prompt", "completion"] {
+            self.key_tokens.with_label_values(&[key, kind]);
+        }
+    }
+
+    /// A key's totals since start: requests by outcome, then prompt and completion tokens.
+    pub fn key_usage(&self, key: &str) -> (Vec<(&'static str, u64)>, u64, u64) {
+        let requests = ["ok", "rate_limited", "denied", "error"]
+            .into_iter()
+            .map(|o| (o, self.key_requests.with_label_values(&[key, o]).get()))
+            .collect();
+        let tokens = |kind| self.key_tokens.with_label_values(&[key, kind]).get();
+        (requests, tokens("prompt"), tokens("completion"))
+    }
+
     pub fn render(&self) -> String {
         self.process.refresh();
         let mut out = Vec::new();

@@ -28,7 +28,7 @@ pub fn app(
 > {
     let limit = BodyLimit(state.config.server.max_request_body_bytes);
     let metrics_here = state.config.server.metrics_port.is_none();
-    let admin = state.config.admin_token.is_some();
+    let cors = cors(&state.config.server.cors_allow_origins);
     let mut app = App::new().app_data(web::Data::from(state.metrics.clone()));
     // Registered only when configured: the middleware looks the exporter up by type.
     if let Some(spans) = state.spans.clone() {
@@ -36,10 +36,52 @@ pub fn app(
     }
     app.app_data(state)
         .app_data(web::Data::new(limit))
+        // The last wrapped runs first: CORS answers preflights before any key is asked for; every
+        // request, refused or not, is logged; then the key is checked.
+        .wrap(from_fn(routes::auth::require_key))
         .wrap(from_fn(telemetry::request_context))
-        .configure(|cfg| routes::configure(cfg, metrics_here, admin))
+        .wrap(actix_web::middleware::Condition::new(
+            cors.is_some(),
+            cors.unwrap_or_default(),
+        ))
+        .configure(|cfg| routes::configure(cfg, metrics_here))
         .configure(openapi::configure)
         .default_service(web::to(routes::not_found))
+}
+
+/// CORS for `--cors-allow-origin`; `None` when no origin is allowed.
+fn cors(origins: &[String]) -> Option<actix_cors::Cors> {
+    if origins.is_empty() {
+        return None;
+    }
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::HeaderName::from_static("x-api-key"),
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            "x-request-id",
+            "x-llmserve-model-version",
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+            "retry-after",
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin.trim_end_matches('/'))
+        };
+    }
+    Some(cors)
 }
 
 /// The app of the separate `--metrics-port`: `/metrics` only (its scrapes are not themselves counted).

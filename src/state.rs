@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::gateway::quota::Quotas;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::models::loading::MistralLoader;
 use crate::models::registry::Loader;
@@ -18,6 +20,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The models, each version with its own admission queue.
     pub models: ModelRegistry,
+    /// API keys: who may call what.
+    pub gateway: Gateway,
+    /// Per-key limits, in this process.
+    pub quotas: Quotas,
     pub metrics: Arc<Metrics>,
     /// Span export, when `--otlp-endpoint` is set (started inside the runtime by `start`).
     pub spans: Option<SpanExporter>,
@@ -35,7 +41,17 @@ impl AppState {
 
     pub fn with_loader(config: Config, loader: Arc<dyn Loader>) -> Self {
         let metrics = Arc::new(Metrics::new());
+        // The keys of the models file (checked when the configuration was made); none with flags alone.
+        let keys = config
+            .models_spec()
+            .map(|spec| spec.keys)
+            .unwrap_or_default();
+        for key in &keys.keys {
+            metrics.declare_key(&key.id);
+        }
         AppState {
+            gateway: Gateway::new(keys),
+            quotas: Quotas::default(),
             spans: None,
             remote_images: config.server.allow_remote_images.then(RemoteImages::new),
             models: ModelRegistry::new(
@@ -79,7 +95,18 @@ impl AppState {
                 .config
                 .models_spec()
                 .map_err(|e| RegistryError::Invalid(e.to_string()))
-                .and_then(|spec| self.models.apply(spec)),
+                .and_then(|spec| {
+                    let keys = spec.keys.clone();
+                    let mut changes = self.models.apply(spec)?;
+                    for key in &keys.keys {
+                        self.metrics.declare_key(&key.id);
+                    }
+                    // Keys change only with a file the registry took: a refused file changes nothing.
+                    if self.gateway.replace(keys) {
+                        changes.push("keys replaced".to_string());
+                    }
+                    Ok(changes)
+                }),
         };
         match &outcome {
             Ok(changes) if changes.is_empty() => tracing::info!("reload: nothing changed"),

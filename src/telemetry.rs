@@ -59,9 +59,32 @@ pub fn init(format: LogFormat) -> LogGuard {
     guard
 }
 
+/// What the request used, handed to [`RequestLog::on_end`] when its response ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestUsage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Whether it got a slot (a request refused at admission used nothing).
+    pub admitted: bool,
+}
+
+/// Something to run once the response has ended (a quota settlement).
+pub struct EndHook(Box<dyn FnOnce(RequestUsage) + Send>);
+
+impl std::fmt::Debug for EndHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EndHook")
+    }
+}
+
 /// What a handler learns about a request, for its log line.
 #[derive(Debug, Default)]
 struct RequestFacts {
+    /// The API key's id (never the key).
+    key_id: Option<String>,
+    /// Generated tokens that reached the response so far (what a cancelled request used).
+    tokens_seen: usize,
+    on_end: Vec<EndHook>,
     /// What the client asked for: an alias or a `model@version` id.
     requested_model: Option<String>,
     model: Option<String>,
@@ -119,6 +142,14 @@ impl RequestLog {
             facts.model_version = Some(version.to_string());
         });
     }
+    /// The caller's API key id.
+    pub fn set_key(&self, key_id: &str) {
+        self.update(|facts| facts.key_id = Some(key_id.to_string()));
+    }
+    /// Runs `hook` with what the request used once its response has ended, however it ended.
+    pub fn on_end(&self, hook: impl FnOnce(RequestUsage) + Send + 'static) {
+        self.update(|facts| facts.on_end.push(EndHook(Box::new(hook))));
+    }
     pub fn set_prompt_tokens(&self, tokens: usize) {
         self.update(|facts| facts.prompt_tokens = Some(tokens));
     }
@@ -142,6 +173,7 @@ impl RequestLog {
     pub fn tokens_arrived(&self, tokens: usize) {
         let now = Instant::now();
         let mut facts = self.facts.lock().expect("request facts lock");
+        facts.tokens_seen += tokens;
         facts.first_token_after.get_or_insert(now - self.started);
         let previous = facts.last_token_at.replace(now);
         if let (Some(previous), Some(metrics), Some(model), Some(version)) = (
@@ -353,7 +385,15 @@ impl LogLine {
 
 impl Drop for LogLine {
     fn drop(&mut self) {
-        let facts = self.log.facts.lock().expect("request facts lock");
+        let mut facts = self.log.facts.lock().expect("request facts lock");
+        let usage = RequestUsage {
+            prompt_tokens: facts.prompt_tokens.unwrap_or(0),
+            completion_tokens: facts.completion_tokens.unwrap_or(facts.tokens_seen),
+            admitted: facts.admitted_after.is_some(),
+        };
+        for hook in std::mem::take(&mut facts.on_end) {
+            (hook.0)(usage);
+        }
         let duration = self.log.started.elapsed();
         if let Some(metrics) = &self.log.metrics {
             metrics.observe_request(&RequestOutcome {
@@ -364,6 +404,7 @@ impl Drop for LogLine {
                 duration,
                 model: facts.model.as_deref(),
                 model_version: facts.model_version.as_deref(),
+                key_id: facts.key_id.as_deref(),
                 prompt_tokens: facts.prompt_tokens,
                 completion_tokens: facts.completion_tokens,
                 finish_reason: facts.finish_reason,
@@ -397,6 +438,7 @@ impl Drop for LogLine {
             path = %self.path,
             status = self.status,
             grpc_code = self.grpc_code,
+            key_id = facts.key_id.as_deref(),
             requested_model = facts.requested_model.as_deref(),
             model = facts.model.as_deref(),
             model_version = facts.model_version.as_deref(),

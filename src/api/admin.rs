@@ -50,3 +50,20 @@ pub struct AdminModels {
     pub default_model: String,
     pub data: Vec<Model>,
 }
+
+/// One API key's use since the server started.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeyUsage {
+    /// The key's id from the models file (never the key).
+    pub key_id: String,
+    /// Requests by outcome: `ok`, `rate_limited` (429), `denied` (401/403), `error`.
+    pub requests: BTreeMap<String, u64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// Every configured key's use.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UsageList {
+    pub data: Vec<KeyUsage>,
+}

@@ -46,11 +46,6 @@ pub struct Cli {
     #[arg(long = "config", env = "LLMSERVE_CONFIG")]
     pub models_file: Option<PathBuf>,
 
-    /// Serve the admin API (`/admin/...`: load, unload, weights, promote, roll back, reload) to requests
-    /// with `Authorization: Bearer <token>`. Unset: no admin API. At least 16 characters.
-    #[arg(long, env = "LLMSERVE_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-
     /// Model to serve: a `.gguf` file, a local model directory (GGUF or safetensors), or a Hugging Face
     /// repo id (needs hub access). Default: SmolLM2-135M-Instruct, fetched into --cache-dir when absent.
     #[arg(long, env = "LLMSERVE_MODEL")]
@@ -171,6 +166,11 @@ pub struct Cli {
     /// default: a server that fetches URLs for its clients can be made to reach hosts only it can reach.
     #[arg(long, env = "LLMSERVE_ALLOW_REMOTE_IMAGES", action = clap::ArgAction::SetTrue)]
     pub allow_remote_images: bool,
+
+    /// Origins browser frontends may call the API from, comma-separated (`https://chat.example.com`), or
+    /// `*` for any. Preflight requests never need a key. Unset: no CORS headers.
+    #[arg(long, env = "LLMSERVE_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
 }
 
 impl Cli {
@@ -179,7 +179,6 @@ impl Cli {
         // Every flag, by name, with no `..`: a new flag must be used here or the build fails.
         let Cli {
             models_file,
-            admin_token,
             model,
             multimodal,
             served_model_name,
@@ -206,14 +205,21 @@ impl Cli {
             otlp_service_name,
             http_workers,
             allow_remote_images,
+            cors_allow_origin,
         } = self;
         let model_flags_given =
             model.is_some() || multimodal || served_model_name.is_some() || model_version.is_some();
         if models_file.is_some() && model_flags_given {
             return Err(ConfigError::ModelFlagsWithModelsFile);
         }
-        if admin_token.as_ref().is_some_and(|t| t.trim().len() < 16) {
-            return Err(ConfigError::ShortAdminToken);
+        for origin in &cors_allow_origin {
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.trim_end_matches('/').ends_with("//")
+                    && !origin.contains(char::is_whitespace));
+            if !valid {
+                return Err(ConfigError::BadCorsOrigin(origin.clone()));
+            }
         }
         let cache_dir = cache_dir.or_else(default_cache_dir);
         let source = match model {
@@ -295,7 +301,6 @@ impl Cli {
                 version,
             },
             models_file,
-            admin_token,
             paged_mode: paged_attn,
             paged_settings: settings,
             cache_dir,
@@ -321,6 +326,7 @@ impl Cli {
                 sse_keep_alive: Duration::from_secs(sse_keep_alive),
                 drain_timeout: Duration::from_secs(drain_timeout),
                 allow_remote_images,
+                cors_allow_origins: cors_allow_origin,
             },
             telemetry: TelemetryConfig {
                 log_format,

@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::keys::{keys_spec, KeyFields, Limits};
 use super::models::{version_id, AliasSpec, ModelsSpec, VersionDefaults, VersionSpec};
+pub use super::names::check_name;
 use super::VERSION_SEPARATOR;
 use super::{classify_model, paged_attention, ConfigError, Dtype, ModelSource, PagedAttnMode};
 
@@ -51,6 +53,13 @@ struct FileRoot {
     models: Vec<FileModel>,
     #[serde(default)]
     aliases: BTreeMap<String, BTreeMap<String, u32>>,
+    #[serde(default)]
+    keys: Vec<KeyFields>,
+    #[serde(default)]
+    roles: BTreeMap<String, Vec<String>>,
+    /// Every key's limits unless it sets its own.
+    #[serde(default)]
+    limits: Limits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,22 +200,26 @@ pub fn parse(
         }
         None => root.models[0].name.clone(),
     };
+    let keys = keys_spec(&root.keys, &root.roles, root.limits, |var| {
+        std::env::var(var).ok()
+    })
+    .map_err(invalid)?;
+    for key in &keys.keys {
+        for model in key.models.iter().flatten() {
+            if !aliases.iter().any(|a| &a.name == model) {
+                return Err(invalid(format!(
+                    "key `{}`: `{model}` is no model or alias of this file",
+                    key.id
+                )));
+            }
+        }
+    }
     Ok(ModelsSpec {
         versions,
         aliases,
         default_alias,
+        keys,
     })
-}
-
-/// Model, version and alias names: what clients type in `model` and what metrics carry as labels.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.:/".contains(c);
-    if name.is_empty() || name.len() > 128 || !name.chars().all(allowed) {
-        return Err(format!(
-            "{what} `{name}` must be 1–128 characters of letters, digits and `-_.:/`"
-        ));
-    }
-    Ok(())
 }
 
 /// An alias's weights: known version ids, none negative, a positive sum.

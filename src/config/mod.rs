@@ -4,7 +4,9 @@
 
 pub mod cli;
 pub mod file;
+pub mod keys;
 pub mod models;
+pub mod names;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -68,8 +70,6 @@ pub struct Config {
     /// Where the default model is cached; `None` when no directory could be found.
     pub cache_dir: Option<PathBuf>,
     pub queue: QueueConfig,
-    /// `--admin-token`: the `/admin` API is served only when set, and only to this bearer token.
-    pub admin_token: Option<String>,
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -109,6 +109,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Fetch `http(s)` image URLs for vision models.
     pub allow_remote_images: bool,
+    /// `--cors-allow-origin`: origins browsers may call from (`*`: any); empty: no CORS headers.
+    pub cors_allow_origins: Vec<String>,
 }
 
 /// Logs and trace export.
@@ -167,8 +169,8 @@ pub enum ConfigError {
     ModelsFile(#[from] file::ModelsFileError),
     #[error("--config names the models: leave out --model, --multimodal, --served-model-name and --model-version")]
     ModelFlagsWithModelsFile,
-    #[error("--admin-token must be at least 16 characters")]
-    ShortAdminToken,
+    #[error("--cors-allow-origin takes `*` or origins like `https://chat.example.com`, got `{0}`")]
+    BadCorsOrigin(String),
 }
 
 impl Config {

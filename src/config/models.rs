@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::keys::KeysSpec;
 use super::{EngineSettings, ModelSource, PagedAttnMode, QueueConfig};
 use crate::engine::settings::PagedAttention;
 
@@ -19,6 +20,8 @@ pub struct ModelsSpec {
     pub aliases: Vec<AliasSpec>,
     /// What a request without `model` gets: an alias name.
     pub default_alias: String,
+    /// API keys (`[[keys]]`); none: the server is open.
+    pub keys: KeysSpec,
 }
 
 /// One version of a model: where its weights come from and how its engine runs.
@@ -76,6 +79,7 @@ impl ModelsSpec {
             default_alias: alias.name.clone(),
             aliases: vec![alias],
             versions: vec![version],
+            keys: KeysSpec::default(),
         }
     }
 

@@ -106,6 +106,32 @@ impl PlannedGeneration {
         self.choices.len()
     }
 
+    /// Prompt tokens as counted (each prompt once).
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt_tokens.counted
+    }
+
+    /// The most tokens its choices may generate together.
+    pub fn completion_budget(&self) -> usize {
+        self.choices.iter().map(|c| c.max_tokens).sum()
+    }
+
+    /// Fits the choices' `max_tokens` into `budget` tokens together (a key's token limit), evenly;
+    /// `false` when the budget cannot give every choice one token.
+    pub fn fit_completion_budget(&mut self, budget: usize) -> bool {
+        if self.completion_budget() <= budget {
+            return true;
+        }
+        let each = budget / self.choices.len().max(1);
+        if each == 0 {
+            return false;
+        }
+        for choice in &mut self.choices {
+            choice.max_tokens = choice.max_tokens.min(each);
+        }
+        true
+    }
+
     /// Submits every choice under an admission permit, which then also covers the engine's hold on each
     /// sequence: the slot is free only once the engine has really let go of it.
     async fn submit(self, mut permit: AdmissionPermit) -> Result<Started, ApiError> {

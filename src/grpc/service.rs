@@ -9,16 +9,18 @@ use tracing::Instrument;
 
 use crate::api::common::{FinishReason, Usage};
 use crate::api::models::{ModelKind, ModelStatus};
+use crate::config::keys::Action;
 use crate::engine::Prompt;
 use crate::error::ApiError;
 use crate::front;
+use crate::gateway::Principal;
 use crate::generation::chat::{call_id, ChatChoiceText};
 use crate::generation::output::GenerationEvent;
 use crate::grpc::proto::llmserve_server::Llmserve;
 use crate::grpc::proto::{self, chat_response, generate_response};
 use crate::grpc::{convert, status};
 use crate::state::AppState;
-use crate::telemetry::{CallLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
+use crate::telemetry::{CallLog, RequestLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::tools::ToolEvent;
 
 pub struct GrpcService {
@@ -28,6 +30,33 @@ pub struct GrpcService {
 impl GrpcService {
     pub fn new(state: Arc<AppState>) -> Self {
         GrpcService { state }
+    }
+
+    /// The caller behind the call's `authorization: Bearer <key>` (or `x-api-key`) metadata, allowed
+    /// `action`; its key id goes into the call's log.
+    fn caller<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        log: &RequestLog,
+    ) -> Result<Principal, ApiError> {
+        let metadata = request.metadata();
+        let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
+        let key = text("authorization")
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .or_else(|| text("x-api-key"));
+        let caller = self
+            .state
+            .gateway
+            .authenticate(key, crate::ids::unix_now())?;
+        if let Some(key) = caller.key_id.as_deref() {
+            log.set_key(key);
+        }
+        caller.require(action)?;
+        Ok(caller)
     }
 
     fn call<T>(&self, method: &str, request: &Request<T>) -> CallLog {
@@ -113,8 +142,11 @@ impl Llmserve for GrpcService {
         let (log, span) = (call.log(), call.span());
         let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
+            let caller = self.caller(&request, Action::Completions, &log)?;
             let wire = convert::completion(request.get_ref())?;
-            let prepared = front::completion(&self.state, wire, &log).await?.prepared;
+            let prepared = front::completion(&self.state, &caller, wire, &log)
+                .await?
+                .prepared;
             let events = prepared.planned.stream(keep_alive).await?;
             Ok::<_, ApiError>((prepared.model, events))
         }
@@ -156,8 +188,11 @@ impl Llmserve for GrpcService {
         let mut call = self.call("GenerateOnce", &request);
         let (log, span) = (call.log(), call.span());
         let answered = async {
+            let caller = self.caller(&request, Action::Completions, &log)?;
             let wire = convert::completion(request.get_ref())?;
-            let prepared = front::completion(&self.state, wire, &log).await?.prepared;
+            let prepared = front::completion(&self.state, &caller, wire, &log)
+                .await?
+                .prepared;
             let (choices, totals) = prepared.planned.collect().await?;
             Ok::<_, ApiError>((prepared.model, choices, totals))
         }
@@ -183,12 +218,11 @@ impl Llmserve for GrpcService {
         let (log, span) = (call.log(), call.span());
         let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
+            let caller = self.caller(&request, Action::ChatCompletions, &log)?;
             let wire = convert::chat(request.get_ref())?;
-            let resolved = self
-                .state
-                .models
-                .resolve(wire.model.as_deref(), wire.caller_identity());
-            let chat = front::chat(resolved, wire, &log).await?;
+            let identity = front::identity(&caller, wire.caller_identity());
+            let resolved = self.state.models.resolve(wire.model.as_deref(), identity);
+            let chat = front::chat(&self.state, &caller, resolved, wire, &log).await?;
             let events = chat.prepared.planned.stream(keep_alive).await?;
             Ok::<_, ApiError>((chat.prepared.model, events, chat.parse_tools))
         }
@@ -244,12 +278,16 @@ impl Llmserve for GrpcService {
         request: Request<proto::ListModelsRequest>,
     ) -> Result<Response<proto::ListModelsResponse>, Status> {
         let mut call = self.call("ListModels", &request);
+        let caller = self
+            .caller(&request, Action::ModelsRead, &call.log())
+            .map_err(|error| refuse(&mut call, &error))?;
         call.completed();
         let models = self
             .state
             .models
             .list()
             .into_iter()
+            .filter(|m| caller.may_use(&m.id))
             .map(|m| proto::Model {
                 version: match m.kind {
                     ModelKind::Alias => String::new(),
@@ -287,10 +325,14 @@ impl Llmserve for GrpcService {
         request: Request<proto::TokenizeRequest>,
     ) -> Result<Response<proto::TokenizeResponse>, Status> {
         let mut call = self.call("Tokenize", &request);
+        let log = call.log();
+        let caller = self.caller(&request, Action::Tokenize, &log);
         let request = request.into_inner();
         let model_name = (!request.model.is_empty()).then_some(request.model.as_str());
         let tokenized = async {
+            let caller = caller?;
             let model = self.state.models.resolve(model_name, None)?;
+            caller.check_model(&model.requested)?;
             let tokens = model.engine.tokenize(&Prompt::Text(request.text)).await?;
             Ok::<_, ApiError>((tokens, model.engine.info().context_length))
         }

@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 
 use crate::engine::EngineError;
 use crate::error::ApiError;
+use crate::gateway::GatewayError;
 use crate::generation::admission::AdmissionError;
 use crate::models::error::RegistryError;
 
@@ -59,7 +60,15 @@ pub fn code(error: &ApiError) -> Code {
             | RegistryError::VersionFailed(_)
             | RegistryError::NothingToRollBack(_) => Code::FailedPrecondition,
         },
-        ApiError::Unauthorized => Code::Unauthenticated,
+        ApiError::Gateway(e) => match e {
+            GatewayError::MissingKey | GatewayError::InvalidKey | GatewayError::ExpiredKey(_) => {
+                Code::Unauthenticated
+            }
+            GatewayError::PermissionDenied { .. } | GatewayError::ModelNotAllowed { .. } => {
+                Code::PermissionDenied
+            }
+        },
+        ApiError::Quota(_) => Code::ResourceExhausted,
         ApiError::ModelNotFound(_) => Code::NotFound,
         ApiError::ModelNotReady => Code::Unavailable,
         ApiError::RouteNotFound(_) | ApiError::MethodNotAllowed { .. } => Code::Unimplemented,

@@ -205,6 +205,7 @@ impl ModelRegistry {
                         versions: Vec::new(),
                         aliases: Vec::new(),
                         default_alias: String::new(),
+                        keys: Default::default(),
                     },
                     next_token: 0,
                 }),

@@ -40,35 +40,45 @@ use crate::state::AppState;
         routes::admin::promote,
         routes::admin::roll_back,
         routes::admin::reload,
+        routes::admin::usage,
     ),
-    modifiers(&AdminTokenScheme),
+    modifiers(&ApiKeyScheme),
     tags(
         (name = "OpenAI", description = "The OpenAI-compatible API"),
         (name = "Health", description = "Probes for load balancers and Kubernetes"),
         (name = "Tokenizer", description = "The served model's tokenizer (vLLM's endpoints)"),
         (name = "Operations", description = "Prometheus metrics"),
-        (name = "Admin", description = "Model versions, weighted aliases, hot swap and reload; served only \
-                                       when the server runs with `--admin-token`, to that bearer token"),
+        (name = "Admin", description = "Model versions, weighted aliases, hot swap, reload, usage per key; \
+                                       for keys whose role has the `admin` action"),
     )
 )]
 pub struct ApiDoc;
 
-/// The admin API's bearer token as a security scheme.
-struct AdminTokenScheme;
+/// API keys as a bearer security scheme, optional for the document as a whole: a server without keys
+/// needs none, and the probes never do.
+struct ApiKeyScheme;
 
-impl utoipa::Modify for AdminTokenScheme {
+impl utoipa::Modify for ApiKeyScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "admin_token",
+            "api_key",
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The server's `--admin-token`"))
+                    .description(Some(
+                        "An API key from the models file's `[[keys]]` (also accepted as `x-api-key`)",
+                    ))
                     .build(),
             ),
         );
+        openapi.security = Some(vec![
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
     }
 }
 
@@ -79,8 +89,8 @@ pub fn document_value() -> serde_json::Value {
     refine::refine(generated)
 }
 
-/// The document without the admin API: what a server started without `--admin-token` serves, since it
-/// has no such routes.
+/// The document without the admin API: what a server without API keys serves, since it has no admin
+/// API (its `admin` action needs a key).
 pub fn without_admin(mut document: serde_json::Value) -> serde_json::Value {
     if let Some(paths) = document["paths"].as_object_mut() {
         paths.retain(|path, _| !path.starts_with("/admin"));
@@ -109,7 +119,7 @@ async fn served_document(state: web::Data<AppState>) -> HttpResponse {
     // Generated and refined once per process; each request copies it to add the model's bounds.
     static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     let mut document = DOCUMENT.get_or_init(document_value).clone();
-    if state.config.admin_token.is_none() {
+    if state.gateway.is_open() {
         document = without_admin(document);
     }
     // With several models, what any of them accepts: the document describes the server.

@@ -1,11 +1,12 @@
 //! The admin API (`/admin/...`): load and unload versions, shift an alias's weights, promote, roll back,
-//! reload the models file. Served only when `--admin-token` is set, and only to that bearer token (the
-//! gateway issue replaces the token with keys that have an admin role).
+//! reload the models file, usage per key. Only keys whose role has the `admin` action reach it
+//! (`routes::auth`); a server without keys has no admin API.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 use crate::api::admin::{
-    AdminModels, DeletedModel, PromoteRequest, ReloadResponse, SetWeightsRequest,
+    AdminModels, DeletedModel, KeyUsage, PromoteRequest, ReloadResponse, SetWeightsRequest,
+    UsageList,
 };
 use crate::api::errors::ErrorResponse;
 use crate::api::models::Model;
@@ -22,8 +23,13 @@ use crate::state::AppState;
 pub enum AdminErrors {
     #[response(status = 400, description = "Invalid body or models file")]
     BadRequest(ErrorResponse),
-    #[response(status = 401, description = "Missing or wrong admin token")]
+    #[response(status = 401, description = "Missing, wrong or expired API key")]
     Unauthorized(ErrorResponse),
+    #[response(
+        status = 403,
+        description = "The key's role has no `admin` action (or the server has no keys)"
+    )]
+    Forbidden(ErrorResponse),
     #[response(status = 404, description = "Unknown model, version or alias")]
     NotFound(ErrorResponse),
     #[response(
@@ -31,32 +37,6 @@ pub enum AdminErrors {
         description = "Refused in this state (version exists, still routed to, draining, failed, nothing to roll back)"
     )]
     Conflict(ErrorResponse),
-}
-
-/// The bearer token must be `--admin-token`, compared in constant time.
-fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
-    let expected = state
-        .config
-        .admin_token
-        .as_deref()
-        .ok_or(ApiError::Unauthorized)?;
-    let given = request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
 }
 
 fn alias_answer(state: &AppState, alias: &str) -> HttpResponse {
@@ -67,13 +47,9 @@ fn alias_answer(state: &AppState, alias: &str) -> HttpResponse {
 }
 
 /// Every alias and version with its state, weights and load.
-#[utoipa::path(get, path = "/admin/models", tag = "Admin", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/admin/models", tag = "Admin",
     responses((status = 200, description = "The registry", body = AdminModels), AdminErrors))]
-pub async fn list(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(AdminModels {
         default_model: state.models.default_alias(),
         data: state.models.list_all(),
@@ -83,17 +59,15 @@ pub async fn list(
 /// Loads a new version of a model beside the others (202: it loads in the background, then is warmed up
 /// with one generation; `GET /v1/models/{model}@{version}` says when it is `ready`). Versions are
 /// immutable: a name already present is refused.
-#[utoipa::path(post, path = "/admin/models/{model}/versions", tag = "Admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/models/{model}/versions", tag = "Admin",
     params(("model" = String, Path, description = "The model's name (new or existing)")),
     request_body = VersionFields,
     responses((status = 202, description = "Loading", body = Model), AdminErrors))]
 pub async fn add_version(
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<String>,
     body: ApiJson<VersionFields>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let model = path.into_inner();
     check_name("model name", &model).map_err(RegistryError::Invalid)?;
     let fields = body.into_inner();
@@ -113,16 +87,14 @@ pub async fn add_version(
 
 /// Takes a version out of service: its running requests finish on it, then it is unloaded and its
 /// memory returned. Refused (409) while an alias still routes to it.
-#[utoipa::path(delete, path = "/admin/models/{model}/versions/{version}", tag = "Admin", security(("admin_token" = [])),
+#[utoipa::path(delete, path = "/admin/models/{model}/versions/{version}", tag = "Admin",
     params(("model" = String, Path, description = "The model's name"),
            ("version" = String, Path, description = "The version's name")),
     responses((status = 202, description = "Draining (or removed, when it had not loaded)", body = DeletedModel), AdminErrors))]
 pub async fn remove_version(
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let (model, version) = path.into_inner();
     let id = version_id(&model, &version);
     state.models.remove_version(&id)?;
@@ -142,17 +114,15 @@ pub async fn remove_version(
 
 /// Sets an alias's weights (shift traffic: 100/0 → 95/5 → 50/50 → 0/100). In force at once when every
 /// version given weight is ready; otherwise they wait (`pending_weights`) and switch atomically once it is.
-#[utoipa::path(put, path = "/admin/aliases/{alias}", tag = "Admin", security(("admin_token" = [])),
+#[utoipa::path(put, path = "/admin/aliases/{alias}", tag = "Admin",
     params(("alias" = String, Path, description = "An alias (a model's own name is one)")),
     request_body = SetWeightsRequest,
     responses((status = 200, description = "The alias", body = Model), AdminErrors))]
 pub async fn set_weights(
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<String>,
     body: ApiJson<SetWeightsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let alias = path.into_inner();
     let weights = body.into_inner().weights.into_iter().collect();
     let active = state.models.set_weights(&alias, weights)?;
@@ -161,17 +131,15 @@ pub async fn set_weights(
 }
 
 /// Sends all of an alias's traffic to one version (the same as weights `{version: 100}`).
-#[utoipa::path(post, path = "/admin/aliases/{alias}/promote", tag = "Admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/aliases/{alias}/promote", tag = "Admin",
     params(("alias" = String, Path, description = "An alias")),
     request_body = PromoteRequest,
     responses((status = 200, description = "The alias", body = Model), AdminErrors))]
 pub async fn promote(
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<String>,
     body: ApiJson<PromoteRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let alias = path.into_inner();
     let version = body.into_inner().version;
     state
@@ -182,15 +150,13 @@ pub async fn promote(
 }
 
 /// Returns an alias to its weights before the last change (repeatable, 16 steps back).
-#[utoipa::path(post, path = "/admin/aliases/{alias}/rollback", tag = "Admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/aliases/{alias}/rollback", tag = "Admin",
     params(("alias" = String, Path, description = "An alias")),
     responses((status = 200, description = "The alias", body = Model), AdminErrors))]
 pub async fn roll_back(
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let alias = path.into_inner();
     state.models.roll_back(&alias)?;
     tracing::info!(%alias, "admin: rolled back");
@@ -199,22 +165,43 @@ pub async fn roll_back(
 
 /// Reads the models file again and applies what changed since it was last read (as SIGHUP does). A file
 /// that does not parse or validate changes nothing: 400 with the reason, and the server serves on.
-#[utoipa::path(post, path = "/admin/reload", tag = "Admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/reload", tag = "Admin",
     responses((status = 200, description = "Applied", body = ReloadResponse), AdminErrors))]
-pub async fn reload(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
+pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let changes = state.reload_models_file()?;
     Ok(HttpResponse::Ok().json(ReloadResponse { changes }))
 }
 
-/// Registers the admin routes (only when `--admin-token` is set).
+/// Requests and tokens per API key since the server started (the same counts as
+/// `llmserve_key_requests_total` and `llmserve_key_tokens_total`).
+#[utoipa::path(get, path = "/admin/usage", tag = "Admin",
+    responses((status = 200, description = "Use per key", body = UsageList), AdminErrors))]
+pub async fn usage(state: web::Data<AppState>) -> HttpResponse {
+    let data = state
+        .gateway
+        .key_ids()
+        .into_iter()
+        .map(|key_id| {
+            let (requests, prompt_tokens, completion_tokens) = state.metrics.key_usage(&key_id);
+            KeyUsage {
+                requests: requests
+                    .into_iter()
+                    .map(|(outcome, n)| (outcome.to_string(), n))
+                    .collect(),
+                prompt_tokens,
+                completion_tokens,
+                key_id,
+            }
+        })
+        .collect();
+    HttpResponse::Ok().json(UsageList { data })
+}
+
+/// Registers the admin routes (reached only by keys with the `admin` action).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use super::{
         resource_with, ADMIN_ALIAS, ADMIN_MODELS, ADMIN_PROMOTE, ADMIN_RELOAD, ADMIN_ROLLBACK,
-        ADMIN_VERSION, ADMIN_VERSIONS,
+        ADMIN_USAGE, ADMIN_VERSION, ADMIN_VERSIONS,
     };
     cfg.service(resource_with(ADMIN_MODELS, "GET").route(web::get().to(list)))
         .service(resource_with(ADMIN_VERSIONS, "POST").route(web::post().to(add_version)))
@@ -222,5 +209,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource_with(ADMIN_ALIAS, "PUT").route(web::put().to(set_weights)))
         .service(resource_with(ADMIN_PROMOTE, "POST").route(web::post().to(promote)))
         .service(resource_with(ADMIN_ROLLBACK, "POST").route(web::post().to(roll_back)))
-        .service(resource_with(ADMIN_RELOAD, "POST").route(web::post().to(reload)));
+        .service(resource_with(ADMIN_RELOAD, "POST").route(web::post().to(reload)))
+        .service(resource_with(ADMIN_USAGE, "GET").route(web::get().to(usage)));
 }

@@ -14,9 +14,10 @@ use crate::extract::ApiJson;
 use crate::front::{self, Prepared, PreparedChat};
 use crate::generation::chat::{self, ChatChoiceText};
 use crate::ids;
+use crate::routes::auth::Caller;
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
-use crate::routes::MODEL_VERSION_HEADER;
+use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
 use crate::tools::ToolEvent;
@@ -46,15 +47,15 @@ use crate::tools::ToolEvent;
 )]
 pub async fn create_chat_completion(
     state: web::Data<AppState>,
+    Caller(caller): Caller,
     log: RequestLog,
     body: ApiJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut request = body.into_inner();
     // The one lookup of this request (a weighted alias must not pick twice); an unknown or loading model
     // is reported after the request's own faults, as before any lookup.
-    let resolved = state
-        .models
-        .resolve(request.model.as_deref(), request.caller_identity());
+    let identity = front::identity(&caller, request.caller_identity());
+    let resolved = state.models.resolve(request.model.as_deref(), identity);
     if let (Some(remote_images), Ok(model)) = (&state.remote_images, &resolved) {
         // Fetched only for a model that takes images: any other refuses them below without a fetch.
         if model.engine.info().accepts_images {
@@ -67,9 +68,10 @@ pub async fn create_chat_completion(
                 model,
                 generation,
                 planned,
+                rate_headers,
             },
         parse_tools,
-    } = front::chat(resolved, request, &log).await?;
+    } = front::chat(&state, &caller, resolved, request, &log).await?;
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
 
@@ -89,54 +91,58 @@ pub async fn create_chat_completion(
                 .collect(),
         };
         let events = planned.stream(state.config.server.sse_keep_alive).await?;
-        return Ok(sse::sse_response(
-            &model.id,
-            sse::sse_body(format, events, generation.include_usage),
+        let body = sse::sse_body(format, events, generation.include_usage);
+        return Ok(with_rate_headers(
+            &rate_headers,
+            sse::sse_response(&model.id, body),
         ));
     }
 
     let (choices, usage) = planned.collect().await?;
     let with_logprobs = generation.logprobs.is_some();
-    Ok(HttpResponse::Ok()
-        .insert_header((MODEL_VERSION_HEADER, model.id.as_str()))
-        .json(ChatCompletion {
-            id,
-            object: "chat.completion".to_string(),
-            created,
-            model: model.requested.clone(),
-            system_fingerprint: model.id.clone(),
-            choices: choices
-                .into_iter()
-                .map(|c| {
-                    let answer = chat::chat_answer(c.text, parse_tools, c.finish_reason);
-                    let tool_calls = (!answer.tool_calls.is_empty()).then(|| {
-                        answer
-                            .tool_calls
-                            .into_iter()
-                            .map(|call| ToolCall {
-                                id: call.id,
-                                kind: "function".to_string(),
-                                function: FunctionCall {
-                                    name: call.name,
-                                    arguments: call.arguments,
-                                },
-                            })
-                            .collect()
-                    });
-                    ChatChoice {
-                        index: c.index,
-                        message: AssistantMessage {
-                            role: "assistant".to_string(),
-                            content: answer.content,
-                            tool_calls,
-                        },
-                        logprobs: with_logprobs.then(|| chat_logprobs(c.logprobs)),
-                        finish_reason: answer.finish_reason,
-                    }
-                })
-                .collect(),
-            usage,
-        }))
+    let mut response = HttpResponse::Ok();
+    response.insert_header((MODEL_VERSION_HEADER, model.id.as_str()));
+    for (name, value) in rate_headers.pairs() {
+        response.insert_header((name, value));
+    }
+    Ok(response.json(ChatCompletion {
+        id,
+        object: "chat.completion".to_string(),
+        created,
+        model: model.requested.clone(),
+        system_fingerprint: model.id.clone(),
+        choices: choices
+            .into_iter()
+            .map(|c| {
+                let answer = chat::chat_answer(c.text, parse_tools, c.finish_reason);
+                let tool_calls = (!answer.tool_calls.is_empty()).then(|| {
+                    answer
+                        .tool_calls
+                        .into_iter()
+                        .map(|call| ToolCall {
+                            id: call.id,
+                            kind: "function".to_string(),
+                            function: FunctionCall {
+                                name: call.name,
+                                arguments: call.arguments,
+                            },
+                        })
+                        .collect()
+                });
+                ChatChoice {
+                    index: c.index,
+                    message: AssistantMessage {
+                        role: "assistant".to_string(),
+                        content: answer.content,
+                        tool_calls,
+                    },
+                    logprobs: with_logprobs.then(|| chat_logprobs(c.logprobs)),
+                    finish_reason: answer.finish_reason,
+                }
+            })
+            .collect(),
+        usage,
+    }))
 }
 
 /// Our token logprobs in the chat shape.

@@ -15,9 +15,10 @@ use crate::extract::ApiJson;
 use crate::front::{self, Prepared, PreparedCompletion};
 use crate::generation::completion;
 use crate::ids;
+use crate::routes::auth::Caller;
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
-use crate::routes::MODEL_VERSION_HEADER;
+use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
 
@@ -43,6 +44,7 @@ use crate::telemetry::RequestLog;
 )]
 pub async fn create_completion(
     state: web::Data<AppState>,
+    Caller(caller): Caller,
     log: RequestLog,
     body: ApiJson<CompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -52,10 +54,11 @@ pub async fn create_completion(
                 model,
                 generation,
                 planned,
+                rate_headers,
             },
         prompts,
         echo,
-    } = front::completion(&state, body.into_inner(), &log).await?;
+    } = front::completion(&state, &caller, body.into_inner(), &log).await?;
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
     let echoes = completion::echoes(&prompts, generation.n, echo);
@@ -79,41 +82,45 @@ pub async fn create_completion(
             offsets,
         };
         let events = planned.stream(state.config.server.sse_keep_alive).await?;
-        return Ok(sse::sse_response(
-            &model.id,
-            sse::sse_body(format, events, generation.include_usage),
+        let body = sse::sse_body(format, events, generation.include_usage);
+        return Ok(with_rate_headers(
+            &rate_headers,
+            sse::sse_response(&model.id, body),
         ));
     }
 
     let (candidates, usage) = planned.collect().await?;
     let chosen = completion::best_of(candidates, generation.generated, generation.n);
-    Ok(HttpResponse::Ok()
-        .insert_header((MODEL_VERSION_HEADER, model.id.as_str()))
-        .json(TextCompletion {
-            id,
-            object: "text_completion".to_string(),
-            created,
-            model: model.requested.clone(),
-            system_fingerprint: model.id.clone(),
-            choices: chosen
-                .into_iter()
-                .enumerate()
-                .map(|(index, c)| {
-                    let echo = echoes.as_ref().map(|e| e[index].as_str()).unwrap_or("");
-                    let logprobs = generation
-                        .logprobs
-                        .map(|k| completion_logprobs(&c.logprobs, k, echo.chars().count()).0);
-                    CompletionChoice {
-                        text: format!("{echo}{}", c.text),
-                        index,
-                        logprobs,
-                        finish_reason: c.finish_reason,
-                    }
-                })
-                .collect(),
-            // Usage counts every generated candidate, as OpenAI bills `best_of`.
-            usage,
-        }))
+    let mut response = HttpResponse::Ok();
+    response.insert_header((MODEL_VERSION_HEADER, model.id.as_str()));
+    for (name, value) in rate_headers.pairs() {
+        response.insert_header((name, value));
+    }
+    Ok(response.json(TextCompletion {
+        id,
+        object: "text_completion".to_string(),
+        created,
+        model: model.requested.clone(),
+        system_fingerprint: model.id.clone(),
+        choices: chosen
+            .into_iter()
+            .enumerate()
+            .map(|(index, c)| {
+                let echo = echoes.as_ref().map(|e| e[index].as_str()).unwrap_or("");
+                let logprobs = generation
+                    .logprobs
+                    .map(|k| completion_logprobs(&c.logprobs, k, echo.chars().count()).0);
+                CompletionChoice {
+                    text: format!("{echo}{}", c.text),
+                    index,
+                    logprobs,
+                    finish_reason: c.finish_reason,
+                }
+            })
+            .collect(),
+        // Usage counts every generated candidate, as OpenAI bills `best_of`.
+        usage,
+    }))
 }
 
 /// Our token logprobs in the legacy shape; `offset` is where the first token starts in the choice's text.

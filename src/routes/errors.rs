@@ -50,6 +50,14 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
+        if let Some(headers) = match self {
+            ApiError::Quota(e) => e.headers(),
+            _ => None,
+        } {
+            for (name, value) in headers.pairs() {
+                response.insert_header((name, value));
+            }
+        }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, *allow));
         }

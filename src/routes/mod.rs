@@ -2,6 +2,7 @@
 //! the SSE writer ([`sse`]) and errors as HTTP responses.
 
 pub mod admin;
+pub mod auth;
 pub mod chat;
 pub mod completions;
 pub mod health;
@@ -36,6 +37,7 @@ pub const ADMIN_ALIAS: &str = "/admin/aliases/{alias}";
 pub const ADMIN_PROMOTE: &str = "/admin/aliases/{alias}/promote";
 pub const ADMIN_ROLLBACK: &str = "/admin/aliases/{alias}/rollback";
 pub const ADMIN_RELOAD: &str = "/admin/reload";
+pub const ADMIN_USAGE: &str = "/admin/usage";
 
 /// The response header naming the version (`model@version`) that answered a generation request.
 pub const MODEL_VERSION_HEADER: &str = "x-llmserve-model-version";
@@ -43,7 +45,7 @@ pub const MODEL_VERSION_HEADER: &str = "x-llmserve-model-version";
 /// Registers every API route; `server::app` (served by `main` and the tests) adds the OpenAPI document
 /// and Swagger UI (`openapi::configure`). `/metrics` is here unless it
 /// has a port of its own.
-pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, with_admin: bool) {
+pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     let post = |path: &str| resource_with(path, "POST");
     let get = |path: &str| resource_with(path, "GET");
     cfg.service(post(CHAT_COMPLETIONS).route(web::post().to(chat::create_chat_completion)))
@@ -59,9 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, with_admin: b
     if with_metrics {
         metrics::configure(cfg);
     }
-    if with_admin {
-        admin::configure(cfg);
-    }
+    admin::configure(cfg);
 }
 
 /// A resource whose other methods get a 405 naming `allow`, the methods it has.
@@ -77,4 +77,20 @@ pub(crate) fn resource_with(path: &str, allow: &'static str) -> actix_web::Resou
 /// Anything unrouted: a JSON 404 rather than actix's empty one.
 pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound(req.path().to_string()))
+}
+
+/// The caller's `x-ratelimit-*` headers on a response.
+pub fn with_rate_headers(
+    headers: &crate::gateway::quota::RateHeaders,
+    mut response: actix_web::HttpResponse,
+) -> actix_web::HttpResponse {
+    for (name, value) in headers.pairs() {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static(name),
+                value,
+            );
+        }
+    }
+    response
 }

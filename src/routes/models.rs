@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use crate::api::errors::ErrorResponse;
 use crate::api::models::{Model, ModelList};
 use crate::error::ApiError;
+use crate::routes::auth::Caller;
 use crate::state::AppState;
 
 /// Lists the model ids this server answers to: aliases first (the default model first of all), then each
@@ -13,10 +14,13 @@ use crate::state::AppState;
 /// weights, and the context length of what is loaded.
 #[utoipa::path(get, path = "/v1/models", tag = "OpenAI",
     responses((status = 200, description = "The served models", body = ModelList)))]
-pub async fn list_models(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list_models(state: web::Data<AppState>, Caller(caller): Caller) -> HttpResponse {
+    let mut data = state.models.list();
+    // A key sees only what it may use.
+    data.retain(|m| caller.may_use(&m.id));
     HttpResponse::Ok().json(ModelList {
         object: "list".to_string(),
-        data: state.models.list(),
+        data,
     })
 }
 
@@ -25,12 +29,15 @@ pub async fn list_models(state: web::Data<AppState>) -> HttpResponse {
     params(("model" = String, Path, description = "An alias or a `model@version` id")),
     responses(
         (status = 200, description = "The model", body = Model),
+        (status = 403, description = "The API key may not use this model", body = ErrorResponse),
         (status = 404, description = "Unknown model", body = ErrorResponse),
     ))]
 pub async fn retrieve_model(
     state: web::Data<AppState>,
+    Caller(caller): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.check_model(path.as_str())?;
     let model = state
         .models
         .describe(path.as_str())

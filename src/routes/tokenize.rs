@@ -11,6 +11,7 @@ use crate::api::tokenize::{
 use crate::engine::Prompt;
 use crate::error::{ApiError, ValidationError};
 use crate::extract::ApiJson;
+use crate::routes::auth::Caller;
 use crate::state::AppState;
 use crate::validate;
 
@@ -23,10 +24,12 @@ use crate::validate;
     ))]
 pub async fn tokenize(
     state: web::Data<AppState>,
+    Caller(caller): Caller,
     body: ApiJson<TokenizeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let model = state.models.resolve(request.model.as_deref(), None)?;
+    caller.check_model(&model.requested)?;
     let prompt = match (request.prompt, request.messages) {
         (Some(prompt), None) => Prompt::Text(prompt),
         (None, Some(messages)) => {
@@ -69,10 +72,12 @@ pub async fn tokenize(
     ))]
 pub async fn detokenize(
     state: web::Data<AppState>,
+    Caller(caller): Caller,
     body: ApiJson<DetokenizeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let model = state.models.resolve(request.model.as_deref(), None)?;
+    caller.check_model(&model.requested)?;
     let vocab_size = model.engine.info().vocab_size;
     let tokens = request
         .tokens

@@ -14,6 +14,7 @@ mod drain;
 mod errors;
 mod gpu;
 mod grpc;
+mod keys;
 mod logs;
 mod metrics;
 mod openai_node;

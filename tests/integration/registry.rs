@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use crate::common::{cache_dir, client, sse_data};
 use crate::drain::{signal, spawn_server, wait_exit, Lines};
 
-const TOKEN: &str = "test-admin-token-0123456789";
+/// The admin key and the client key of the models file (`[[keys]]`, plaintext here: hashed at load).
+const TOKEN: &str = "sk-test-admin-0123456789";
+const USER_KEY: &str = "sk-test-user-0123456789";
 
 /// The default model's file, fetched if this test runs first.
 fn model_file() -> PathBuf {
@@ -32,6 +34,10 @@ fn models_file(dir: &Path, versions: &[&str], aliases: &str) -> PathBuf {
         ));
     }
     text.push_str(&format!("\n[aliases]\n{aliases}\n"));
+    text.push_str(&format!(
+        "\n[[keys]]\nid = \"ops\"\nkey = \"{TOKEN}\"\nrole = \"admin\"\n\
+         \n[[keys]]\nid = \"app\"\nkey = \"{USER_KEY}\"\nrole = \"user\"\n"
+    ));
     let path = dir.join("llmserve.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -73,6 +79,7 @@ async fn admin(
 async fn model_status(addr: SocketAddr, id: &str) -> Option<String> {
     let response = client()
         .get(format!("http://{addr}/v1/models/{id}"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
@@ -135,6 +142,8 @@ fn drive(
                     let stream = worker % 2 == 0;
                     let body = json!({
                         "model": "chat",
+                        // A caller per request: the split is by weight, not stuck to the key's id.
+                        "user": format!("worker-{worker}-request-{n}"),
                         "messages": [{"role": "user", "content": format!("Worker {worker}, request {n}: name a colour and a number.")}],
                         "max_tokens": 6 + (n % 5),
                         "temperature": 0,
@@ -158,6 +167,7 @@ async fn send(addr: SocketAddr, body: Value, stream: bool) -> Outcome {
     };
     let response = match client()
         .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(USER_KEY)
         .json(&body)
         .send()
         .await
@@ -273,7 +283,7 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
         "chat = { \"smollm2@v1\" = 100, \"smollm2@v2\" = 0 }",
     );
     let file_arg = file.display().to_string();
-    let (child, addr, lines) = spawn_server(&["--config", &file_arg, "--admin-token", TOKEN]);
+    let (child, addr, lines) = spawn_server(&["--config", &file_arg]);
     let mut child = Server(child);
     let pid = child.0.id();
     let (_, models) = admin(addr, reqwest::Method::GET, "/admin/models", None).await;
@@ -474,7 +484,7 @@ async fn a_broken_models_file_changes_nothing_and_sighup_with_the_same_file_is_a
     let dir = temp_dir("reload");
     let file = models_file(&dir, &["v1"], "chat = { \"smollm2@v1\" = 100 }");
     let file_arg = file.display().to_string();
-    let (child, addr, lines) = spawn_server(&["--config", &file_arg, "--admin-token", TOKEN]);
+    let (child, addr, lines) = spawn_server(&["--config", &file_arg]);
     let mut child = Server(child);
     let (_, before) = admin(addr, reqwest::Method::GET, "/admin/models", None).await;
 
@@ -511,18 +521,28 @@ async fn a_broken_models_file_changes_nothing_and_sighup_with_the_same_file_is_a
     }
     signal(&child.0, "HUP");
     wait_log(&lines, "reload refused").await;
-    let (status, answer) = crate::common::post_json(
-        &format!("http://{addr}"),
-        "/v1/chat/completions",
-        json!({"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(USER_KEY)
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["system_fingerprint"], "smollm2@v1");
     let (_, now) = admin(addr, reqwest::Method::GET, "/admin/models", None).await;
     assert_eq!(shape(&before), shape(&now));
 
-    // Without the token the admin API answers 401; health reports each alias.
+    // Without a key the admin API answers 401, with a user key 403; health needs no key and reports
+    // each alias.
+    let response = client()
+        .get(format!("http://{addr}/admin/models"))
+        .bearer_auth(USER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
     let response = client()
         .get(format!("http://{addr}/admin/models"))
         .send()

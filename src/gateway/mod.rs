@@ -1,0 +1,241 @@
+//! The gateway, between the model lookup and generation: who is calling. A presented API key is hashed
+//! and compared, in constant time, with every configured key's SHA-256; the matching key becomes a
+//! [`Principal`] (its id, its role's actions, the models it may use, its limits). No key configured: the
+//! server is open and every caller is [`Principal::open`]. [`quota`]: the key's limits.
+
+pub mod quota;
+
+use std::sync::{Arc, RwLock};
+
+use subtle::ConstantTimeEq;
+
+use crate::config::keys::{hash_key, Action, KeysSpec, Limits};
+use crate::config::VERSION_SEPARATOR;
+
+/// Why a caller is refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum GatewayError {
+    #[error("Missing API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)")]
+    MissingKey,
+    #[error("Incorrect API key provided")]
+    InvalidKey,
+    #[error("The API key `{0}` has expired")]
+    ExpiredKey(String),
+    #[error("The API key `{key}` may not use {action}")]
+    PermissionDenied { key: String, action: &'static str },
+    #[error("The API key `{key}` may not use the model `{model}`")]
+    ModelNotAllowed { key: String, model: String },
+}
+
+/// Who is calling: a key's id, what its role may do, the models it may use and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `None` on an open server (no keys configured).
+    pub key_id: Option<String>,
+    actions: Vec<Action>,
+    models: Option<Vec<String>>,
+    pub limits: Limits,
+}
+
+impl Principal {
+    /// Everyone, on a server without keys.
+    pub fn open() -> Self {
+        Principal {
+            key_id: None,
+            actions: Action::ALL.to_vec(),
+            models: None,
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn may(&self, action: Action) -> bool {
+        self.actions.contains(&action)
+    }
+
+    /// Refuses an action the key's role does not have.
+    pub fn require(&self, action: Action) -> Result<(), GatewayError> {
+        if self.may(action) {
+            Ok(())
+        } else {
+            Err(GatewayError::PermissionDenied {
+                key: self.key_id.clone().unwrap_or_default(),
+                action: action.name(),
+            })
+        }
+    }
+
+    /// Whether the key may use `id`: an alias it names, or a model it names (then also its versions,
+    /// `model@version`).
+    pub fn may_use(&self, id: &str) -> bool {
+        let Some(allowed) = &self.models else {
+            return true;
+        };
+        let model = id
+            .split_once(VERSION_SEPARATOR)
+            .map_or(id, |(model, _)| model);
+        allowed.iter().any(|a| a == id || a == model)
+    }
+
+    /// Refuses a model id outside the key's list (403 `model_not_allowed`).
+    pub fn check_model(&self, id: &str) -> Result<(), GatewayError> {
+        if self.may_use(id) {
+            Ok(())
+        } else {
+            Err(GatewayError::ModelNotAllowed {
+                key: self.key_id.clone().unwrap_or_default(),
+                model: id.to_string(),
+            })
+        }
+    }
+
+    /// The caller's stable identity for sticky routing: the key id, when there is one.
+    pub fn identity(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+}
+
+/// The configured keys; replaced whole on reload.
+pub struct Gateway {
+    keys: RwLock<Arc<KeysSpec>>,
+}
+
+impl Gateway {
+    pub fn new(keys: KeysSpec) -> Self {
+        if keys.keys.is_empty() {
+            tracing::warn!(
+                "no API keys configured: every client that reaches the port may use every route"
+            );
+        } else {
+            tracing::info!(
+                keys = keys.keys.len(),
+                "API keys configured: every route but the probes needs one"
+            );
+        }
+        Gateway {
+            keys: RwLock::new(Arc::new(keys)),
+        }
+    }
+
+    /// New keys (reload): the next request is checked against them; running ones finish.
+    pub fn replace(&self, keys: KeysSpec) -> bool {
+        let mut current = self.keys.write().expect("keys lock");
+        let changed = **current != keys;
+        *current = Arc::new(keys);
+        changed
+    }
+
+    /// Whether no key is configured (the server is open).
+    pub fn is_open(&self) -> bool {
+        self.keys.read().expect("keys lock").keys.is_empty()
+    }
+
+    /// The principal behind a presented key (`None`: none presented), at Unix time `now`.
+    pub fn authenticate(
+        &self,
+        presented: Option<&str>,
+        now: u64,
+    ) -> Result<Principal, GatewayError> {
+        let keys = self.keys.read().expect("keys lock").clone();
+        if keys.keys.is_empty() {
+            return Ok(Principal::open());
+        }
+        let presented = presented.ok_or(GatewayError::MissingKey)?;
+        let digest = hash_key(presented);
+        // Every key is compared, each in constant time: neither which key matched nor how many leading
+        // bytes did shows in the time taken.
+        let mut matched = None;
+        for key in &keys.keys {
+            if bool::from(key.sha256.ct_eq(&digest)) {
+                matched = Some(key);
+            }
+        }
+        let key = matched.ok_or(GatewayError::InvalidKey)?;
+        if key.expires.is_some_and(|at| now >= at) {
+            return Err(GatewayError::ExpiredKey(key.id.clone()));
+        }
+        Ok(Principal {
+            key_id: Some(key.id.clone()),
+            actions: key.actions.clone(),
+            models: key.models.clone(),
+            limits: key.limits,
+        })
+    }
+
+    /// Every key id (metrics declare their series).
+    pub fn key_ids(&self) -> Vec<String> {
+        let keys = self.keys.read().expect("keys lock").clone();
+        keys.keys.iter().map(|k| k.id.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::keys::KeySpec;
+
+    fn key(id: &str, secret: &str, actions: Vec<Action>, models: Option<Vec<&str>>) -> KeySpec {
+        KeySpec {
+            id: id.into(),
+            sha256: hash_key(secret),
+            role: "user".into(),
+            actions,
+            models: models.map(|m| m.into_iter().map(String::from).collect()),
+            limits: Limits::default(),
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn keys_become_principals_with_their_actions_and_models() {
+        let mut expired = key("old", "sk-old", vec![Action::Completions], None);
+        expired.expires = Some(100);
+        let gateway = Gateway::new(KeysSpec {
+            keys: vec![
+                key(
+                    "a",
+                    "sk-a",
+                    vec![Action::ChatCompletions],
+                    Some(vec!["smollm2", "chat"]),
+                ),
+                key("m", "sk-m", vec![Action::MetricsRead], None),
+                expired,
+            ],
+        });
+        assert_eq!(gateway.authenticate(None, 0), Err(GatewayError::MissingKey));
+        assert_eq!(
+            gateway.authenticate(Some("sk-b"), 0),
+            Err(GatewayError::InvalidKey)
+        );
+        assert_eq!(
+            gateway.authenticate(Some("sk-old"), 100),
+            Err(GatewayError::ExpiredKey("old".into()))
+        );
+        assert!(gateway.authenticate(Some("sk-old"), 99).is_ok());
+        let a = gateway.authenticate(Some("sk-a"), 0).unwrap();
+        assert_eq!(a.key_id.as_deref(), Some("a"));
+        assert!(a.may(Action::ChatCompletions) && !a.may(Action::Admin));
+        assert!(a.may_use("chat") && a.may_use("smollm2") && a.may_use("smollm2@v2"));
+        assert!(!a.may_use("other") && !a.may_use("other@v1"));
+        let m = gateway.authenticate(Some("sk-m"), 0).unwrap();
+        assert!(matches!(
+            m.require(Action::ChatCompletions),
+            Err(GatewayError::PermissionDenied { .. })
+        ));
+        // Reload: the revoked key is refused from the next request on.
+        assert!(gateway.replace(KeysSpec {
+            keys: vec![key("m", "sk-m", vec![Action::MetricsRead], None)]
+        }));
+        assert_eq!(
+            gateway.authenticate(Some("sk-a"), 0),
+            Err(GatewayError::InvalidKey)
+        );
+    }
+
+    #[test]
+    fn without_keys_everyone_may_do_everything() {
+        let gateway = Gateway::new(KeysSpec::default());
+        let open = gateway.authenticate(None, 0).unwrap();
+        assert_eq!(open, Principal::open());
+        assert!(Action::ALL.iter().all(|a| open.may(*a)) && open.may_use("anything"));
+    }
+}
