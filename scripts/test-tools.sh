@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the test-only tools that do not come from cargo or pip: Prometheus and promtool (Debian's
-# `prometheus` package) for the metrics and alert-rule tests, Node.js with npm for the Node SDK tests, and
-# podman, runc and mmdebstrap for the container image test. Idempotent; needs root or sudo for apt.
+# `prometheus` package) for the metrics and alert-rule tests, Node.js with npm for the Node SDK tests,
+# redis-server for the limits shared across replicas, and podman, runc and mmdebstrap for the container
+# image test. Idempotent; needs root or sudo for apt.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
@@ -9,6 +10,8 @@ command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 # The container image test (deploy/image-test.sh): podman and its runtime, and mmdebstrap for the base image.
 command -v podman >/dev/null && command -v runc >/dev/null || missing+=(podman buildah runc uidmap)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+# Limits shared across replicas (tests/integration/shared_limits.rs) start their own on a free port.
+command -v redis-server >/dev/null || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo -n); else
   echo "test-tools: need root (or sudo) to apt-get install ${missing[*]}" >&2
@@ -20,5 +23,6 @@ export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
-# Debian's package may start a system Prometheus on :9090; the tests run their own on a free port.
+# Debian's packages may start a system Prometheus on :9090 and a Redis on :6379; the tests run their own
+# on free ports.
 echo "test tools installed: ${missing[*]}"

@@ -104,7 +104,7 @@ async fn plan(
 ) -> Result<Prepared, ApiError> {
     let mut planned =
         generation::plan(model.served.clone(), generation.clone(), prompts, log).await?;
-    let rate_headers = hold_budget(state, caller, &mut planned, log)?;
+    let rate_headers = hold_budget(state, caller, &mut planned, log).await?;
     Ok(Prepared {
         model,
         generation,
@@ -116,7 +116,7 @@ async fn plan(
 /// Holds the caller's request and token budget for this request: its prompt plus every token its
 /// choices may generate (`max_tokens` fitted into the key's token limit), given back down to what it
 /// really used when its response ends (`RequestLog::on_end`), however it ends.
-fn hold_budget(
+async fn hold_budget(
     state: &AppState,
     caller: &Principal,
     planned: &mut PlannedGeneration,
@@ -134,15 +134,15 @@ fn hold_budget(
         }
     }
     let tokens = prompt + planned.completion_budget() as u64;
-    let reservation = state.quotas.reserve(key, limits, prompt, tokens)?;
-    let headers = reservation.headers.clone();
+    let held = state.limiter.reserve(key, limits, prompt, tokens).await?;
+    let headers = held.headers().clone();
     log.on_end(move |usage| {
         let used = if usage.admitted {
             (usage.prompt_tokens + usage.completion_tokens) as u64
         } else {
             0
         };
-        reservation.settle(used);
+        held.settle(Some(used));
     });
     Ok(headers)
 }

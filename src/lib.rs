@@ -25,7 +25,8 @@
 //!   → a `Principal` (its role's actions, its models, its limits; `routes::auth` asks for it on every
 //!   HTTP route but the probes, `grpc::service` on every call); `gateway::quota` holds each key's request,
 //!   token and concurrency budget over a sliding minute, reserved at admission, settled at the response's
-//!   end.
+//!   end; `gateway::shared` keeps those windows in Redis for every replica (`--limits-redis`), falling
+//!   back to this process's when Redis does not answer.
 //! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
 //!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
 //!   stop filtering, logprobs, tool-call parsing, fill-in-the-middle, echo, `best_of`; out come

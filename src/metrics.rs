@@ -120,6 +120,7 @@ pub struct Metrics {
     grpc_requests: IntCounterVec,
     key_requests: IntCounterVec,
     key_tokens: IntCounterVec,
+    limits_shared: IntGauge,
     engine_steps: IntCounterVec,
     engine_step_sequences: IntCounterVec,
     /// The engine's own counts at the last scrape, per version: the counters advance by the difference.
@@ -188,6 +189,7 @@ impl Metrics {
             http_requests: counter(&r, "llmserve_http_requests_total", "HTTP requests by route template, method and status.", &["route", "method", "status"]),
             grpc_requests: counter(&r, "llmserve_grpc_requests_total", "gRPC calls by method and status code.", &["method", "code"]),
             key_requests: counter(&r, "llmserve_key_requests_total", "Requests per API key (id from the models file) by outcome: ok, rate_limited (429), denied (401/403), error (any other failure).", &["key_id", "outcome"]),
+            limits_shared: registered(&r, IntGauge::new("llmserve_limits_shared", "1 while per-key limits are shared through Redis (--limits-redis); 0 while Redis is unreachable and this replica limits alone.").expect("valid gauge")),
             key_tokens: counter(&r, "llmserve_key_tokens_total", "Tokens per API key by kind: prompt or completion (what the key's token limit counts).", &["key_id", "kind"]),
             http_request_duration: histogram(&r, "llmserve_http_request_duration_seconds", "HTTP request duration (to the end of the body) by route template.", HTTP_DURATION_BUCKETS.to_vec(), &["route", "method"]),
             engine_steps: counter(&r, "llmserve_engine_steps_total", "Forward steps the engine ran, by kind: prompt (prefill) or decode.", &["model", "model_version", "kind"]),
@@ -398,6 +400,10 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every series.
+    pub fn set_limits_shared(&self, shared: bool) {
+        self.limits_shared.set(i64::from(shared));
+    }
+
     /// A key's series exist (at 0) from the moment it is configured.
     pub fn declare_key(&self, key: &str) {
         for outcome in ["ok", "rate_limited", "denied", "error"] {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::gateway::quota::Quotas;
+use crate::gateway::shared::{Limiter, SharedQuotas};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::models::loading::MistralLoader;
@@ -22,8 +23,8 @@ pub struct AppState {
     pub models: ModelRegistry,
     /// API keys: who may call what.
     pub gateway: Gateway,
-    /// Per-key limits, in this process.
-    pub quotas: Quotas,
+    /// Per-key limits: in this process, or in Redis.
+    pub limiter: Limiter,
     pub metrics: Arc<Metrics>,
     /// Span export, when `--otlp-endpoint` is set (started inside the runtime by `start`).
     pub spans: Option<SpanExporter>,
@@ -51,7 +52,13 @@ impl AppState {
         }
         AppState {
             gateway: Gateway::new(keys),
-            quotas: Quotas::default(),
+            limiter: match &config.limits.redis {
+                Some(url) => Limiter::Shared(
+                    SharedQuotas::new(url, config.limits.replicas)
+                        .expect("--limits-redis was checked with the flags"),
+                ),
+                None => Limiter::Local(Quotas::default()),
+            },
             spans: None,
             remote_images: config.server.allow_remote_images.then(RemoteImages::new),
             models: ModelRegistry::new(

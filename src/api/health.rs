@@ -19,6 +19,8 @@ pub struct HealthStatus {
     pub requests_waiting: usize,
     /// Sequences the engine still holds: drops back to 0 once cancelled or finished requests are freed.
     pub engine_sequences: usize,
+    /// Where per-key limits are decided: `local`, `shared` (Redis), or `local: Redis unreachable`.
+    pub limits: String,
     /// Every alias: ready means a request for it would be served now (readiness needs all of them).
     pub models: Vec<AliasHealth>,
 }

@@ -14,8 +14,8 @@ use clap::Parser;
 use super::PAGED_ATTENTION_BUILT;
 use super::{
     check_chat_template, classify_model, paged_attention, Config, ConfigError, Dtype,
-    EngineSettings, GpuMemory, LogFormat, ModelConfig, ModelSource, PagedAttention, PagedAttnMode,
-    QueueConfig, ServerConfig, TelemetryConfig,
+    EngineSettings, GpuMemory, LimitsConfig, LogFormat, ModelConfig, ModelSource, PagedAttention,
+    PagedAttnMode, QueueConfig, ServerConfig, TelemetryConfig,
 };
 
 /// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
@@ -167,6 +167,16 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_ALLOW_REMOTE_IMAGES", action = clap::ArgAction::SetTrue)]
     pub allow_remote_images: bool,
 
+    /// Keep per-key limits in Redis (`redis://host:port`), so that every replica enforces one budget per
+    /// key. If Redis cannot be reached a replica serves on its own share of each limit (divided by
+    /// --limits-replicas) until it can. Unset: limits per process.
+    #[arg(long, env = "LLMSERVE_LIMITS_REDIS")]
+    pub limits_redis: Option<String>,
+
+    /// Replicas sharing the limits: while Redis is unreachable each replica allows this fraction of them.
+    #[arg(long, env = "LLMSERVE_LIMITS_REPLICAS", default_value_t = 1)]
+    pub limits_replicas: u32,
+
     /// Origins browser frontends may call the API from, comma-separated (`https://chat.example.com`), or
     /// `*` for any. Preflight requests never need a key. Unset: no CORS headers.
     #[arg(long, env = "LLMSERVE_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
@@ -206,11 +216,24 @@ impl Cli {
             http_workers,
             allow_remote_images,
             cors_allow_origin,
+            limits_redis,
+            limits_replicas,
         } = self;
         let model_flags_given =
             model.is_some() || multimodal || served_model_name.is_some() || model_version.is_some();
         if models_file.is_some() && model_flags_given {
             return Err(ConfigError::ModelFlagsWithModelsFile);
+        }
+        if let Some(url) = &limits_redis {
+            let host = url
+                .strip_prefix("redis://")
+                .map(|r| r.split('/').next().unwrap_or(""));
+            if host.is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace)) {
+                return Err(ConfigError::BadLimitsRedis(url.clone()));
+            }
+        }
+        if limits_replicas == 0 {
+            return Err(ConfigError::ZeroReplicas);
         }
         for origin in &cors_allow_origin {
             let valid = origin == "*"
@@ -312,6 +335,10 @@ impl Cli {
                 chat_template,
             },
             paged_attention_reason,
+            limits: LimitsConfig {
+                redis: limits_redis,
+                replicas: limits_replicas,
+            },
             queue: QueueConfig {
                 max_waiting: max_queue,
                 timeout: queue_timeout.map(Duration::from_secs),

@@ -70,6 +70,8 @@ pub struct Config {
     /// Where the default model is cached; `None` when no directory could be found.
     pub cache_dir: Option<PathBuf>,
     pub queue: QueueConfig,
+    /// Where per-key limits are kept.
+    pub limits: LimitsConfig,
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -91,6 +93,15 @@ pub struct QueueConfig {
     pub max_waiting: usize,
     /// How long a request may wait; then 503. `None`: no limit.
     pub timeout: Option<Duration>,
+}
+
+/// Per-key limits: in this process, or shared through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `--limits-redis`: `redis://host:port`; `None`: limits per process.
+    pub redis: Option<String>,
+    /// `--limits-replicas`: what each limit is divided by while Redis is unreachable.
+    pub replicas: u32,
 }
 
 /// The listening sockets and what the HTTP front accepts.
@@ -169,6 +180,10 @@ pub enum ConfigError {
     ModelsFile(#[from] file::ModelsFileError),
     #[error("--config names the models: leave out --model, --multimodal, --served-model-name and --model-version")]
     ModelFlagsWithModelsFile,
+    #[error("--limits-redis must be redis://host[:port], got `{0}`")]
+    BadLimitsRedis(String),
+    #[error("--limits-replicas must be at least 1")]
+    ZeroReplicas,
     #[error("--cors-allow-origin takes `*` or origins like `https://chat.example.com`, got `{0}`")]
     BadCorsOrigin(String),
 }

@@ -4,10 +4,9 @@
 //! server is open and every caller is [`Principal::open`]. [`quota`]: the key's limits.
 
 pub mod quota;
+pub mod shared;
 
 use std::sync::{Arc, RwLock};
-
-use subtle::ConstantTimeEq;
 
 use crate::config::keys::{hash_key, Action, KeysSpec, Limits};
 use crate::config::VERSION_SEPARATOR;
@@ -94,6 +93,19 @@ impl Principal {
     }
 }
 
+/// Compares two digests without an early exit: the words' differences are OR-ed together and looked at
+/// once, so the time taken does not depend on where they differ (`black_box` keeps the compiler from
+/// turning the fold back into a comparison that stops at the first difference).
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut difference = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let x = u64::from_ne_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_ne_bytes(y.try_into().expect("8 bytes"));
+        difference |= std::hint::black_box(x ^ y);
+    }
+    std::hint::black_box(difference) == 0
+}
+
 /// The configured keys; replaced whole on reload.
 pub struct Gateway {
     keys: RwLock<Arc<KeysSpec>>,
@@ -145,7 +157,7 @@ impl Gateway {
         // bytes did shows in the time taken.
         let mut matched = None;
         for key in &keys.keys {
-            if bool::from(key.sha256.ct_eq(&digest)) {
+            if digests_equal(&key.sha256, &digest) {
                 matched = Some(key);
             }
         }
@@ -229,6 +241,17 @@ mod tests {
             gateway.authenticate(Some("sk-a"), 0),
             Err(GatewayError::InvalidKey)
         );
+    }
+
+    #[test]
+    fn digests_are_equal_only_when_every_byte_is() {
+        let a = hash_key("sk-a");
+        assert!(digests_equal(&a, &a));
+        for byte in [0, 7, 8, 31] {
+            let mut b = a;
+            b[byte] ^= 1;
+            assert!(!digests_equal(&a, &b), "byte {byte}");
+        }
     }
 
     #[test]

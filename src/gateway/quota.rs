@@ -115,6 +115,8 @@ struct KeyWindow {
     requests: VecDeque<Instant>,
     /// Token amounts in the window: `(when, reservation id, tokens)`; a settlement rewrites its entry.
     tokens: VecDeque<(Instant, u64, u64)>,
+    /// The sum of `tokens`' amounts, kept as they change (a window can hold thousands of entries).
+    tokens_total: u64,
     running: u32,
 }
 
@@ -132,12 +134,14 @@ impl KeyWindow {
             .front()
             .is_some_and(|(t, _, _)| now.duration_since(*t) >= WINDOW)
         {
-            self.tokens.pop_front();
+            if let Some((_, _, n)) = self.tokens.pop_front() {
+                self.tokens_total -= n;
+            }
         }
     }
 
     fn tokens_used(&self) -> u64 {
-        self.tokens.iter().map(|(_, _, n)| n).sum()
+        self.tokens_total
     }
 
     /// When `needed` more tokens fit under `limit`: as entries leave the window, oldest first.
@@ -274,6 +278,7 @@ impl Quotas {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         window.requests.push_back(now);
         window.tokens.push_back((now, id, charged));
+        window.tokens_total += charged;
         window.running += 1;
         Ok(Reservation {
             key: key.to_string(),
@@ -291,7 +296,9 @@ impl Quotas {
         };
         window.running = window.running.saturating_sub(1);
         if let Some(used) = used {
-            if let Some(entry) = window.tokens.iter_mut().find(|(_, i, _)| *i == id) {
+            // Newest last: a settlement is for a recent entry, searched from the back.
+            if let Some(entry) = window.tokens.iter_mut().rev().find(|(_, i, _)| *i == id) {
+                window.tokens_total = window.tokens_total - entry.2 + used;
                 entry.2 = used;
             }
         }

@@ -66,6 +66,7 @@ fn status(state: &AppState, probe: Probe) -> HttpResponse {
         requests_running,
         requests_waiting,
         engine_sequences,
+        limits: state.limiter.state().to_string(),
         models: aliases
             .into_iter()
             .map(|a| AliasHealth {

@@ -25,6 +25,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             engine.sequences_alive(),
         );
     }
+    if let Some(shared) = state.limiter.shared() {
+        state.metrics.set_limits_shared(shared);
+    }
     let draining = state.models.is_draining();
     for alias in state.models.readiness() {
         state

@@ -22,6 +22,7 @@ mod openai_python;
 mod registry;
 mod reliability;
 mod schema_fuzz;
+mod shared_limits;
 mod sse;
 mod startup;
 mod surface;
