@@ -46,5 +46,6 @@ def http_base() -> str:
 
 @pytest.fixture(scope="session")
 def phase() -> str:
-    """`ready` (the model serves), `loading` (it has not loaded yet) or `draining` (the server was told to drain)."""
+    """`ready` (the model serves), `loading` (it has not loaded yet), `draining` (the server was told to drain)
+    or `keys` (a server with API keys)."""
     return os.environ.get("LLMSERVE_GRPC_PHASE", "ready")

@@ -1,6 +1,7 @@
 """The gRPC front against the real server and model: the same greedy tokens as HTTP, errors as gRPC status
 codes, a cancelled stream freeing its slot, health, reflection."""
 import json
+import os
 import re
 import time
 import urllib.request
@@ -193,3 +194,27 @@ def test_loading_is_not_serving_and_calls_wait_for_the_model(pb, stub, channel, 
     error = error_of(lambda: stub.GenerateOnce(pb[0].GenerateRequest(prompt="Hi"), timeout=30))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert dict(error.trailing_metadata())["llmserve-error-code"] == "model_not_ready"
+
+
+def test_keys_are_asked_for_on_every_call(pb, stub, phase):
+    if phase != "keys":
+        pytest.skip("runs against a server with API keys")
+    user = [("authorization", "Bearer " + os.environ["LLMSERVE_GRPC_USER_KEY"])]
+    metrics = [("x-api-key", os.environ["LLMSERVE_GRPC_METRICS_KEY"])]
+    once = pb[0].GenerateRequest(prompt="Hi", sampling=greedy(pb, 2))
+    for metadata in [None, [("authorization", "Bearer sk-not-a-key")]]:
+        error = error_of(lambda: stub.GenerateOnce(once, metadata=metadata, timeout=30))
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert dict(error.trailing_metadata())["llmserve-error-code"] == "invalid_api_key"
+    assert stub.GenerateOnce(once, metadata=user, timeout=60).usage.completion_tokens >= 1
+    # The key may use `smollm2` (and its versions), not the alias `chat`; the list shows only what it may use.
+    models = stub.ListModels(pb[0].ListModelsRequest(), metadata=user, timeout=10).models
+    assert {m.id for m in models} == {"smollm2", "smollm2@v1"}
+    error = error_of(lambda: stub.GenerateOnce(
+        pb[0].GenerateRequest(model="chat", prompt="Hi", sampling=greedy(pb, 2)), metadata=user, timeout=30))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert dict(error.trailing_metadata())["llmserve-error-code"] == "model_not_allowed"
+    # The metrics role may not generate.
+    error = error_of(lambda: stub.GenerateOnce(once, metadata=metrics, timeout=30))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert dict(error.trailing_metadata())["llmserve-error-code"] == "permission_denied"
