@@ -7,11 +7,13 @@ use super::common::{ChunkUsage, FinishReason, Usage};
 
 super::generation_request! {
     /// A chat completion request. Unknown fields are accepted and ignored, as OpenAI clients send many.
+    /// The example leaves `model` out (the default model answers), so that it runs as pre-filled in
+    /// Swagger UI whatever the served model is called.
     #[derive(Debug, Clone, Deserialize, ToSchema)]
-    #[schema(example = json!({"model": "SmolLM2-135M-Instruct",
-        "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 32, "stream": false}))]
+    #[schema(example = json!({"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 32, "stream": false}))]
     pub struct ChatCompletionRequest {
-        /// The model id from `/v1/models`. When omitted, the served model is used.
+        /// A model id from `/v1/models` (an alias or a `model@version`). When omitted, the default model
+        /// answers.
         #[serde(default)]
         pub model: Option<String>,
         /// The conversation so far; at least one message.

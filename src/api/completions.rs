@@ -8,7 +8,7 @@ use super::common::{ChunkUsage, FinishReason, Usage};
 super::generation_request! {
     /// A text completion request. Unknown fields are accepted and ignored.
     #[derive(Debug, Clone, Deserialize, ToSchema)]
-    #[schema(example = json!({"model": "SmolLM2-135M-Instruct", "prompt": "The capital of France is",
+    #[schema(example = json!({"prompt": "The capital of France is",
         "max_tokens": 16, "temperature": 0}))]
     pub struct CompletionRequest {
         /// The model id from `/v1/models`. When omitted, the served model is used.

@@ -231,10 +231,70 @@ impl ToolSetup {
             grammar.push_str(&format!(
                 "call_{i}: {} args_{i} \"}}\"\nargs_{i}: %json {}\n",
                 lark_literal(&head),
-                tool.parameters
+                arguments_schema(&tool.parameters)
             ));
         }
         Some(grammar)
+    }
+}
+
+/// The schema a forced call's arguments are generated under: the tool's `parameters` with every object
+/// that leaves `additionalProperties` unset closed (JSON Schema's default would let the model add keys
+/// forever, and a small model does: LangChain's `bind_tools` and most hand-written schemas leave it
+/// unset), and written compactly on one line (`x-guidance`: no free whitespace, `", "` and `": "` as the
+/// prompt's example writes them). Either way the call ends and parses, for any model.
+pub fn arguments_schema(parameters: &Value) -> Value {
+    let mut schema = match parameters {
+        Value::Object(map) if !map.is_empty() => parameters.clone(),
+        // No parameters: an empty object.
+        _ => json!({"type": "object", "properties": {}}),
+    };
+    close_objects(&mut schema);
+    if let Value::Object(map) = &mut schema {
+        map.insert(
+            "x-guidance".into(),
+            json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+        );
+    }
+    schema
+}
+
+/// Sets `additionalProperties: false` on every object schema that does not state it, following the
+/// keywords whose values are schemas (not, say, `properties`' names or `enum` values).
+fn close_objects(schema: &mut Value) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    let is_object = map.get("type") == Some(&json!("object"))
+        || map.contains_key("properties")
+        || map.contains_key("required");
+    if is_object && !map.contains_key("additionalProperties") {
+        map.insert("additionalProperties".into(), json!(false));
+    }
+    for (keyword, value) in map.iter_mut() {
+        match keyword.as_str() {
+            "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
+                if let Value::Object(children) = value {
+                    children.values_mut().for_each(close_objects);
+                }
+            }
+            "items"
+            | "additionalProperties"
+            | "not"
+            | "contains"
+            | "propertyNames"
+            | "if"
+            | "then"
+            | "else"
+            | "unevaluatedProperties"
+            | "unevaluatedItems" => close_objects(value),
+            "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
+                if let Value::Array(children) = value {
+                    children.iter_mut().for_each(close_objects);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -279,6 +339,39 @@ mod tests {
     use crate::tools::parse_complete;
 
     #[test]
+    fn forced_arguments_are_closed_objects_written_compactly() {
+        let schema = arguments_schema(&json!({
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "where": {"type": "object", "properties": {"lat": {"type": "number"}}},
+                "tags": {"type": "array", "items": {"properties": {"name": {"type": "string"}}}},
+                "properties": {"type": "string", "enum": [{"properties": {}}]},
+                "open": {"type": "object", "additionalProperties": true},
+            },
+            "anyOf": [{"type": "object", "required": ["city"]}],
+        }));
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(schema["properties"]["where"]["additionalProperties"], false);
+        assert_eq!(
+            schema["properties"]["tags"]["items"]["additionalProperties"],
+            false
+        );
+        assert_eq!(schema["anyOf"][0]["additionalProperties"], false);
+        // What the schema states stands; property names and values are not schemas.
+        assert_eq!(schema["properties"]["open"]["additionalProperties"], true);
+        assert!(schema["properties"]["properties"]
+            .get("additionalProperties")
+            .is_none());
+        assert_eq!(
+            schema["properties"]["properties"]["enum"][0],
+            json!({"properties": {}})
+        );
+        assert_eq!(schema["x-guidance"]["whitespace_flexible"], false);
+        assert_eq!(arguments_schema(&json!({}))["additionalProperties"], false);
+    }
+
+    #[test]
     fn setup_validates_choices_and_the_grammar_names_each_tool() {
         let tools = vec![
             json!({"type": "function", "function": {"name": "get_weather",
@@ -292,6 +385,14 @@ mod tests {
             .unwrap();
         let grammar = required.grammar().unwrap();
         assert!(grammar.contains("args_0: %json {"), "{grammar}");
+        assert!(
+            grammar.contains("\"additionalProperties\":false"),
+            "{grammar}"
+        );
+        assert!(
+            grammar.contains("\"whitespace_flexible\":false"),
+            "{grammar}"
+        );
         assert!(grammar.contains("\"required\":[\"city\"]"), "{grammar}");
         assert!(grammar.starts_with("start: call_block\n"), "{grammar}");
         let auto = setup(Some(&tools), None, None).unwrap().unwrap();

@@ -174,6 +174,28 @@ def test_required_tool_call(client, model):
     assert follow_up.choices[0].message.content
 
 
+def test_a_forced_call_ends_even_when_the_schema_leaves_additional_properties_open(client, model):
+    # What LangChain's bind_tools and most hand-written schemas send: no `additionalProperties`, nested
+    # objects, optional fields. The call must end with parseable arguments well inside max_tokens.
+    tool = {"type": "function", "function": {"name": "book_trip", "description": "Book a trip", "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "Destination"},
+                       "dates": {"type": "object", "properties": {"start": {"type": "string"},
+                                                                   "end": {"type": "string"}}},
+                       "travellers": {"type": "integer"}},
+        "required": ["city"]}}}
+    for choice in ["required", {"type": "function", "function": {"name": "book_trip"}}]:
+        completion = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Book me a trip to Paris next week for two."}],
+            tools=[tool], tool_choice=choice, max_tokens=200, temperature=0)
+        finished = completion.choices[0]
+        assert finished.finish_reason == "tool_calls", finished
+        arguments = json.loads(finished.message.tool_calls[0].function.arguments)
+        assert isinstance(arguments["city"], str)
+        assert set(arguments) <= {"city", "dates", "travellers"}
+        assert "\n" not in finished.message.tool_calls[0].function.arguments
+
+
 def test_named_tool_call_streams_and_the_stream_helper_accumulates_it(client, model):
     choice = {"type": "function", "function": {"name": "get_weather"}}
     messages = [{"role": "user", "content": "Weather in Tokyo, in fahrenheit?"}]
