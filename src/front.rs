@@ -4,6 +4,7 @@
 
 use crate::api::chat::ChatCompletionRequest;
 use crate::api::completions::CompletionRequest;
+use crate::config::keys::Limits;
 use crate::engine::Prompt;
 use crate::error::ApiError;
 use crate::gateway::quota::{QuotaError, RateHeaders};
@@ -122,10 +123,15 @@ async fn hold_budget(
     planned: &mut PlannedGeneration,
     log: &RequestLog,
 ) -> Result<RateHeaders, ApiError> {
-    let Some(key) = caller.key_id.as_deref() else {
+    let limits = caller.limits;
+    // No key, or a key without limits: nothing to hold (and, with Redis, no round trip).
+    let Some(key) = caller
+        .key_id
+        .as_deref()
+        .filter(|_| limits != Limits::default())
+    else {
         return Ok(RateHeaders::default());
     };
-    let limits = caller.limits;
     let prompt = planned.prompt_tokens() as u64;
     if let Some(tpm) = limits.tpm {
         let room = tpm.saturating_sub(prompt) as usize;

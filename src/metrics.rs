@@ -307,8 +307,9 @@ impl Metrics {
 
     pub fn observe_request(&self, outcome: &RequestOutcome<'_>) {
         if let Some(key) = outcome.key_id {
+            // A 429 from a full queue is the server's overload, not the key's limit: an `error`.
             let result = match (outcome.status, outcome.error) {
-                (429, _) => "rate_limited",
+                (_, Some("rate_limit_exceeded")) => "rate_limited",
                 (401 | 403, _) => "denied",
                 (_, Some(_)) => "error",
                 _ if outcome.status >= 400 => "error",

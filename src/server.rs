@@ -8,7 +8,7 @@ use actix_web::dev::{ServerHandle, ServiceFactory, ServiceRequest, ServiceRespon
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::config::Config;
+use crate::config::{Config, ModelsSpec};
 use crate::extract::BodyLimit;
 use crate::otlp::SpanExporter;
 use crate::state::AppState;
@@ -269,7 +269,12 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
         config.telemetry.otlp_endpoint.as_deref().map(|endpoint| {
             SpanExporter::start(endpoint, config.telemetry.otlp_service_name.clone())
         });
-    let mut state = AppState::new(config);
+    // Read once: the keys are in force before the port answers, and the models are those of the same
+    // file contents.
+    let spec = config
+        .models_spec()
+        .map_err(|e| ServeError::ModelLoad(e.to_string()))?;
+    let mut state = AppState::new(config, spec.keys.clone());
     state.spans = spans;
     let state = web::Data::new(state);
     let app_state = state.clone();
@@ -303,7 +308,7 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
         None => (None, None),
     };
     let server = http.run();
-    start_models(state.clone(), server.handle())?;
+    start_models(state.clone(), spec, server.handle())?;
     let watched = state.clone();
     memory::spawn_idle_trimmer(move || {
         watched.models.load() != (0, 0)
@@ -375,11 +380,11 @@ fn start_metrics_server(
 
 /// Applies the configured models (they load in the background, one at a time). With the flags' one model,
 /// a failed load stops the server (`wait` and `serve_until_signalled` then return the error).
-fn start_models(state: web::Data<AppState>, server: ServerHandle) -> Result<(), ServeError> {
-    let spec = state
-        .config
-        .models_spec()
-        .map_err(|e| ServeError::ModelLoad(e.to_string()))?;
+fn start_models(
+    state: web::Data<AppState>,
+    spec: ModelsSpec,
+    server: ServerHandle,
+) -> Result<(), ServeError> {
     tracing::info!(
         versions = spec.versions.len(),
         aliases = spec.aliases.len(),

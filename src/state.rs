@@ -5,13 +5,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::config::keys::KeysSpec;
 use crate::config::Config;
 use crate::gateway::quota::Quotas;
 use crate::gateway::shared::{Limiter, SharedQuotas};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::models::loading::MistralLoader;
-use crate::models::registry::Loader;
 use crate::models::{ModelRegistry, RegistryError};
 use crate::otlp::SpanExporter;
 use crate::remote_images::RemoteImages;
@@ -36,17 +36,10 @@ pub struct AppState {
 
 impl AppState {
     /// A state whose registry loads with mistral.rs; it holds no model until the spec is applied.
-    pub fn new(config: Config) -> Self {
-        Self::with_loader(config, Arc::new(MistralLoader))
-    }
-
-    pub fn with_loader(config: Config, loader: Arc<dyn Loader>) -> Self {
+    /// `keys`: the models file's, read once with its models (none with the flags alone), in force
+    /// from the first request.
+    pub fn new(config: Config, keys: KeysSpec) -> Self {
         let metrics = Arc::new(Metrics::new());
-        // The keys of the models file (checked when the configuration was made); none with flags alone.
-        let keys = config
-            .models_spec()
-            .map(|spec| spec.keys)
-            .unwrap_or_default();
         for key in &keys.keys {
             metrics.declare_key(&key.id);
         }
@@ -63,7 +56,7 @@ impl AppState {
             remote_images: config.server.allow_remote_images.then(RemoteImages::new),
             models: ModelRegistry::new(
                 metrics.clone(),
-                loader,
+                Arc::new(MistralLoader),
                 config.server.drain_timeout,
                 config.models_file.is_some(),
             ),

@@ -26,6 +26,21 @@ pub enum GatewayError {
     ModelNotAllowed { key: String, model: String },
 }
 
+/// The key a request presents: `Authorization: Bearer <key>` (scheme in any case), else `x-api-key`;
+/// the same for HTTP headers and gRPC metadata.
+pub fn presented_key<'a>(
+    authorization: Option<&'a str>,
+    api_key: Option<&'a str>,
+) -> Option<&'a str> {
+    authorization
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .or(api_key)
+        .filter(|k| !k.is_empty())
+}
+
 /// Who is calling: a key's id, what its role may do, the models it may use and its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

@@ -20,6 +20,9 @@ use crate::config::keys::Limits;
 
 /// The longest one Redis round trip may take before the replica falls back to its own windows.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_millis(250);
+/// After Redis failed, admissions decide locally for this long before trying it again: a Redis that
+/// does not answer would otherwise cost every admission the whole round-trip timeout, one at a time.
+const RETRY_REDIS_AFTER: Duration = Duration::from_secs(1);
 /// A request still holding a concurrency slot after this long is assumed lost (its replica died).
 const CONCURRENCY_LEASE_MS: u64 = 15 * 60 * 1000;
 
@@ -222,6 +225,8 @@ pub struct SharedQuotas {
     local: Quotas,
     replicas: u32,
     shared: AtomicBool,
+    /// While set and in the future, Redis is not asked.
+    retry_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// A request's hold on its key's budget, wherever it is kept; settled when its response ends.
@@ -293,6 +298,7 @@ impl SharedQuotas {
             local: Quotas::default(),
             replicas: replicas.max(1),
             shared: AtomicBool::new(true),
+            retry_at: std::sync::Mutex::new(None),
         }))
     }
 
@@ -331,20 +337,31 @@ impl SharedQuotas {
             WINDOW.as_millis().to_string(),
             CONCURRENCY_LEASE_MS.to_string(),
         ];
+        let backing_off = self
+            .retry_at
+            .lock()
+            .expect("retry lock")
+            .is_some_and(|at| std::time::Instant::now() < at);
+        if backing_off {
+            return self.locally(key, limits, prompt, tokens);
+        }
         match self.redis.eval(ADMIT, &key_names(key), &args).await {
             Ok(reply) => {
                 self.mark(true);
-                let numbers = integers(&reply).ok_or(()).map_err(|_| {
-                    tracing::error!(?reply, "unexpected reply from the admission script");
-                });
-                match numbers {
-                    Ok(n) => self.decided(key, limits, id, charged, &n),
-                    Err(()) => self.locally(key, limits, prompt, tokens),
+                *self.retry_at.lock().expect("retry lock") = None;
+                match integers(&reply) {
+                    Some(n) => self.decided(key, limits, id, charged, &n),
+                    None => {
+                        tracing::error!(?reply, "unexpected reply from the admission script");
+                        self.locally(key, limits, prompt, tokens)
+                    }
                 }
             }
             Err(error) => {
                 tracing::debug!(%error, "Redis admission failed");
                 self.mark(false);
+                *self.retry_at.lock().expect("retry lock") =
+                    Some(std::time::Instant::now() + RETRY_REDIS_AFTER);
                 self.locally(key, limits, prompt, tokens)
             }
         }

@@ -42,12 +42,7 @@ impl GrpcService {
     ) -> Result<Principal, ApiError> {
         let metadata = request.metadata();
         let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
-        let key = text("authorization")
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .or_else(|| text("x-api-key"));
+        let key = crate::gateway::presented_key(text("authorization"), text("x-api-key"));
         let caller = self
             .state
             .gateway

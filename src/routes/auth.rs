@@ -38,18 +38,12 @@ fn required_action(pattern: Option<&str>) -> Option<Option<Action>> {
 
 /// The key a request presents.
 fn presented_key(req: &ServiceRequest) -> Option<String> {
-    let headers = req.headers();
-    let bearer = headers
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    bearer
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    crate::gateway::presented_key(
+        header(actix_web::http::header::AUTHORIZATION.as_str()),
+        header("x-api-key"),
+    )
+    .map(str::to_string)
 }
 
 /// The middleware: authenticate, authorize the route's action, hand the principal on.

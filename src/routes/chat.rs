@@ -100,49 +100,47 @@ pub async fn create_chat_completion(
 
     let (choices, usage) = planned.collect().await?;
     let with_logprobs = generation.logprobs.is_some();
-    let mut response = HttpResponse::Ok();
-    response.insert_header((MODEL_VERSION_HEADER, model.id.as_str()));
-    for (name, value) in rate_headers.pairs() {
-        response.insert_header((name, value));
-    }
-    Ok(response.json(ChatCompletion {
-        id,
-        object: "chat.completion".to_string(),
-        created,
-        model: model.requested.clone(),
-        system_fingerprint: model.id.clone(),
-        choices: choices
-            .into_iter()
-            .map(|c| {
-                let answer = chat::chat_answer(c.text, parse_tools, c.finish_reason);
-                let tool_calls = (!answer.tool_calls.is_empty()).then(|| {
-                    answer
-                        .tool_calls
-                        .into_iter()
-                        .map(|call| ToolCall {
-                            id: call.id,
-                            kind: "function".to_string(),
-                            function: FunctionCall {
-                                name: call.name,
-                                arguments: call.arguments,
-                            },
-                        })
-                        .collect()
-                });
-                ChatChoice {
-                    index: c.index,
-                    message: AssistantMessage {
-                        role: "assistant".to_string(),
-                        content: answer.content,
-                        tool_calls,
-                    },
-                    logprobs: with_logprobs.then(|| chat_logprobs(c.logprobs)),
-                    finish_reason: answer.finish_reason,
-                }
-            })
-            .collect(),
-        usage,
-    }))
+    let response = HttpResponse::Ok()
+        .insert_header((MODEL_VERSION_HEADER, model.id.as_str()))
+        .json(ChatCompletion {
+            id,
+            object: "chat.completion".to_string(),
+            created,
+            model: model.requested.clone(),
+            system_fingerprint: model.id.clone(),
+            choices: choices
+                .into_iter()
+                .map(|c| {
+                    let answer = chat::chat_answer(c.text, parse_tools, c.finish_reason);
+                    let tool_calls = (!answer.tool_calls.is_empty()).then(|| {
+                        answer
+                            .tool_calls
+                            .into_iter()
+                            .map(|call| ToolCall {
+                                id: call.id,
+                                kind: "function".to_string(),
+                                function: FunctionCall {
+                                    name: call.name,
+                                    arguments: call.arguments,
+                                },
+                            })
+                            .collect()
+                    });
+                    ChatChoice {
+                        index: c.index,
+                        message: AssistantMessage {
+                            role: "assistant".to_string(),
+                            content: answer.content,
+                            tool_calls,
+                        },
+                        logprobs: with_logprobs.then(|| chat_logprobs(c.logprobs)),
+                        finish_reason: answer.finish_reason,
+                    }
+                })
+                .collect(),
+            usage,
+        });
+    Ok(with_rate_headers(&rate_headers, response))
 }
 
 /// Our token logprobs in the chat shape.

@@ -91,36 +91,34 @@ pub async fn create_completion(
 
     let (candidates, usage) = planned.collect().await?;
     let chosen = completion::best_of(candidates, generation.generated, generation.n);
-    let mut response = HttpResponse::Ok();
-    response.insert_header((MODEL_VERSION_HEADER, model.id.as_str()));
-    for (name, value) in rate_headers.pairs() {
-        response.insert_header((name, value));
-    }
-    Ok(response.json(TextCompletion {
-        id,
-        object: "text_completion".to_string(),
-        created,
-        model: model.requested.clone(),
-        system_fingerprint: model.id.clone(),
-        choices: chosen
-            .into_iter()
-            .enumerate()
-            .map(|(index, c)| {
-                let echo = echoes.as_ref().map(|e| e[index].as_str()).unwrap_or("");
-                let logprobs = generation
-                    .logprobs
-                    .map(|k| completion_logprobs(&c.logprobs, k, echo.chars().count()).0);
-                CompletionChoice {
-                    text: format!("{echo}{}", c.text),
-                    index,
-                    logprobs,
-                    finish_reason: c.finish_reason,
-                }
-            })
-            .collect(),
-        // Usage counts every generated candidate, as OpenAI bills `best_of`.
-        usage,
-    }))
+    let response = HttpResponse::Ok()
+        .insert_header((MODEL_VERSION_HEADER, model.id.as_str()))
+        .json(TextCompletion {
+            id,
+            object: "text_completion".to_string(),
+            created,
+            model: model.requested.clone(),
+            system_fingerprint: model.id.clone(),
+            choices: chosen
+                .into_iter()
+                .enumerate()
+                .map(|(index, c)| {
+                    let echo = echoes.as_ref().map(|e| e[index].as_str()).unwrap_or("");
+                    let logprobs = generation
+                        .logprobs
+                        .map(|k| completion_logprobs(&c.logprobs, k, echo.chars().count()).0);
+                    CompletionChoice {
+                        text: format!("{echo}{}", c.text),
+                        index,
+                        logprobs,
+                        finish_reason: c.finish_reason,
+                    }
+                })
+                .collect(),
+            // Usage counts every generated candidate, as OpenAI bills `best_of`.
+            usage,
+        });
+    Ok(with_rate_headers(&rate_headers, response))
 }
 
 /// Our token logprobs in the legacy shape; `offset` is where the first token starts in the choice's text.

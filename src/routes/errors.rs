@@ -50,17 +50,16 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if let Some(headers) = match self {
-            ApiError::Quota(e) => e.headers(),
-            _ => None,
-        } {
-            for (name, value) in headers.pairs() {
-                response.insert_header((name, value));
-            }
-        }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, *allow));
         }
-        response.json(self.envelope())
+        let response = response.json(self.envelope());
+        match self {
+            ApiError::Quota(e) => match e.headers() {
+                Some(headers) => super::with_rate_headers(headers, response),
+                None => response,
+            },
+            _ => response,
+        }
     }
 }

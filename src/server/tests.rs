@@ -17,7 +17,7 @@ use crate::state::AppState;
 fn state(engine: Option<Arc<ScriptedEngine>>) -> web::Data<AppState> {
     let mut config = Config::for_default_model(std::env::temp_dir());
     config.server.sse_keep_alive = Duration::from_secs(1);
-    let state = web::Data::new(AppState::new(config));
+    let state = web::Data::new(AppState::new(config, Default::default()));
     let spec = state.config.models_spec().unwrap();
     state.models.apply_without_loading(spec);
     if let Some(engine) = engine {
@@ -218,7 +218,7 @@ fn state_with_queue(
     config.queue.max_waiting = max_queue;
     config.queue.timeout = queue_timeout;
     config.server.sse_keep_alive = keep_alive;
-    let state = web::Data::new(AppState::new(config));
+    let state = web::Data::new(AppState::new(config, Default::default()));
     let spec = state.config.models_spec().unwrap();
     state.models.apply_without_loading(spec);
     serve(&state, engine);

@@ -140,8 +140,10 @@ async fn two_replicas_share_one_budget_through_redis_and_fall_back_without_it() 
     }
     assert_eq!(fallback, [3, 3]);
 
-    // Redis back (empty): shared again from the next admission.
+    // Redis back (empty): shared again from the first admission after the replicas' one-second pause
+    // in asking it.
     let _redis = start_redis(port);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(ask(addr_a).await, 200);
     assert_eq!(limits_state(addr_a).await, "shared");
     let mut again = Vec::new();
