@@ -435,6 +435,60 @@ async fn calls_written_by_the_model_in_auto_mode_become_tool_calls() {
     );
 }
 
+/// Fault 5 of issue 19: in `auto` mode, a block the model opened but did not write as a call reaches the
+/// client as its text without the markup, streamed or not, and the answer does not claim a tool call.
+#[actix_web::test]
+async fn a_malformed_call_in_auto_mode_is_content_without_markup() {
+    let script = || {
+        vec![
+            text("Let me see. <tool_"),
+            text("call>\nget_weather(city="),
+            text("Paris)\n</tool_call>"),
+            finished(EngineFinish::Stop),
+        ]
+    };
+    let tools = json!({"tools": [{"type": "function", "function": {"name": "get_weather"}}]});
+    let (status, body) = post(
+        state(Some(engine(5, script(), Duration::ZERO))),
+        "/v1/chat/completions",
+        chat(tools.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "stop");
+    assert!(choice["message"]["tool_calls"].is_null(), "{choice}");
+    assert_eq!(
+        choice["message"]["content"],
+        "Let me see. get_weather(city=Paris)"
+    );
+
+    let mut streamed = tools;
+    streamed["stream"] = json!(true);
+    let (_, body) = post(
+        state(Some(engine(5, script(), Duration::ZERO))),
+        "/v1/chat/completions",
+        chat(streamed),
+    )
+    .await;
+    let chunks: Vec<Value> = body
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Let me see. get_weather(city=Paris)");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+}
+
 /// `n` and `seed` reach the engine as one sequence per choice with seeds `seed + i`; `best_of` asks for
 /// logprobs to rank its candidates.
 #[actix_web::test]

@@ -1,5 +1,9 @@
 //! Tool calls found in generated text, as it streams or whole: `<tool_call>` blocks become call events
 //! (name first, then argument fragments); everything else stays content.
+//!
+//! A block the model got wrong never reaches the client as markup: a call that is JSON only short of its
+//! closing quotes and brackets (a model that stopped early, or forgot the wrapper's `}`) is repaired into
+//! a call; anything else inside the tags is returned as content with the tags removed.
 
 use serde_json::Value;
 
@@ -71,11 +75,95 @@ fn call_head(body: &str) -> Option<(String, usize)> {
     Some((name, body.len() - rest_trimmed.len()))
 }
 
-/// The arguments text of a finished call body: everything up to the wrapper's closing `}`.
-fn final_arguments(region: &str) -> &str {
+/// The arguments text of a finished call body: the first JSON value in it, closed if the model stopped
+/// short of its end; else everything up to the wrapper's closing `}`, as written.
+fn final_arguments(region: &str) -> String {
+    let mut values = serde_json::Deserializer::from_str(region).into_iter::<Value>();
+    if let Some(Ok(_)) = values.next() {
+        return region[..values.byte_offset()].to_string();
+    }
+    if let Some(closed) = close_json(region) {
+        return closed;
+    }
     match region.rfind('}') {
-        Some(end) => region[..end].trim_end(),
-        None => region.trim_end(),
+        Some(end) => region[..end].trim_end().to_string(),
+        None => region.trim_end().to_string(),
+    }
+}
+
+/// `text` completed into JSON when all it lacks are its closing quote and brackets (and a value after
+/// a dangling `:` or a trailing `,`), as a model that stopped early leaves it; `None` when that does
+/// not make it parse.
+pub(crate) fn close_json(text: &str) -> Option<String> {
+    let text = text.trim();
+    let (mut in_string, mut escaped) = (false, false);
+    let mut closers = Vec::new();
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' => closers.push('}'),
+            '[' => closers.push(']'),
+            '}' | ']' => {
+                if closers.pop() != Some(c) {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut closed = text.to_string();
+    if in_string {
+        if escaped {
+            closed.pop();
+        }
+        closed.push('"');
+    }
+    let trimmed = closed.trim_end();
+    let mut closed = trimmed.strip_suffix(',').unwrap_or(trimmed).to_string();
+    if closed.ends_with(':') {
+        closed.push_str(" null");
+    }
+    closed.extend(closers.iter().rev());
+    serde_json::from_str::<Value>(&closed).ok().map(|_| closed)
+}
+
+/// A call written as one JSON object `{"name": …, "arguments"|"parameters": …}` (in either order, in a
+/// Markdown code fence or not, closed if the model stopped short): its name and arguments text.
+fn whole_call(body: &str) -> Option<(String, String)> {
+    let body = body.trim();
+    let body = body
+        .strip_prefix("```json")
+        .or_else(|| body.strip_prefix("```"))
+        .map(|b| b.trim_end().trim_end_matches("```"))
+        .unwrap_or(body);
+    let call: Value = serde_json::from_str(body.trim())
+        .ok()
+        .or_else(|| serde_json::from_str(&close_json(body)?).ok())?;
+    let name = call.get("name")?.as_str()?.to_string();
+    let arguments = match call.get("arguments").or_else(|| call.get("parameters")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "{}".to_string(),
+    };
+    Some((name, arguments))
+}
+
+/// What is left of a block that is not a call: its text, without the tags.
+fn unwrapped(body: &str) -> Vec<ToolEvent> {
+    let text = body.trim();
+    if text.is_empty() {
+        Vec::new()
+    } else {
+        vec![ToolEvent::Content(text.to_string())]
     }
 }
 
@@ -120,8 +208,9 @@ impl ToolCallParser {
                     }
                     if let Some(close) = self.buffer.find(CALL_CLOSE) {
                         let body = self.buffer[..close].to_string();
-                        events.extend(finish_call(index, &body, *args_at, *sent));
-                        self.calls += 1;
+                        let (finished, is_call) = finish_call(index, &body, *args_at, *sent);
+                        events.extend(finished);
+                        self.calls += usize::from(is_call);
                         self.buffer.drain(..close + CALL_CLOSE.len());
                         self.state = State::Outside;
                         continue;
@@ -148,72 +237,55 @@ impl ToolCallParser {
         }
     }
 
-    /// The end of the text: held content is released; an unclosed call is finished as far as it got.
+    /// The end of the text: held content is released; an unclosed call is finished as far as it got
+    /// (repaired when it can be, else its text without the tag).
     pub fn finish(&mut self) -> Vec<ToolEvent> {
         let rest = std::mem::take(&mut self.buffer);
         match std::mem::replace(&mut self.state, State::Outside) {
             State::Outside if rest.is_empty() => Vec::new(),
             State::Outside => vec![ToolEvent::Content(rest)],
-            State::Inside {
-                args_at: Some(at),
-                sent,
-            } => {
-                let index = self.calls;
-                self.calls += 1;
-                let region = &rest[at..];
-                let arguments = final_arguments(region);
-                if arguments.len() > sent {
-                    vec![ToolEvent::Arguments {
-                        index,
-                        fragment: arguments[sent..].to_string(),
-                    }]
-                } else {
-                    Vec::new()
-                }
-            }
-            // Cut off before the call's name: what there is stays text.
-            State::Inside { args_at: None, .. } => {
-                vec![ToolEvent::Content(format!("{CALL_OPEN}{rest}"))]
+            State::Inside { args_at, sent } => {
+                let (events, is_call) = finish_call(self.calls, &rest, args_at, sent);
+                self.calls += usize::from(is_call);
+                events
             }
         }
     }
 }
 
-/// A call whose `</tool_call>` arrived: the rest of its arguments, or (when its head never parsed as
-/// name-then-arguments) the whole call from its JSON.
-fn finish_call(index: usize, body: &str, args_at: Option<usize>, sent: usize) -> Vec<ToolEvent> {
+/// A call at its end (`</tool_call>` or the end of the text): the rest of its arguments, or (when its
+/// head never parsed as name-then-arguments) the whole call from its JSON; and whether it was a call.
+fn finish_call(
+    index: usize,
+    body: &str,
+    args_at: Option<usize>,
+    sent: usize,
+) -> (Vec<ToolEvent>, bool) {
     if let Some(at) = args_at {
         let arguments = final_arguments(&body[at..]);
-        return if arguments.len() > sent {
-            vec![ToolEvent::Arguments {
+        let rest = arguments.get(sent..).filter(|rest| !rest.is_empty());
+        let events = rest
+            .map(|fragment| ToolEvent::Arguments {
                 index,
-                fragment: arguments[sent..].to_string(),
-            }]
-        } else {
-            Vec::new()
-        };
+                fragment: fragment.to_string(),
+            })
+            .into_iter()
+            .collect();
+        return (events, true);
     }
-    let parsed: Option<(String, String)> = serde_json::from_str::<Value>(body.trim())
-        .ok()
-        .and_then(|call| {
-            let name = call.get("name")?.as_str()?.to_string();
-            let arguments = match call.get("arguments") {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-                None => "{}".to_string(),
-            };
-            Some((name, arguments))
-        });
-    match parsed {
-        Some((name, arguments)) => vec![
-            ToolEvent::CallStart { index, name },
-            ToolEvent::Arguments {
-                index,
-                fragment: arguments,
-            },
-        ],
-        // Not a call after all: the text stays content.
-        None => vec![ToolEvent::Content(format!("{CALL_OPEN}{body}{CALL_CLOSE}"))],
+    match whole_call(body) {
+        Some((name, arguments)) => (
+            vec![
+                ToolEvent::CallStart { index, name },
+                ToolEvent::Arguments {
+                    index,
+                    fragment: arguments,
+                },
+            ],
+            true,
+        ),
+        // Not a call after all: its text is content, without the markup.
+        None => (unwrapped(body), false),
     }
 }
 
@@ -319,10 +391,59 @@ mod tests {
         assert!(calls.is_empty());
     }
 
+    /// Fault 5 of issue 19: no malformed block reaches the client as markup.
     #[test]
-    fn a_call_cut_off_before_its_name_stays_text() {
-        let (content, calls, _) = streamed(&["<tool_call>\n{\"na"]);
-        assert_eq!(content, "<tool_call>\n{\"na");
-        assert!(calls.is_empty());
+    fn a_block_that_is_not_a_call_is_content_without_its_tags() {
+        for text in [
+            "<tool_call>\n{\"na",
+            "<tool_call>get_weather(city=Paris)</tool_call>",
+            "<tool_call>\n{\"city\": \"Paris\"}\n</tool_call>",
+        ] {
+            for pieces in [vec![text.to_string()], text.chars().map(String::from).collect()] {
+                let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+                let (content, calls, _) = streamed(&pieces);
+                assert!(calls.is_empty(), "{text}: {calls:?}");
+                assert!(!content.contains("tool_call"), "{text}: {content}");
+                assert!(!content.is_empty(), "{text}: the model's words stay");
+            }
+        }
+        let (content, calls) = parse_complete("Sure.<tool_call>\n</tool_call>");
+        assert_eq!((content.as_deref(), calls.len()), (Some("Sure."), 0));
+    }
+
+    #[test]
+    fn a_call_short_of_its_closing_brackets_is_repaired() {
+        let cases = [
+            // The wrapper's `}` forgotten, then the closing tag.
+            ("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}\n</tool_call>", "{\"city\": \"Paris\"}"),
+            // Stopped mid-string, no closing tag.
+            ("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par", "{\"city\": \"Par\"}"),
+            // Stopped after a key.
+            ("<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": [1, 2], \"b\":", "{\"a\": [1, 2], \"b\": null}"),
+            // Arguments first, wrapper unclosed.
+            ("<tool_call>{\"arguments\": {\"x\": 1}, \"name\": \"get_weather\"", "{\"x\":1}"),
+            // In a code fence, with `parameters`.
+            ("<tool_call>```json\n{\"name\": \"get_weather\", \"parameters\": {\"x\": 1}}\n```</tool_call>", "{\"x\":1}"),
+        ];
+        for (text, arguments) in cases {
+            let whole = streamed(&[text]);
+            let pieces: Vec<String> = text.chars().map(String::from).collect();
+            let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+            let by_char = streamed(&pieces);
+            for (content, calls, _) in [whole, by_char] {
+                assert_eq!(content, "", "{text}");
+                assert_eq!(calls.len(), 1, "{text}");
+                assert_eq!(calls[0].1, arguments, "{text}");
+                serde_json::from_str::<Value>(&calls[0].1).expect("arguments parse");
+            }
+        }
+    }
+
+    #[test]
+    fn close_json_only_closes() {
+        assert_eq!(close_json("{\"a\": \"x\\").as_deref(), Some("{\"a\": \"x\"}"));
+        assert_eq!(close_json("[1, 2,").as_deref(), Some("[1, 2]"));
+        assert_eq!(close_json("{\"a\": 1]"), None);
+        assert_eq!(close_json("get_weather(city)"), None);
     }
 }
