@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the test-only tools that do not come from cargo or pip: Prometheus and promtool (Debian's
 # `prometheus` package) for the metrics and alert-rule tests, Node.js with npm for the Node SDK tests,
-# redis-server for the limits shared across replicas, and podman, runc and mmdebstrap for the container
+# redis-server for the limits shared across replicas, Chromium for the browser tests, and podman, runc and mmdebstrap for the container
 # image test. Idempotent; needs root or sudo for apt.
 set -euo pipefail
 missing=()
@@ -10,6 +10,9 @@ command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 # The container image test (deploy/image-test.sh): podman and its runtime, and mmdebstrap for the base image.
 command -v podman >/dev/null && command -v runc >/dev/null || missing+=(podman buildah runc uidmap)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+# The browser tests of the chat page and Swagger UI (tests/browser, Playwright) drive Debian's Chromium: no
+# browser download reaches these machines.
+command -v chromium >/dev/null || missing+=(chromium)
 # Limits shared across replicas (tests/integration/shared_limits.rs) start their own on a free port.
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0

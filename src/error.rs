@@ -6,6 +6,7 @@ use crate::gateway::quota::QuotaError;
 use crate::gateway::GatewayError;
 use crate::generation::admission::{AdmissionError, RETRY_AFTER_SECS};
 use crate::models::error::RegistryError;
+use crate::responses::ResponsesError;
 
 /// HTTP statuses by name, as numbers: this module is shared by every front (`routes` turns them into
 /// responses, `grpc` maps the errors to codes of its own).
@@ -104,6 +105,8 @@ pub enum ApiError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Quota(#[from] QuotaError),
+    #[error(transparent)]
+    Responses(#[from] ResponsesError),
     #[error("The model `{0}` does not exist")]
     ModelNotFound(String),
     #[error("The model is still loading; retry shortly")]
@@ -277,6 +280,29 @@ impl ApiError {
                     S::TOO_MANY_REQUESTS,
                     "rate_limit_error",
                     Some("rate_limit_exceeded"),
+                    None,
+                ),
+            },
+            ApiError::Responses(e) => match e {
+                ResponsesError::Invalid { param, .. } => {
+                    parts(S::BAD_REQUEST, "invalid_request_error", None, Some(param))
+                }
+                ResponsesError::Unsupported { param, .. } => parts(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("unsupported_parameter"),
+                    Some(param),
+                ),
+                ResponsesError::PreviousNotFound(_) => parts(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("previous_response_not_found"),
+                    Some("previous_response_id"),
+                ),
+                ResponsesError::NotFound(_) => parts(
+                    S::NOT_FOUND,
+                    "invalid_request_error",
+                    Some("response_not_found"),
                     None,
                 ),
             },

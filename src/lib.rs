@@ -10,11 +10,15 @@
 //!   registry's desired state; `config::keys`: keys, roles, limits), which names the engine's settings
 //!   types.
 //! - Fronts, thin adapters over the core: [`routes`] (HTTP: the routing table, one module per endpoint
-//!   group, `routes::admin` the admin API, `routes::sse` the one SSE writer, `routes::errors` errors as
+//!   group, `routes::admin` the admin API, `routes::responses` the Responses API and its event stream,
+//!   `routes::ui` the chat page at `/`, `routes::sse` the one SSE writer, `routes::errors` errors as
 //!   HTTP responses) with [`extract`]
 //!   (JSON bodies whose rejections are OpenAI envelopes) and [`openapi`] (the document, refined with what the
 //!   derives cannot state, plus the loaded model's bounds when served); [`grpc`] (`llmserve.v1`, health,
 //!   reflection; errors as gRPC statuses). [`front`]: what both do with a wire request before the core.
+//! - [`responses`]: the Responses API on the chat path: `responses::input` turns a Responses request (items,
+//!   instructions, a stored conversation) into a chat request, `responses::output` the chat answer into
+//!   output items, `responses::store` keeps responses (bounded, per key) for `previous_response_id`.
 //! - [`validate`]: wire request → validated request (defaults, bounds), and `validate::model`, the checks
 //!   that need the resolved model. [`remote_images`]: `http(s)` image URLs fetched, when allowed.
 //! - [`models`]: the registry of versions (each its own engine and admission queue) and aliases (weights
@@ -80,6 +84,7 @@ pub mod models;
 pub mod openapi;
 pub mod otlp;
 pub mod remote_images;
+pub mod responses;
 pub mod routes;
 pub mod server;
 pub mod state;

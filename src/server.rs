@@ -28,6 +28,7 @@ pub fn app(
 > {
     let limit = BodyLimit(state.config.server.max_request_body_bytes);
     let metrics_here = state.config.server.metrics_port.is_none();
+    let with_ui = state.config.server.ui;
     let cors = cors(&state.config.server.cors_allow_origins);
     let mut app = App::new().app_data(web::Data::from(state.metrics.clone()));
     // Registered only when configured: the middleware looks the exporter up by type.
@@ -44,7 +45,7 @@ pub fn app(
             cors.is_some(),
             cors.unwrap_or_default(),
         ))
-        .configure(|cfg| routes::configure(cfg, metrics_here))
+        .configure(|cfg| routes::configure(cfg, metrics_here, with_ui))
         .configure(openapi::configure)
         .default_service(web::to(routes::not_found))
 }

@@ -15,6 +15,7 @@ use crate::models::loading::MistralLoader;
 use crate::models::{ModelRegistry, RegistryError};
 use crate::otlp::SpanExporter;
 use crate::remote_images::RemoteImages;
+use crate::responses::store::ResponseStore;
 
 /// What every handler reads.
 pub struct AppState {
@@ -30,6 +31,8 @@ pub struct AppState {
     pub spans: Option<SpanExporter>,
     /// The image fetcher, when `--allow-remote-images` is set.
     pub remote_images: Option<RemoteImages>,
+    /// Responses kept for `previous_response_id` and `GET /v1/responses/{id}`.
+    pub responses: Arc<ResponseStore>,
     /// Set the first time the server is ready: the startup probe's answer from then on.
     started: AtomicBool,
 }
@@ -54,6 +57,7 @@ impl AppState {
             },
             spans: None,
             remote_images: config.server.allow_remote_images.then(RemoteImages::new),
+            responses: Arc::new(ResponseStore::new(config.server.responses_store)),
             models: ModelRegistry::new(
                 metrics.clone(),
                 Arc::new(MistralLoader),

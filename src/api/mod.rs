@@ -81,4 +81,5 @@ pub mod completions;
 pub mod errors;
 pub mod health;
 pub mod models;
+pub mod responses;
 pub mod tokenize;

@@ -15,7 +15,7 @@ use super::PAGED_ATTENTION_BUILT;
 use super::{
     check_chat_template, classify_model, paged_attention, Config, ConfigError, Dtype,
     EngineSettings, GpuMemory, LimitsConfig, LogFormat, ModelConfig, ModelSource, PagedAttention,
-    PagedAttnMode, QueueConfig, ServerConfig, TelemetryConfig,
+    PagedAttnMode, QueueConfig, ResponsesStoreConfig, ServerConfig, TelemetryConfig,
 };
 
 /// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
@@ -181,6 +181,23 @@ pub struct Cli {
     /// `*` for any. Preflight requests never need a key. Unset: no CORS headers.
     #[arg(long, env = "LLMSERVE_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
     pub cors_allow_origin: Vec<String>,
+
+    /// Stored responses kept for `GET /v1/responses/{id}` and `previous_response_id` (in memory, per
+    /// process); the least recently used go first. 0 keeps none.
+    #[arg(long, env = "LLMSERVE_RESPONSES_STORE_SIZE", default_value_t = 1000)]
+    pub responses_store_size: usize,
+
+    /// Most memory the stored responses take together, in MiB (images inside them count).
+    #[arg(long, env = "LLMSERVE_RESPONSES_STORE_MIB", default_value_t = 256)]
+    pub responses_store_mib: usize,
+
+    /// Seconds a stored response is kept after it was made.
+    #[arg(long, env = "LLMSERVE_RESPONSES_STORE_TTL", default_value_t = 3600)]
+    pub responses_store_ttl: u64,
+
+    /// Do not serve the built-in chat page at `/` (an API-only server: `/` is then a JSON 404).
+    #[arg(long, env = "LLMSERVE_NO_UI", action = clap::ArgAction::SetTrue)]
+    pub no_ui: bool,
 }
 
 impl Cli {
@@ -218,6 +235,10 @@ impl Cli {
             cors_allow_origin,
             limits_redis,
             limits_replicas,
+            responses_store_size,
+            responses_store_mib,
+            responses_store_ttl,
+            no_ui,
         } = self;
         let model_flags_given =
             model.is_some() || multimodal || served_model_name.is_some() || model_version.is_some();
@@ -354,6 +375,12 @@ impl Cli {
                 drain_timeout: Duration::from_secs(drain_timeout),
                 allow_remote_images,
                 cors_allow_origins: cors_allow_origin,
+                responses_store: ResponsesStoreConfig {
+                    capacity: responses_store_size,
+                    max_bytes: responses_store_mib.saturating_mul(1024 * 1024),
+                    ttl: Duration::from_secs(responses_store_ttl),
+                },
+                ui: !no_ui,
             },
             telemetry: TelemetryConfig {
                 log_format,

@@ -32,6 +32,8 @@ pub enum Action {
     ChatCompletions,
     /// `POST /v1/completions` (and gRPC `Generate`, `GenerateOnce`).
     Completions,
+    /// `/v1/responses` (create, retrieve and delete the caller's own responses).
+    Responses,
     /// `POST /tokenize`, `/detokenize` (and gRPC `Tokenize`).
     Tokenize,
     /// `GET /v1/models`, `/v1/models/{model}` (and gRPC `ListModels`).
@@ -45,9 +47,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::ChatCompletions,
         Action::Completions,
+        Action::Responses,
         Action::Tokenize,
         Action::ModelsRead,
         Action::MetricsRead,
@@ -59,6 +62,7 @@ impl Action {
         match self {
             Action::ChatCompletions => "chat.completions",
             Action::Completions => "completions",
+            Action::Responses => "responses",
             Action::Tokenize => "tokenize",
             Action::ModelsRead => "models.read",
             Action::MetricsRead => "metrics.read",
@@ -86,6 +90,7 @@ fn builtin_role(name: &str) -> Option<Vec<Action>> {
         "user" => Some(vec![
             ChatCompletions,
             Completions,
+            Responses,
             Tokenize,
             ModelsRead,
             DocsRead,

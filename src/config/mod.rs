@@ -122,6 +122,19 @@ pub struct ServerConfig {
     pub allow_remote_images: bool,
     /// `--cors-allow-origin`: origins browsers may call from (`*`: any); empty: no CORS headers.
     pub cors_allow_origins: Vec<String>,
+    /// The bounds of the Responses API's store.
+    pub responses_store: ResponsesStoreConfig,
+    /// Serve the chat page at `/` (`--no-ui` turns it off).
+    pub ui: bool,
+}
+
+/// How many stored responses (`/v1/responses` with `store: true`) are kept, how many bytes they may
+/// take together, and for how long; the least recently used go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsesStoreConfig {
+    pub capacity: usize,
+    pub max_bytes: usize,
+    pub ttl: Duration,
 }
 
 /// Logs and trace export.

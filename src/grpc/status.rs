@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::gateway::GatewayError;
 use crate::generation::admission::AdmissionError;
 use crate::models::error::RegistryError;
+use crate::responses::ResponsesError;
 
 /// The trailer that names the error as the HTTP API's `code` field does (e.g. `context_length_exceeded`).
 pub const ERROR_CODE_TRAILER: &str = "llmserve-error-code";
@@ -36,6 +37,8 @@ struct RetryInfo {
 pub fn code(error: &ApiError) -> Code {
     match error {
         ApiError::Request(_) | ApiError::Validation(_) => Code::InvalidArgument,
+        ApiError::Responses(ResponsesError::NotFound(_)) => Code::NotFound,
+        ApiError::Responses(_) => Code::InvalidArgument,
         ApiError::Engine(e) => match e {
             EngineError::Rejected(_) => Code::InvalidArgument,
             EngineError::Unavailable(_) => Code::Unavailable,

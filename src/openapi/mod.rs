@@ -25,6 +25,9 @@ use crate::state::AppState;
     paths(
         routes::chat::create_chat_completion,
         routes::completions::create_completion,
+        routes::responses::create_response,
+        routes::responses::retrieve_response,
+        routes::responses::delete_response,
         routes::models::list_models,
         routes::models::retrieve_model,
         routes::tokenize::tokenize,
@@ -184,6 +187,8 @@ mod tests {
         for path in [
             routes::CHAT_COMPLETIONS,
             routes::COMPLETIONS,
+            routes::RESPONSES,
+            routes::RESPONSE,
             routes::MODELS,
             routes::MODEL,
             routes::HEALTH_LIVE,
@@ -218,6 +223,9 @@ mod tests {
             "TextCompletion",
             "CompletionChoice",
             "Usage",
+            "CreateResponseRequest",
+            "ResponseObject",
+            "ResponseUsage",
         ] {
             let properties = schemas[schema]["properties"]
                 .as_object()

@@ -24,9 +24,11 @@ fn required_action(pattern: Option<&str>) -> Option<Option<Action>> {
         return Some(None);
     };
     Some(Some(match pattern {
-        HEALTH | HEALTH_LIVE | HEALTH_READY | HEALTH_STARTUP => return None,
+        // The probes, and the chat page (which asks for a key itself when the API wants one).
+        HEALTH | HEALTH_LIVE | HEALTH_READY | HEALTH_STARTUP | UI_PAGE | UI_ASSET => return None,
         CHAT_COMPLETIONS => Action::ChatCompletions,
         COMPLETIONS => Action::Completions,
+        RESPONSES | RESPONSE => Action::Responses,
         TOKENIZE | DETOKENIZE => Action::Tokenize,
         MODELS | MODEL => Action::ModelsRead,
         METRICS => Action::MetricsRead,

@@ -51,17 +51,6 @@ pub async fn create_chat_completion(
     log: RequestLog,
     body: ApiJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut request = body.into_inner();
-    // The one lookup of this request (a weighted alias must not pick twice); an unknown or loading model
-    // is reported after the request's own faults, as before any lookup.
-    let identity = front::identity(&caller, request.caller_identity());
-    let resolved = state.models.resolve(request.model.as_deref(), identity);
-    if let (Some(remote_images), Ok(model)) = (&state.remote_images, &resolved) {
-        // Fetched only for a model that takes images: any other refuses them below without a fetch.
-        if model.engine.info().accepts_images {
-            remote_images.inline(&mut request).await?;
-        }
-    }
     let PreparedChat {
         prepared:
             Prepared {
@@ -71,7 +60,7 @@ pub async fn create_chat_completion(
                 rate_headers,
             },
         parse_tools,
-    } = front::chat(&state, &caller, resolved, request, &log).await?;
+    } = prepare(&state, &caller, body.into_inner(), &log).await?;
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
 
@@ -91,7 +80,7 @@ pub async fn create_chat_completion(
                 .collect(),
         };
         let events = planned.stream(state.config.server.sse_keep_alive).await?;
-        let body = sse::sse_body(format, events, generation.include_usage);
+        let body = sse::sse_body(format, events);
         return Ok(with_rate_headers(
             &rate_headers,
             sse::sse_response(&model.id, body),
@@ -141,6 +130,26 @@ pub async fn create_chat_completion(
             usage,
         });
     Ok(with_rate_headers(&rate_headers, response))
+}
+
+/// A chat request (also a Responses request, translated) through the front: its model looked up once
+/// (a weighted alias must not pick twice), its remote images fetched for a model that takes images,
+/// then validated and planned. An unknown or loading model is reported after the request's own faults.
+pub(crate) async fn prepare(
+    state: &AppState,
+    caller: &crate::gateway::Principal,
+    mut request: ChatCompletionRequest,
+    log: &RequestLog,
+) -> Result<PreparedChat, ApiError> {
+    let identity = front::identity(caller, request.caller_identity());
+    let resolved = state.models.resolve(request.model.as_deref(), identity);
+    if let (Some(remote_images), Ok(model)) = (&state.remote_images, &resolved) {
+        // Fetched only for a model that takes images: any other refuses them below without a fetch.
+        if model.engine.info().accepts_images {
+            remote_images.inline(&mut request).await?;
+        }
+    }
+    front::chat(state, caller, resolved, request, log).await
 }
 
 /// Our token logprobs in the chat shape.
@@ -282,7 +291,7 @@ impl ChunkFormat for ChatChunks {
         chunks
     }
 
-    fn usage(&self, usage: Usage) -> String {
-        self.header.usage_chunk(usage)
+    fn closing(&mut self, usage: Usage) -> Vec<String> {
+        self.header.closing(usage)
     }
 }

@@ -82,7 +82,7 @@ pub async fn create_completion(
             offsets,
         };
         let events = planned.stream(state.config.server.sse_keep_alive).await?;
-        let body = sse::sse_body(format, events, generation.include_usage);
+        let body = sse::sse_body(format, events);
         return Ok(with_rate_headers(
             &rate_headers,
             sse::sse_response(&model.id, body),
@@ -198,7 +198,7 @@ impl ChunkFormat for CompletionChunks {
         })]
     }
 
-    fn usage(&self, usage: Usage) -> String {
-        self.header.usage_chunk(usage)
+    fn closing(&mut self, usage: Usage) -> Vec<String> {
+        self.header.closing(usage)
     }
 }

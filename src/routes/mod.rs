@@ -8,8 +8,10 @@ pub mod completions;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod responses;
 pub mod sse;
 pub mod tokenize;
+pub mod ui;
 
 pub mod errors;
 
@@ -19,6 +21,8 @@ use crate::error::ApiError;
 
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 pub const COMPLETIONS: &str = "/v1/completions";
+pub const RESPONSES: &str = "/v1/responses";
+pub const RESPONSE: &str = "/v1/responses/{response_id}";
 pub const MODELS: &str = "/v1/models";
 pub const MODEL: &str = "/v1/models/{model}";
 pub const HEALTH: &str = "/health";
@@ -38,6 +42,8 @@ pub const ADMIN_PROMOTE: &str = "/admin/aliases/{alias}/promote";
 pub const ADMIN_ROLLBACK: &str = "/admin/aliases/{alias}/rollback";
 pub const ADMIN_RELOAD: &str = "/admin/reload";
 pub const ADMIN_USAGE: &str = "/admin/usage";
+pub const UI_PAGE: &str = "/";
+pub const UI_ASSET: &str = "/ui/{asset}";
 
 /// The response header naming the version (`model@version`) that answered a generation request.
 pub const MODEL_VERSION_HEADER: &str = "x-llmserve-model-version";
@@ -45,11 +51,17 @@ pub const MODEL_VERSION_HEADER: &str = "x-llmserve-model-version";
 /// Registers every API route; `server::app` (served by `main` and the tests) adds the OpenAPI document
 /// and Swagger UI (`openapi::configure`). `/metrics` is here unless it
 /// has a port of its own.
-pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
+pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, with_ui: bool) {
     let post = |path: &str| resource_with(path, "POST");
     let get = |path: &str| resource_with(path, "GET");
     cfg.service(post(CHAT_COMPLETIONS).route(web::post().to(chat::create_chat_completion)))
         .service(post(COMPLETIONS).route(web::post().to(completions::create_completion)))
+        .service(post(RESPONSES).route(web::post().to(responses::create_response)))
+        .service(
+            resource_with(RESPONSE, "GET, DELETE")
+                .route(web::get().to(responses::retrieve_response))
+                .route(web::delete().to(responses::delete_response)),
+        )
         .service(get(MODELS).route(web::get().to(models::list_models)))
         .service(get(MODEL).route(web::get().to(models::retrieve_model)))
         .service(post(TOKENIZE).route(web::post().to(tokenize::tokenize)))
@@ -62,6 +74,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool) {
         metrics::configure(cfg);
     }
     admin::configure(cfg);
+    if with_ui {
+        ui::configure(cfg);
+    }
 }
 
 /// A resource whose other methods get a 405 naming `allow`, the methods it has.

@@ -1,6 +1,8 @@
 //! The single place that knows the SSE wire format (shared/design/OPENAI_WIRE.md): `data: <json>\n\n`
-//! events, no named events, `: ping` keep-alive comments, errors after the 200 as JSON `data:` events, and
-//! `data: [DONE]` last, whatever happens. Chat and completions differ only in their [`ChunkFormat`].
+//! events, `: ping` keep-alive comments, errors after the 200 as JSON `data:` events, and `data: [DONE]`
+//! last, whatever happens. Chat and completions differ only in their [`ChunkFormat`]; the Responses API's
+//! format names each event after its `type` (`event: response.created`) and ends without `[DONE]`, as
+//! OpenAI's does.
 
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
@@ -10,6 +12,7 @@ use serde::Serialize;
 
 use crate::api::common::{ChunkUsage, FinishReason, Usage};
 use crate::engine::TokenLogprob;
+use crate::error::ApiError;
 use crate::generation::output::GenerationEvent;
 
 /// What every chunk of one streamed answer repeats, and the one place chunks are serialized: the
@@ -72,6 +75,16 @@ impl ChunkHeader {
         self.serialize(Vec::<()>::new(), ChunkUsage::Totals(usage))
     }
 
+    /// The chunks after every choice finished: the usage chunk when `stream_options.include_usage` asked
+    /// for it.
+    pub fn closing(&self, usage: Usage) -> Vec<String> {
+        if self.usage.is_absent() {
+            Vec::new()
+        } else {
+            vec![self.usage_chunk(usage)]
+        }
+    }
+
     fn serialize<C: Serialize>(&self, choices: Vec<C>, usage: ChunkUsage) -> String {
         serde_json::to_string(&Chunk {
             id: &self.id,
@@ -89,12 +102,24 @@ impl ChunkHeader {
 /// How one endpoint writes its chunks (chat and completions differ only here). Each method returns the
 /// JSON of zero or more chunks: a format may hold text back (a tool call's head) or split it.
 pub trait ChunkFormat: Send + 'static {
+    /// Named events (`event: <type>` before each `data:`, the type read from the JSON, which must start
+    /// with `{"type":"…"`) and no `[DONE]`: the Responses API's stream.
+    const NAMED_EVENTS: bool = false;
+    /// Events before anything else, even a keep-alive (Responses: `response.created`, `.in_progress`).
+    fn prelude(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// The first event of a choice, before any generated text (chat: the role; completions: an echo).
     fn opening(&mut self, index: usize) -> Vec<String>;
     fn text(&mut self, index: usize, text: String, logprobs: Vec<TokenLogprob>) -> Vec<String>;
     fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String>;
-    /// The extra chunk with empty `choices` and the totals (`stream_options.include_usage`).
-    fn usage(&self, usage: Usage) -> String;
+    /// The events after every choice finished, given the totals (chat and completions: the chunk with
+    /// empty `choices` that `stream_options.include_usage` asks for; Responses: `response.completed`).
+    fn closing(&mut self, usage: Usage) -> Vec<String>;
+    /// The events of an error after the 200: the error envelope, unless the format has its own.
+    fn failure(&mut self, error: &ApiError) -> Vec<String> {
+        vec![serde_json::to_string(&error.envelope()).expect("envelopes serialize")]
+    }
 }
 
 /// A `200 text/event-stream` response around an SSE body; `version` is the `model@version` answering.
@@ -114,50 +139,65 @@ fn data_event(json: &str) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
 }
 
+/// An event named after its JSON's leading `type` (`{"type":"response.created",…`).
+fn named_event(json: &str) -> Bytes {
+    let name = json
+        .strip_prefix("{\"type\":\"")
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("message");
+    Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+fn event<F: ChunkFormat>(json: &str) -> Bytes {
+    if F::NAMED_EVENTS {
+        named_event(json)
+    } else {
+        data_event(json)
+    }
+}
+
 const KEEP_ALIVE_EVENT: &[u8] = b": ping\n\n";
 const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
 
-/// The SSE body of a streamed request: each generation event framed by `format`; `include_usage` adds
-/// the usage chunk (`stream_options.include_usage`) before `[DONE]`.
+/// The SSE body of a streamed request: each generation event framed by `format`.
 pub fn sse_body<F: ChunkFormat>(
     mut format: F,
     events: impl Stream<Item = GenerationEvent> + Send + 'static,
-    include_usage: bool,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     async_stream::stream! {
+        for chunk in format.prelude() {
+            yield Ok(event::<F>(&chunk));
+        }
         let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            match event {
-                GenerationEvent::Idle => yield Ok(Bytes::from_static(KEEP_ALIVE_EVENT)),
-                GenerationEvent::Opened { index } => {
-                    for chunk in format.opening(index) {
-                        yield Ok(data_event(&chunk));
-                    }
+        while let Some(generated) = events.next().await {
+            let chunks = match generated {
+                GenerationEvent::Idle => {
+                    yield Ok(Bytes::from_static(KEEP_ALIVE_EVENT));
+                    continue;
                 }
-                GenerationEvent::Text(piece) => {
-                    for chunk in format.text(piece.index, piece.text, piece.logprobs) {
-                        yield Ok(data_event(&chunk));
-                    }
-                }
-                GenerationEvent::Finished { index, reason } => {
-                    for chunk in format.finish(index, reason) {
-                        yield Ok(data_event(&chunk));
-                    }
-                }
+                GenerationEvent::Opened { index } => format.opening(index),
+                GenerationEvent::Text(piece) => format.text(piece.index, piece.text, piece.logprobs),
+                GenerationEvent::Finished { index, reason } => format.finish(index, reason),
                 GenerationEvent::Done(usage) => {
-                    if include_usage {
-                        yield Ok(data_event(&format.usage(usage)));
+                    for chunk in format.closing(usage) {
+                        yield Ok(event::<F>(&chunk));
                     }
                     break;
                 }
                 GenerationEvent::Failed(error) => {
-                    let envelope = serde_json::to_string(&error.envelope()).expect("envelopes serialize");
-                    yield Ok(data_event(&envelope));
+                    for chunk in format.failure(&error) {
+                        yield Ok(event::<F>(&chunk));
+                    }
                     break;
                 }
+            };
+            for chunk in chunks {
+                yield Ok(event::<F>(&chunk));
             }
         }
-        yield Ok(Bytes::from_static(DONE_EVENT));
+        if !F::NAMED_EVENTS {
+            yield Ok(Bytes::from_static(DONE_EVENT));
+        }
     }
 }
 
@@ -166,6 +206,14 @@ mod tests {
     use super::*;
     use crate::api::chat::{ChatChunkChoice, ChatCompletionChunk, ChatDelta};
     use crate::api::completions::{CompletionChunkChoice, TextCompletionChunk};
+
+    #[test]
+    fn named_events_take_their_type() {
+        assert_eq!(
+            named_event("{\"type\":\"response.created\",\"sequence_number\":0}"),
+            Bytes::from("event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0}\n\n")
+        );
+    }
 
     /// The chunks written here are byte for byte the documented wire types.
     #[test]

@@ -556,3 +556,60 @@ async fn images_reach_the_engine_decoded_on_a_vision_model() {
     assert!(answer.contains("does not accept images"), "{answer}");
     assert!(text_only.requests.lock().unwrap().is_empty());
 }
+
+/// The chat page and its assets are served with a policy that allows only their own script, need no key
+/// even when keys are configured (the page asks for one), and are gone with `--no-ui`.
+#[actix_web::test]
+async fn the_chat_page_is_served_under_a_strict_policy_and_off_with_no_ui() {
+    let key: crate::config::keys::KeyFields =
+        toml::from_str("id = \"app\"\nkey = \"sk-test-page-0123456789\"\nrole = \"user\"").unwrap();
+    let keys =
+        crate::config::keys::keys_spec(&[key], &Default::default(), Default::default(), |_| None)
+            .unwrap();
+    let mut config = Config::for_default_model(std::env::temp_dir());
+    let state = web::Data::new(AppState::new(config.clone(), keys));
+    let service = init_service(app(state)).await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let response = call_service(&service, TestRequest::get().uri(path).to_request()).await;
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        let policy = header("content-security-policy");
+        assert!(
+            policy.contains("script-src 'self'") && !policy.contains("unsafe"),
+            "{policy}"
+        );
+    }
+    let missing = call_service(
+        &service,
+        TestRequest::get().uri("/ui/other.js").to_request(),
+    )
+    .await;
+    assert_eq!(missing.status().as_u16(), 404);
+    let api = actix_web::test::try_call_service(
+        &service,
+        TestRequest::get().uri("/v1/models").to_request(),
+    )
+    .await
+    .map(|r| r.status().as_u16())
+    .unwrap_or_else(|e| e.as_response_error().status_code().as_u16());
+    assert_eq!(api, 401, "the API still needs a key");
+
+    config.server.ui = false;
+    let state = web::Data::new(AppState::new(config, Default::default()));
+    let service = init_service(app(state)).await;
+    let response = call_service(&service, TestRequest::get().uri("/").to_request()).await;
+    assert_eq!(response.status().as_u16(), 404);
+}

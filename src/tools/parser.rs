@@ -112,11 +112,7 @@ pub(crate) fn close_json(text: &str) -> Option<String> {
             '"' => in_string = true,
             '{' => closers.push('}'),
             '[' => closers.push(']'),
-            '}' | ']' => {
-                if closers.pop() != Some(c) {
-                    return None;
-                }
-            }
+            '}' | ']' if closers.pop() != Some(c) => return None,
             _ => {}
         }
     }
@@ -399,7 +395,10 @@ mod tests {
             "<tool_call>get_weather(city=Paris)</tool_call>",
             "<tool_call>\n{\"city\": \"Paris\"}\n</tool_call>",
         ] {
-            for pieces in [vec![text.to_string()], text.chars().map(String::from).collect()] {
+            for pieces in [
+                vec![text.to_string()],
+                text.chars().map(String::from).collect(),
+            ] {
                 let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
                 let (content, calls, _) = streamed(&pieces);
                 assert!(calls.is_empty(), "{text}: {calls:?}");
@@ -441,7 +440,10 @@ mod tests {
 
     #[test]
     fn close_json_only_closes() {
-        assert_eq!(close_json("{\"a\": \"x\\").as_deref(), Some("{\"a\": \"x\"}"));
+        assert_eq!(
+            close_json("{\"a\": \"x\\").as_deref(),
+            Some("{\"a\": \"x\"}")
+        );
         assert_eq!(close_json("[1, 2,").as_deref(), Some("[1, 2]"));
         assert_eq!(close_json("{\"a\": 1]"), None);
         assert_eq!(close_json("get_weather(city)"), None);

@@ -6,6 +6,7 @@ mod common;
 
 mod batching;
 mod bench;
+mod browser;
 mod chat;
 mod completions;
 mod concurrency;

@@ -181,3 +181,20 @@ def test_a_revoked_key_fails_next_while_its_running_stream_finishes(base, keys, 
     with pytest.raises(openai.AuthenticationError):
         chat(client)
 
+
+
+def test_stored_responses_are_seen_only_by_the_key_that_made_them(client_for, keys):
+    app, ops = client_for(keys["app"]), client_for(keys["ops"])
+    made = app.responses.create(model="smollm2", input="Say hi.", max_output_tokens=4, temperature=0)
+    assert app.responses.retrieve(made.id).id == made.id
+    with pytest.raises(openai.NotFoundError):
+        ops.responses.retrieve(made.id)
+    with pytest.raises(openai.BadRequestError) as refused:
+        ops.responses.create(model="smollm2", previous_response_id=made.id, input="Again.", max_output_tokens=4)
+    assert refused.value.code == "previous_response_not_found"
+    with pytest.raises(openai.NotFoundError):
+        ops.responses.delete(made.id)
+    app.responses.delete(made.id)
+    # A role without the `responses` action may not create one.
+    with pytest.raises(openai.PermissionDeniedError):
+        client_for(keys["batch"]).responses.create(model="smollm2", input="Hi.", max_output_tokens=4)

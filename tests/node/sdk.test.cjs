@@ -180,3 +180,52 @@ test("a vision model reads a screenshot, plain and streamed", async () => {
   const final = await stream.finalChatCompletion();
   assert.equal(final.choices[0].message.content, withImage.choices[0].message.content);
 });
+
+test("responses: create, stream with numbered events, the stream helper, chaining and a function call", async () => {
+  const plain = await client.responses.create({ model, input: "Name three colours.", max_output_tokens: 30, temperature: 0 });
+  assert.equal(plain.object, "response");
+  assert.ok(plain.id.startsWith("resp_"));
+  assert.ok(plain.output_text.length > 0);
+  assert.equal(plain.usage.total_tokens, plain.usage.input_tokens + plain.usage.output_tokens);
+
+  const stream = await client.responses.create({
+    model, input: "Name three colours.", max_output_tokens: 30, temperature: 0, stream: true,
+  });
+  const events = [];
+  for await (const event of stream) events.push(event);
+  assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+  assert.deepEqual(events.slice(0, 2).map((e) => e.type), ["response.created", "response.in_progress"]);
+  const text = events.filter((e) => e.type === "response.output_text.delta").map((e) => e.delta).join("");
+  assert.equal(text, plain.output_text, "streamed and whole agree under greedy decoding");
+  assert.ok(["response.completed", "response.incomplete"].includes(events.at(-1).type));
+
+  const helper = client.responses.stream({ model, input: "Say hi.", max_output_tokens: 100, temperature: 0 });
+  let deltas = "";
+  helper.on("response.output_text.delta", (e) => { deltas += e.delta; });
+  const final = await helper.finalResponse();
+  assert.equal(final.status, "completed");
+  assert.equal(final.output[0].content[0].text, deltas);
+
+  const next = await client.responses.create({
+    model, previous_response_id: plain.id, input: "Which one is your favourite?", max_output_tokens: 20, temperature: 0,
+  });
+  assert.ok(next.usage.input_tokens > plain.usage.input_tokens + plain.usage.output_tokens);
+
+  const tool = { type: "function", name: "get_weather", parameters: WEATHER.function.parameters };
+  const called = await client.responses.create({
+    model, input: "Weather in Oslo?", tools: [tool], tool_choice: "required", max_output_tokens: 60, temperature: 0,
+  });
+  const call = called.output.find((item) => item.type === "function_call");
+  assert.equal(call.name, "get_weather");
+  assert.ok(JSON.parse(call.arguments).city);
+  const answered = await client.responses.create({
+    model, previous_response_id: called.id, tool_choice: "none", tools: [tool], max_output_tokens: 20, temperature: 0,
+    input: [{ type: "function_call_output", call_id: call.call_id, output: "Snow, -3 C" }],
+  });
+  assert.ok(answered.output_text.length > 0);
+
+  await assert.rejects(
+    client.responses.create({ model, input: "x", tools: [{ type: "web_search" }] }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "tools[0].type",
+  );
+});

@@ -13,3 +13,8 @@ def client() -> openai.OpenAI:
 @pytest.fixture(scope="session")
 def model() -> str:
     return os.environ["LLMSERVE_MODEL"]
+
+
+@pytest.fixture(scope="session")
+def base_url() -> str:
+    return os.environ["LLMSERVE_BASE_URL"]

@@ -58,3 +58,14 @@ def test_vision_requests_out_of_bounds_are_400s(vision):
                            "url": f"data:image/png;base64,{SCREEN_A}"}}]}]
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=model, messages=assistant_image, max_tokens=2)
+
+
+def test_the_responses_api_sends_input_images_as_chat_does(vision):
+    client, model = vision
+    url = f"data:image/png;base64,{SCREEN_A}"
+    response = client.responses.create(model=model, max_output_tokens=4, temperature=0, input=[
+        {"role": "user", "content": [{"type": "input_image", "image_url": url},
+                                     {"type": "input_text", "text": "What is on the screen?"}]}])
+    chat = client.chat.completions.create(model=model, messages=screen(SCREEN_A), max_tokens=4, temperature=0)
+    assert response.usage.input_tokens == chat.usage.prompt_tokens
+    assert response.output_text == chat.choices[0].message.content
