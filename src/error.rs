@@ -293,8 +293,9 @@ impl ApiError {
                     Some("unsupported_parameter"),
                     Some(param),
                 ),
+                // 404 as vLLM answers it: the response it names is not there.
                 ResponsesError::PreviousNotFound(_) => parts(
-                    S::BAD_REQUEST,
+                    S::NOT_FOUND,
                     "invalid_request_error",
                     Some("previous_response_not_found"),
                     Some("previous_response_id"),

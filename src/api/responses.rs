@@ -47,8 +47,7 @@ pub struct CreateResponseRequest {
     /// `{"format": {"type": "text"}}`, `{"format": {"type": "json_object"}}` or `{"format": {"type":
     /// "json_schema", "name", "schema", "strict"}}`: JSON output is enforced by constrained decoding.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub text: Option<serde_json::Value>,
+    pub text: Option<TextSettings>,
     /// Keep the response (default true) for `GET /v1/responses/{id}` and `previous_response_id`, in a
     /// bounded in-memory store (see the README); `false` keeps nothing.
     #[serde(default)]
@@ -59,10 +58,9 @@ pub struct CreateResponseRequest {
     /// Stream the answer as server-sent events (`response.created` … `response.completed`).
     #[serde(default)]
     pub stream: Option<bool>,
-    /// Up to 16 string pairs, returned with the response.
+    /// String pairs, returned with the response.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
     /// A stable id of the end user: sticky routing between a weighted alias's versions. Wins over `user`.
     #[serde(default)]
     #[schema(max_length = 256)]
@@ -71,17 +69,28 @@ pub struct CreateResponseRequest {
     #[serde(default)]
     #[schema(max_length = 256)]
     pub user: Option<String>,
-    /// Not served: `true` gets 400 (responses run while their request is open).
+    /// Not served: `true` gets 400 (responses run while their request is open). Not in the schema,
+    /// which lists what is accepted.
     #[serde(default)]
+    #[schema(ignore)]
     pub background: Option<bool>,
     /// Not served: conversation objects get 400; chain responses with `previous_response_id`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(ignore)]
     pub conversation: Option<serde_json::Value>,
     /// Not served: stored prompt templates get 400.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(ignore)]
     pub prompt: Option<serde_json::Value>,
+}
+
+/// `text`: how the output is written.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct TextSettings {
+    /// `{"type": "text"}`, `{"type": "json_object"}` or `{"type": "json_schema", "name", "schema", "strict"}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub format: Option<serde_json::Value>,
 }
 
 impl CreateResponseRequest {
@@ -127,8 +136,7 @@ pub struct ResponseObject {
     pub truncation: String,
     pub usage: Option<ResponseUsage>,
     pub user: Option<String>,
-    #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

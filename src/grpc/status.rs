@@ -37,7 +37,9 @@ struct RetryInfo {
 pub fn code(error: &ApiError) -> Code {
     match error {
         ApiError::Request(_) | ApiError::Validation(_) => Code::InvalidArgument,
-        ApiError::Responses(ResponsesError::NotFound(_)) => Code::NotFound,
+        ApiError::Responses(ResponsesError::NotFound(_) | ResponsesError::PreviousNotFound(_)) => {
+            Code::NotFound
+        }
         ApiError::Responses(_) => Code::InvalidArgument,
         ApiError::Engine(e) => match e {
             EngineError::Rejected(_) => Code::InvalidArgument,

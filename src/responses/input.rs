@@ -71,7 +71,8 @@ pub fn to_chat(
     copy("user", request.user.clone().map(Value::from));
     copy("tools", tools(request.tools.as_deref())?);
     copy("tool_choice", tool_choice(request.tool_choice.as_ref())?);
-    copy("response_format", response_format(request.text.as_ref())?);
+    let format = request.text.as_ref().and_then(|t| t.format.as_ref());
+    copy("response_format", response_format(format)?);
     let request = serde_json::from_value(Value::Object(chat))
         .map_err(|e| ResponsesError::invalid("input", format!("invalid input: {e}")))?;
     Ok(ChatInput {
@@ -289,21 +290,23 @@ fn content_part(part: &Value, at: &str) -> Result<Value, ResponsesError> {
 fn text_of_parts(parts: &[Value], at: &str) -> Result<String, ResponsesError> {
     let mut text = String::new();
     for (j, part) in parts.iter().enumerate() {
-        match part.get("type").and_then(Value::as_str) {
-            Some("input_text" | "output_text" | "text") => {
-                text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
-            }
-            // A refusal carries its words in `refusal`.
-            Some("refusal") => {
-                text.push_str(part.get("refusal").and_then(Value::as_str).unwrap_or(""));
-            }
-            _ => {
-                return Err(ResponsesError::invalid(
+        // A refusal carries its words in `refusal`.
+        let field =
+            match part.get("type").and_then(Value::as_str) {
+                Some("input_text" | "output_text" | "text") => "text",
+                Some("refusal") => "refusal",
+                _ => return Err(ResponsesError::invalid(
                     format!("{at}[{j}].type"),
-                    "only text parts (`input_text`, `output_text`) are accepted here",
-                ))
-            }
-        }
+                    "only text parts (`input_text`, `output_text`, `refusal`) are accepted here",
+                )),
+            };
+        let words = part.get(field).and_then(Value::as_str).ok_or_else(|| {
+            ResponsesError::invalid(
+                format!("{at}[{j}].{field}"),
+                format!("`{field}` must be a string"),
+            )
+        })?;
+        text.push_str(words);
     }
     Ok(text)
 }
@@ -333,12 +336,7 @@ fn tools(tools: Option<&[Value]>) -> Result<Option<Value>, ResponsesError> {
                 function.insert(field.to_string(), value.clone());
             }
         }
-        // The chat shape nests the function; a tool already in it passes as it is.
-        if let Some(nested) = tool.get("function") {
-            chat.push(json!({"type": "function", "function": nested}));
-        } else {
-            chat.push(json!({"type": "function", "function": function}));
-        }
+        chat.push(json!({"type": "function", "function": function}));
     }
     Ok(Some(Value::Array(chat)))
 }
@@ -353,9 +351,6 @@ fn tool_choice(choice: Option<&Value>) -> Result<Option<Value>, ResponsesError> 
     }
     match choice.get("type").and_then(Value::as_str) {
         Some("function") => {
-            if choice.get("function").is_some() {
-                return Ok(Some(choice.clone()));
-            }
             let name = choice.get("name").and_then(Value::as_str).ok_or_else(|| {
                 ResponsesError::invalid("tool_choice.name", "a function `tool_choice` needs a `name`")
             })?;
@@ -373,8 +368,8 @@ fn tool_choice(choice: Option<&Value>) -> Result<Option<Value>, ResponsesError> 
 }
 
 /// `text.format` → `response_format`.
-fn response_format(text: Option<&Value>) -> Result<Option<Value>, ResponsesError> {
-    let Some(format) = text.and_then(|t| t.get("format")).filter(|f| !f.is_null()) else {
+fn response_format(format: Option<&Value>) -> Result<Option<Value>, ResponsesError> {
+    let Some(format) = format.filter(|f| !f.is_null()) else {
         return Ok(None);
     };
     match format.get("type").and_then(Value::as_str) {

@@ -55,17 +55,18 @@ pub fn in_progress(
         store: request.store.unwrap_or(true),
         temperature: request.temperature.unwrap_or(1.0),
         top_p: request.top_p.unwrap_or(1.0),
-        text: request
+        text: json!({"format": request
             .text
-            .clone()
-            .filter(|t| t.get("format").is_some_and(|f| !f.is_null()))
-            .unwrap_or_else(|| json!({"format": {"type": "text"}})),
+            .as_ref()
+            .and_then(|t| t.format.clone())
+            .filter(|f| !f.is_null())
+            .unwrap_or_else(|| json!({"type": "text"}))}),
         tool_choice,
         tools,
         truncation: "disabled".to_string(),
         usage: None,
         user: request.user.clone(),
-        metadata: request.metadata.clone().unwrap_or_else(|| json!({})),
+        metadata: request.metadata.clone().unwrap_or_default(),
     }
 }
 

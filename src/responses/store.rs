@@ -184,7 +184,7 @@ mod tests {
             truncation: "disabled".into(),
             usage: None,
             user: None,
-            metadata: Value::Null,
+            metadata: Default::default(),
         };
         StoredResponse {
             response: Arc::new(response),

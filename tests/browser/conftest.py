@@ -21,6 +21,26 @@ def model() -> str:
 
 
 @pytest.fixture(scope="session")
+def keyed_base() -> str:
+    return os.environ["LLMSERVE_KEYED_BASE"]
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    return os.environ["LLMSERVE_KEY"]
+
+
+@pytest.fixture(scope="session")
+def vision_base() -> str:
+    return os.environ["LLMSERVE_VISION_BASE"]
+
+
+@pytest.fixture(scope="session")
+def vision_model() -> str:
+    return os.environ["LLMSERVE_VISION_MODEL"]
+
+
+@pytest.fixture(scope="session")
 def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),

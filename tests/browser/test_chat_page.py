@@ -1,10 +1,16 @@
 """The built-in chat page at `/` in a real browser against the real model: streaming as it arrives, Stop
 cancelling the sequence on the server, errors shown plainly, untrusted output rendered inert; and Swagger
 UI's "Try it out" working as pre-filled on a server with its own served name."""
+import base64
 import re
 import time
 
 from conftest import get_json
+
+# An 8x8 PNG (the vision suite's first screen).
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAbElEQVR4nA3JQQEAMAgDMZSgpEqqhOepQAlKqmjLN1VFFypcTLHFFSmqm"
+    "m7UuJlmm2vSP0QLCYsRK05EP0wbGZsxa87EP4YeNHiYYYcbMj+WXrR4mWWXW7I/jj50+JhjjztyP0IHBYcJGy4kPLAsVIExyOP/AAAAAElFTkSuQmCC")
 
 # Records the last answer's text length on every animation frame: growth over many frames is streaming.
 RECORD_FRAMES = """() => {
@@ -141,3 +147,43 @@ def test_swagger_try_it_out_on_chat_returns_200_as_prefilled(page, base):
     status = operation.locator(".live-responses-table .response .response-col_status")
     status.first.wait_for(timeout=120_000)
     assert status.first.inner_text().strip().startswith("200"), operation.locator(".live-responses-table").inner_text()
+
+
+def test_a_server_with_keys_asks_for_one_and_keeps_it_in_the_tab(page, keyed_base, api_key):
+    page.goto(keyed_base + "/")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.inner_text("#error").startswith("401") and "API key" in page.inner_text("#error")
+    page.fill("#api-key", api_key)
+    page.press("#api-key", "Tab")  # `change` fires as the field loses focus
+    page.wait_for_function("document.querySelector('#model').options.length > 0")
+    assert page.eval_on_selector("#model", "s => [...s.options].map(o => o.value)") == ["smollm2", "smollm2@v1"]
+    assert page.is_hidden("#error")
+    page.fill("#temperature", "0")
+    page.fill("#max-tokens", "8")
+    ask(page, "Hello!")
+    wait_answered(page)
+    assert page.inner_text(".message.assistant .body").strip()
+    assert page.evaluate("sessionStorage.getItem('llmserve.apiKey')") == api_key
+    page.reload()
+    page.wait_for_function("document.querySelector('#model').options.length > 0")
+    assert page.input_value("#api-key") == api_key, "the key survives a reload of the tab"
+
+
+def test_an_attached_image_reaches_a_vision_model(page, vision_base, vision_model):
+    page.goto(vision_base + "/")
+    page.wait_for_function("document.querySelector('#model').options.length > 0")
+    assert page.input_value("#model") == vision_model
+    page.fill("#temperature", "0")
+    page.fill("#max-tokens", "4")
+    page.set_input_files("#image", files=[{"name": "screen.png", "mimeType": "image/png", "buffer": PNG}])
+    page.wait_for_selector("#attachments img")
+    page.fill("#prompt", "What is on the screen?")
+    with page.expect_request("**/v1/chat/completions") as request:
+        page.click("#send")
+    content = request.value.post_data_json["messages"][-1]["content"]
+    assert content[0] == {"type": "text", "text": "What is on the screen?"}
+    assert content[1]["type"] == "image_url" and content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    wait_answered(page)
+    assert page.locator(".message.user img.attached").count() == 1
+    assert page.locator("#attachments img").count() == 0, "sent images leave the composer"
+    assert page.is_hidden("#error"), page.inner_text("#error")

@@ -459,12 +459,14 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
          before unloading v3 {rss_before_unload:.0}, after {rss_after_unload:.0}",
         outcomes.len()
     );
-    // An unloaded version's memory comes back: at least half of what loading it took.
-    let loaded = rss_with_v3 - rss_before_v3;
+    // An unloaded version's memory comes back: at least half of its weights. (What loading it added is
+    // printed, not asserted: memory the process freed meanwhile, such as v1's, is reused by the load,
+    // and one run measured -4 MiB for it.)
+    let weights_mib = std::fs::metadata(model_file()).unwrap().len() as f64 / (1024.0 * 1024.0);
     let returned = rss_before_unload - rss_after_unload;
     assert!(
-        loaded > 20.0 && returned > loaded / 2.0,
-        "loading v3 took {loaded:.0} MiB, unloading returned {returned:.0} MiB"
+        returned > weights_mib / 2.0,
+        "unloading v3 returned {returned:.0} MiB of its {weights_mib:.0} MiB of weights"
     );
 
     signal(&child.0, "TERM");

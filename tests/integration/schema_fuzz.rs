@@ -53,8 +53,16 @@ fn the_served_document_is_what_the_server_does() {
         .expect("running schemathesis");
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    // The one warning allowed: a fuzzer cannot guess a stored response's id, so retrieving and deleting
+    // one only ever meets 404 here (the SDK suites retrieve and delete real ones).
+    let only_missing_responses = stdout.contains("1 warning in")
+        && stdout.contains("Missing test data: 2 operations")
+        && stdout.contains("GET /v1/responses/{response_id}")
+        && stdout.contains("DELETE /v1/responses/{response_id}");
     assert!(
-        output.status.success() && stdout.contains("No issues found"),
+        output.status.success()
+            && (stdout.contains("No issues found") || only_missing_responses)
+            && !stdout.contains("Failures:"),
         "schemathesis found requests the document and the server disagree on:\n{stdout}"
     );
 }

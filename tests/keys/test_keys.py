@@ -189,7 +189,7 @@ def test_stored_responses_are_seen_only_by_the_key_that_made_them(client_for, ke
     assert app.responses.retrieve(made.id).id == made.id
     with pytest.raises(openai.NotFoundError):
         ops.responses.retrieve(made.id)
-    with pytest.raises(openai.BadRequestError) as refused:
+    with pytest.raises(openai.NotFoundError) as refused:
         ops.responses.create(model="smollm2", previous_response_id=made.id, input="Again.", max_output_tokens=4)
     assert refused.value.code == "previous_response_not_found"
     with pytest.raises(openai.NotFoundError):

@@ -85,7 +85,7 @@ def test_previous_response_id_continues_the_stored_conversation(client, model):
     assert deleted is None or getattr(deleted, "deleted", True)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(second.id)
-    with pytest.raises(openai.BadRequestError) as refused:
+    with pytest.raises(openai.NotFoundError) as refused:
         client.responses.create(model=model, previous_response_id=second.id, input="Again?", max_output_tokens=4)
     assert refused.value.code == "previous_response_not_found"
     assert refused.value.param == "previous_response_id"

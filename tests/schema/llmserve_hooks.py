@@ -15,7 +15,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 MAX_TOKENS = 4
 MAX_CHOICES = 2
 MAX_SEQUENCES = 64
-GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
+GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 
 
 def _cap(body, key, bound):
@@ -28,6 +28,11 @@ def _cap(body, key, bound):
 def before_call(context, case, kwargs):
     body = case.body
     if case.path not in GENERATION_PATHS or not isinstance(body, dict):
+        return
+    if case.path == "/v1/responses":
+        _cap(body, "max_output_tokens", MAX_TOKENS)
+        if body.get("max_output_tokens") is None:
+            body["max_output_tokens"] = MAX_TOKENS
         return
     for key in ("max_tokens", "max_completion_tokens"):
         _cap(body, key, MAX_TOKENS)
@@ -67,6 +72,19 @@ def _documented_rule(case):
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             # Its schema is compiled into a grammar.
             return "response_format"
+    if case.path == "/v1/responses":
+        # The chat rules, in the Responses shapes (flat tools; `text.format` for `response_format`).
+        tools = body.get("tools") or []
+        names = [t.get("name") for t in tools if isinstance(t, dict)]
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("name") not in names:
+            return "which is not in `tools`"
+        if choice == "required" or isinstance(choice, dict):
+            return "tools"
+        text = body.get("text")
+        format_ = text.get("format") if isinstance(text, dict) else None
+        if isinstance(format_, dict) and format_.get("type") == "json_schema":
+            return "text.format"
     return None
 
 
