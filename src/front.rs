@@ -4,18 +4,20 @@
 
 use crate::api::chat::ChatCompletionRequest;
 use crate::api::completions::CompletionRequest;
+use crate::api::embeddings::EmbeddingRequest;
 use crate::config::keys::Limits;
 use crate::engine::Prompt;
 use crate::error::ApiError;
 use crate::gateway::quota::{QuotaError, RateHeaders};
 use crate::gateway::Principal;
-use crate::generation::completion;
 use crate::generation::request::ValidatedGeneration;
 use crate::generation::{self, PlannedGeneration};
+use crate::generation::{completion, embedding};
 use crate::models::Routed;
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
 use crate::validate;
+use crate::validate::embedding::ValidatedEmbedding;
 
 /// A request ready to wait for its slot.
 pub struct Prepared {
@@ -38,6 +40,45 @@ pub struct PreparedCompletion {
     pub prepared: Prepared,
     pub prompts: Vec<String>,
     pub echo: bool,
+}
+
+/// An embeddings request, checked against its model, its tokens counted and its budget held.
+pub struct PreparedEmbedding {
+    pub model: Routed,
+    pub embedding: ValidatedEmbedding,
+    /// Tokens of every input, summed.
+    pub prompt_tokens: usize,
+    pub rate_headers: RateHeaders,
+}
+
+pub async fn embedding(
+    state: &AppState,
+    caller: &Principal,
+    request: EmbeddingRequest,
+    log: &RequestLog,
+) -> Result<PreparedEmbedding, ApiError> {
+    let named = request.user.as_deref().filter(|u| !u.is_empty());
+    let identity = identity(caller, named).map(str::to_string);
+    let embedding = validate::embedding::embedding(request)?;
+    let model = state
+        .models
+        .resolve(embedding.model.as_deref(), identity.as_deref())?;
+    caller.check_model(&model.requested)?;
+    log.set_model(&model.requested, &model.name, &model.version);
+    validate::embedding::check_model(&embedding, &model.name, model.engine.info())?;
+    let prompt_tokens = embedding::count_tokens(&model, &embedding.inputs)
+        .await?
+        .into_iter()
+        .sum();
+    log.set_prompt_tokens(prompt_tokens);
+    log.set_completion_tokens(0);
+    let rate_headers = reserve_budget(state, caller, prompt_tokens as u64, 0, log).await?;
+    Ok(PreparedEmbedding {
+        model,
+        embedding,
+        prompt_tokens,
+        rate_headers,
+    })
 }
 
 /// `resolved` is the request's one model lookup: an unknown or loading model is reported after the
@@ -125,13 +166,9 @@ async fn hold_budget(
 ) -> Result<RateHeaders, ApiError> {
     let limits = caller.limits;
     // No key, or a key without limits: nothing to hold (and, with Redis, no round trip).
-    let Some(key) = caller
-        .key_id
-        .as_deref()
-        .filter(|_| limits != Limits::default())
-    else {
+    if caller.key_id.is_none() || limits == Limits::default() {
         return Ok(RateHeaders::default());
-    };
+    }
     let prompt = planned.prompt_tokens() as u64;
     if let Some(tpm) = limits.tpm {
         let room = tpm.saturating_sub(prompt) as usize;
@@ -139,8 +176,35 @@ async fn hold_budget(
             return Err(QuotaError::TooLarge { limit: tpm, prompt }.into());
         }
     }
-    let tokens = prompt + planned.completion_budget() as u64;
-    let held = state.limiter.reserve(key, limits, prompt, tokens).await?;
+    let completion = planned.completion_budget() as u64;
+    reserve_budget(state, caller, prompt, completion, log).await
+}
+
+/// Reserves `prompt + completion` tokens (and one request) of the caller's limits, given back down to
+/// what the response used when it ends (`RequestLog::on_end`), however it ends. Keys without limits
+/// reserve nothing.
+async fn reserve_budget(
+    state: &AppState,
+    caller: &Principal,
+    prompt: u64,
+    completion: u64,
+    log: &RequestLog,
+) -> Result<RateHeaders, ApiError> {
+    let limits = caller.limits;
+    let Some(key) = caller
+        .key_id
+        .as_deref()
+        .filter(|_| limits != Limits::default())
+    else {
+        return Ok(RateHeaders::default());
+    };
+    if let Some(tpm) = limits.tpm.filter(|tpm| prompt > *tpm) {
+        return Err(QuotaError::TooLarge { limit: tpm, prompt }.into());
+    }
+    let held = state
+        .limiter
+        .reserve(key, limits, prompt, prompt + completion)
+        .await?;
     let headers = held.headers().clone();
     log.on_end(move |usage| {
         let used = if usage.admitted {

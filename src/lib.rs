@@ -34,9 +34,11 @@
 //! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
 //!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
 //!   stop filtering, logprobs, tool-call parsing, fill-in-the-middle, echo, `best_of`; out come
-//!   `GenerationEvent`s or one collected answer.
+//!   `GenerationEvent`s or one collected answer. `generation::embedding` runs `/v1/embeddings` on an
+//!   embedding model (tokens counted, a slot, the vectors, `dimensions`).
 //! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` (load / request / events)
-//!   is the only importer of `mistralrs`; `engine::settings` what the server decides for an engine (the
+//!   is the only importer of `mistralrs` (`engine::mistral::embed`: embedding models, which never
+//!   generate); `engine::settings` what the server decides for an engine (the
 //!   engine never reads [`config`]); `engine::sampler` chooses each token, `engine::vocab` knows the
 //!   tokens' bytes; `engine::scripted` is the test engine of the layers above.
 //! - Shared: [`api`] (wire types only),

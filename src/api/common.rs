@@ -165,6 +165,33 @@ pub mod integer {
         d.deserialize_seq(List)
     }
 
+    /// For `Vec<Vec<i64>>` fields (lists of token-id lists).
+    pub fn lists<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<i64>>, D::Error> {
+        struct Lists;
+        impl<'de> Visitor<'de> for Lists {
+            type Value = Vec<Vec<i64>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of lists of integers")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(list) = seq.next_element::<WholeList>()? {
+                    out.push(list.0);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Lists)
+    }
+
+    struct WholeList(Vec<i64>);
+
+    impl<'de> serde::Deserialize<'de> for WholeList {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            list(d).map(WholeList)
+        }
+    }
+
     struct Whole(i64);
 
     impl<'de> serde::Deserialize<'de> for Whole {

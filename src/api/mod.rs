@@ -78,6 +78,7 @@ pub mod admin;
 pub mod chat;
 pub mod common;
 pub mod completions;
+pub mod embeddings;
 pub mod errors;
 pub mod health;
 pub mod models;

@@ -34,6 +34,8 @@ pub enum Action {
     Completions,
     /// `/v1/responses` (create, retrieve and delete the caller's own responses).
     Responses,
+    /// `POST /v1/embeddings`.
+    Embeddings,
     /// `POST /tokenize`, `/detokenize` (and gRPC `Tokenize`).
     Tokenize,
     /// `GET /v1/models`, `/v1/models/{model}` (and gRPC `ListModels`).
@@ -47,10 +49,11 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::ChatCompletions,
         Action::Completions,
         Action::Responses,
+        Action::Embeddings,
         Action::Tokenize,
         Action::ModelsRead,
         Action::MetricsRead,
@@ -63,6 +66,7 @@ impl Action {
             Action::ChatCompletions => "chat.completions",
             Action::Completions => "completions",
             Action::Responses => "responses",
+            Action::Embeddings => "embeddings",
             Action::Tokenize => "tokenize",
             Action::ModelsRead => "models.read",
             Action::MetricsRead => "metrics.read",
@@ -91,6 +95,7 @@ fn builtin_role(name: &str) -> Option<Vec<Action>> {
             ChatCompletions,
             Completions,
             Responses,
+            Embeddings,
             Tokenize,
             ModelsRead,
             DocsRead,

@@ -231,6 +231,16 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     /// Whether the vocabulary has fill-in-the-middle tokens (`suffix` needs them).
     pub fill_in_middle: Option<FillInMiddle>,
+    /// `Some(width)` for an embedding model (it embeds and does not generate).
+    pub embedding_dimensions: Option<usize>,
+}
+
+/// One input of an embedding request: text (tokenized as the model's tokenizer does, special tokens
+/// included), or token ids as given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbeddingInput {
+    Text(String),
+    Tokens(Vec<u32>),
 }
 
 /// The special tokens of a fill-in-the-middle prompt: `{prefix}{text}{suffix}{after}{middle}`.
@@ -265,6 +275,15 @@ pub trait Engine: Send + Sync {
 
     /// Sequences the engine still holds (finished or cancelled ones drop out once the engine frees them).
     fn sequences_alive(&self) -> usize;
+
+    /// One vector per input, in order, as the model's pooling and normalization leave them; only an
+    /// embedding model (`ModelInfo::embedding_dimensions`) embeds.
+    async fn embed(&self, inputs: Vec<EmbeddingInput>) -> Result<Vec<Vec<f32>>, EngineError> {
+        let _ = inputs;
+        Err(EngineError::Rejected(
+            "this model generates text and does not embed".into(),
+        ))
+    }
 
     /// Forward steps run so far and the sequences they carried (zero for engines that do not count).
     fn step_counts(&self) -> StepCounts {

@@ -80,6 +80,7 @@ pub fn engine(
             accepts_images: false,
             vocab_size: 100,
             fill_in_middle: None,
+            embedding_dimensions: None,
         },
         prompt_tokens,
         script,

@@ -15,6 +15,7 @@ pub mod admission;
 pub mod chat;
 pub mod choices;
 pub mod completion;
+pub mod embedding;
 pub mod output;
 pub mod plan;
 pub mod request;

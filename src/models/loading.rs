@@ -11,8 +11,10 @@ use futures::{FutureExt, StreamExt};
 use super::registry::Loader;
 use crate::config::{ModelSource, VersionSpec};
 use crate::default_model;
-use crate::engine::mistral::{LoadTarget, MistralEngine};
-use crate::engine::{Engine, EngineError, EngineEvent, GenerationRequest, Prompt, Sampling};
+use crate::engine::mistral::{is_embedding_dir, LoadTarget, MistralEmbedder, MistralEngine};
+use crate::engine::{
+    EmbeddingInput, Engine, EngineError, EngineEvent, GenerationRequest, Prompt, Sampling,
+};
 
 /// Loads versions with mistral.rs.
 pub struct MistralLoader;
@@ -27,11 +29,16 @@ impl Loader for MistralLoader {
             let engine = tokio::task::spawn_blocking(move || {
                 let target = resolve_target(&source)?;
                 tracing::info!(?target, "model files found");
-                runtime.block_on(MistralEngine::load(target, settings))
+                let engine: Arc<dyn Engine> = match target {
+                    LoadTarget::Embedding(dir) => {
+                        Arc::new(runtime.block_on(MistralEmbedder::load(dir, settings))?)
+                    }
+                    target => Arc::new(runtime.block_on(MistralEngine::load(target, settings))?),
+                };
+                Ok::<_, EngineError>(engine)
             })
             .await
             .map_err(|e| EngineError::Load(format!("the loading thread failed: {e}")))??;
-            let engine: Arc<dyn Engine> = Arc::new(engine);
             warm_up(engine.as_ref()).await?;
             Ok(engine)
         }
@@ -39,9 +46,21 @@ impl Loader for MistralLoader {
     }
 }
 
-/// One token from a short prompt: the engine's thread runs, its first forward pass has allocated what it
-/// needs, and a version that cannot generate fails here rather than on a client's request.
+/// One token from a short prompt (one embedding, for an embedding model): the engine's thread runs, its
+/// first forward pass has allocated what it needs, and a version that cannot serve fails here rather
+/// than on a client's request.
 pub async fn warm_up(engine: &dyn Engine) -> Result<(), EngineError> {
+    if engine.info().embedding_dimensions.is_some() {
+        let vectors = engine
+            .embed(vec![EmbeddingInput::Text("Hello".into())])
+            .await?;
+        return match vectors.first() {
+            Some(vector) if !vector.is_empty() => Ok(()),
+            _ => Err(EngineError::Load(
+                "the warm-up embedding came back empty".into(),
+            )),
+        };
+    }
     let request = GenerationRequest::new(
         Prompt::Text("Hello".into()),
         Sampling::default(),
@@ -101,6 +120,9 @@ fn local_dir_target(dir: &Path) -> Result<LoadTarget, EngineError> {
     ggufs.sort();
     let is_split = |name: &str| name.contains("-of-");
     match ggufs.len() {
+        0 if dir.join("config.json").is_file() && is_embedding_dir(dir) => {
+            Ok(LoadTarget::Embedding(dir.to_path_buf()))
+        }
         0 if dir.join("config.json").is_file() || dir.join("params.json").is_file() => {
             Ok(LoadTarget::Safetensors(dir.to_path_buf()))
         }

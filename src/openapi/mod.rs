@@ -25,6 +25,7 @@ use crate::state::AppState;
     paths(
         routes::chat::create_chat_completion,
         routes::completions::create_completion,
+        routes::embeddings::create_embeddings,
         routes::responses::create_response,
         routes::responses::retrieve_response,
         routes::responses::delete_response,
@@ -136,12 +137,18 @@ async fn served_document(state: web::Data<AppState>) -> HttpResponse {
                 vocab_size: info.vocab_size,
                 accepts_images: info.accepts_images,
                 fill_in_middle: info.fill_in_middle.is_some(),
+                embedding_dimensions: info.embedding_dimensions,
             }
         })
         .reduce(|a, b| ModelBounds {
             vocab_size: a.vocab_size.max(b.vocab_size),
             accepts_images: a.accepts_images || b.accepts_images,
             fill_in_middle: a.fill_in_middle || b.fill_in_middle,
+            // Several embedding models: the narrowest bounds what every one of them takes.
+            embedding_dimensions: match (a.embedding_dimensions, b.embedding_dimensions) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            },
         });
     let document = match bounds {
         Some(bounds) => with_model_bounds(document, bounds),
@@ -187,6 +194,7 @@ mod tests {
         for path in [
             routes::CHAT_COMPLETIONS,
             routes::COMPLETIONS,
+            routes::EMBEDDINGS,
             routes::RESPONSES,
             routes::RESPONSE,
             routes::MODELS,
@@ -226,6 +234,10 @@ mod tests {
             "CreateResponseRequest",
             "ResponseObject",
             "ResponseUsage",
+            "EmbeddingRequest",
+            "EmbeddingList",
+            "Embedding",
+            "EmbeddingUsage",
         ] {
             let properties = schemas[schema]["properties"]
                 .as_object()

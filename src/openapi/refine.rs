@@ -368,6 +368,7 @@ pub fn refine(mut document: Value) -> Value {
     completion["then"] = json!({"properties": {"logprobs": {"type": "null"}}});
     *schema(&mut document, "ContentPart") = content_part();
     refine_responses(&mut document);
+    refine_embeddings(&mut document);
     let stop = schema(&mut document, "StopSequences");
     stop["oneOf"][0]["minLength"] = json!(1);
     stop["oneOf"][1]["maxItems"] = json!(4);
@@ -444,12 +445,34 @@ fn refine_responses(document: &mut Value) {
     });
 }
 
+/// What `/v1/embeddings` takes: non-empty strings and token lists, at most 2,048 inputs; the encodings.
+fn refine_embeddings(document: &mut Value) {
+    let ids = json!({"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": u32::MAX}});
+    *schema(document, "EmbeddingInput") = json!({
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "minItems": 1, "maxItems": 2048, "items": {"type": "string", "minLength": 1}},
+            ids.clone(),
+            {"type": "array", "minItems": 1, "maxItems": 2048, "items": ids}
+        ],
+        "description": "A string, a list of strings, a list of token ids, or a list of such lists (at most 2,048 inputs)."
+    });
+    restate(
+        document,
+        "EmbeddingRequest",
+        "encoding_format",
+        json!({"anyOf": [{"type": "null"}, {"enum": ["float", "base64"]}]}),
+    );
+}
+
 /// What the served document states of the loaded model.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelBounds {
     pub vocab_size: usize,
     pub accepts_images: bool,
     pub fill_in_middle: bool,
+    /// The widest embedding a served model returns (`dimensions` up to it); `None`: no model embeds.
+    pub embedding_dimensions: Option<usize>,
 }
 
 /// The served document: token ids bounded by this model's vocabulary; text parts only for a model that
@@ -459,7 +482,11 @@ pub fn with_model_bounds(mut document: Value, model: ModelBounds) -> Value {
         vocab_size,
         accepts_images,
         fill_in_middle,
+        embedding_dimensions,
     } = model;
+    if let Some(width) = embedding_dimensions {
+        property(&mut document, "EmbeddingRequest", "dimensions")["maximum"] = json!(width);
+    }
     if !fill_in_middle {
         restate(
             &mut document,
@@ -481,6 +508,9 @@ pub fn with_model_bounds(mut document: Value, model: ModelBounds) -> Value {
         property(&mut document, request, "logit_bias")["propertyNames"]["pattern"] =
             json!(token_id_key(largest));
     }
+    let input = schema(&mut document, "EmbeddingInput");
+    input["oneOf"][2]["items"]["maximum"] = json!(largest);
+    input["oneOf"][3]["items"]["items"]["maximum"] = json!(largest);
     document
 }
 
@@ -526,6 +556,7 @@ mod tests {
                 vocab_size: 49152,
                 accepts_images: false,
                 fill_in_middle: false,
+                embedding_dimensions: None,
             },
         );
         let schemas = &served["components"]["schemas"];
@@ -548,6 +579,7 @@ mod tests {
                 vocab_size: 10,
                 accepts_images: true,
                 fill_in_middle: true,
+                embedding_dimensions: None,
             },
         );
         assert_eq!(

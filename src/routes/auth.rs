@@ -29,6 +29,7 @@ fn required_action(pattern: Option<&str>) -> Option<Option<Action>> {
         CHAT_COMPLETIONS => Action::ChatCompletions,
         COMPLETIONS => Action::Completions,
         RESPONSES | RESPONSE => Action::Responses,
+        EMBEDDINGS => Action::Embeddings,
         TOKENIZE | DETOKENIZE => Action::Tokenize,
         MODELS | MODEL => Action::ModelsRead,
         METRICS => Action::MetricsRead,

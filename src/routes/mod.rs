@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod completions;
+pub mod embeddings;
 pub mod health;
 pub mod metrics;
 pub mod models;
@@ -21,6 +22,7 @@ use crate::error::ApiError;
 
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 pub const COMPLETIONS: &str = "/v1/completions";
+pub const EMBEDDINGS: &str = "/v1/embeddings";
 pub const RESPONSES: &str = "/v1/responses";
 pub const RESPONSE: &str = "/v1/responses/{response_id}";
 pub const MODELS: &str = "/v1/models";
@@ -56,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, with_ui: bool
     let get = |path: &str| resource_with(path, "GET");
     cfg.service(post(CHAT_COMPLETIONS).route(web::post().to(chat::create_chat_completion)))
         .service(post(COMPLETIONS).route(web::post().to(completions::create_completion)))
+        .service(post(EMBEDDINGS).route(web::post().to(embeddings::create_embeddings)))
         .service(post(RESPONSES).route(web::post().to(responses::create_response)))
         .service(
             resource_with(RESPONSE, "GET, DELETE")

@@ -3,6 +3,7 @@
 //! Messages name the field, the bound and the value, so that a client can fix its request from the text.
 //! [`model`] has the checks that need the resolved model.
 
+pub mod embedding;
 pub mod model;
 
 use std::collections::HashMap;
@@ -913,6 +914,7 @@ mod tests {
             accepts_images: false,
             vocab_size: 6,
             fill_in_middle: None,
+            embedding_dimensions: None,
         };
         assert!(
             model::check(&v.generation, false, "m", &info).is_err(),

@@ -12,6 +12,12 @@ pub fn check(
     model: &str,
     info: &ModelInfo,
 ) -> Result<(), ValidationError> {
+    if info.embedding_dimensions.is_some() {
+        return Err(ValidationError::invalid(
+            "model",
+            format!("`{model}` is an embedding model: it serves POST /v1/embeddings"),
+        ));
+    }
     if let Some((token, _)) = generation
         .logit_bias
         .iter()

@@ -227,6 +227,7 @@ async fn probes_docs_and_openapi_are_served() {
         vocab_size: largest as usize + 1,
         accepts_images: false,
         fill_in_middle: false,
+        embedding_dimensions: None,
     };
     assert_eq!(
         doc,

@@ -25,27 +25,35 @@ fn node_modules() -> PathBuf {
 
 #[test]
 fn official_node_sdk_suite() {
-    let modules = node_modules();
     let base = start_server(|_| {});
+    node_test(
+        "sdk.test.cjs",
+        &[
+            ("LLMSERVE_BASE_URL", format!("{base}/v1")),
+            ("LLMSERVE_MODEL", model_name().to_string()),
+            (
+                "LLMSERVE_VISION_BASE_URL",
+                format!("{}/v1", vision::vision_server()),
+            ),
+            ("LLMSERVE_VISION_MODEL", vision::SERVED_NAME.to_string()),
+        ],
+    );
+}
+
+/// Runs a `node --test` file of tests/node/ with the SDK installed and these environment variables; fails
+/// the test with its output when the file fails.
+pub fn node_test(file: &str, env: &[(&str, String)]) {
+    let path = format!("{}/tests/node/{file}", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new("node")
-        .args([
-            "--test",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/sdk.test.cjs"),
-        ])
-        .env("NODE_PATH", modules)
-        .env("LLMSERVE_BASE_URL", format!("{base}/v1"))
-        .env("LLMSERVE_MODEL", model_name())
-        .env(
-            "LLMSERVE_VISION_BASE_URL",
-            format!("{}/v1", vision::vision_server()),
-        )
-        .env("LLMSERVE_VISION_MODEL", vision::SERVED_NAME)
+        .args(["--test", &path])
+        .env("NODE_PATH", node_modules())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("running node --test");
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         output.status.success(),
-        "the openai Node SDK suite failed:\n{stdout}"
+        "the openai Node SDK suite tests/node/{file} failed:\n{stdout}"
     );
 }

@@ -22,7 +22,7 @@ const SPECIAL_TOKENS: [&str; 6] = [
     "<image>",
     "<global-img>",
 ];
-const VOCAB_SIZE: usize = 256 + SPECIAL_TOKENS.len();
+pub const VOCAB_SIZE: usize = 256 + SPECIAL_TOKENS.len();
 
 const TEXT_HIDDEN: usize = 64;
 const TEXT_INTERMEDIATE: usize = 128;
@@ -159,7 +159,7 @@ fn byte_level_alphabet() -> Vec<char> {
 }
 
 /// A byte-level BPE with no merges: every byte is a token, so any text round-trips.
-fn tokenizer() -> Value {
+pub fn tokenizer() -> Value {
     let vocab: serde_json::Map<String, Value> = byte_level_alphabet()
         .into_iter()
         .enumerate()
@@ -193,7 +193,7 @@ fn tokenizer() -> Value {
 }
 
 /// How a tensor starts: seeded uniform noise scaled by its input width, or a constant (norms, biases).
-enum Init {
+pub enum Init {
     Random,
     Ones,
     Zeros,
@@ -291,7 +291,7 @@ fn weights() -> BTreeMap<String, (Vec<usize>, Init)> {
 
 /// The safetensors layout: an 8-byte header length, a JSON header of names, dtypes, shapes and offsets,
 /// then the little-endian data.
-fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Init)>) {
+pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Init)>) {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut uniform = move || {
         // xorshift64*: reproducible across runs and platforms.

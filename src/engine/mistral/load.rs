@@ -37,6 +37,8 @@ pub enum LoadTarget {
     Safetensors(PathBuf),
     /// A Hugging Face repo id (needs hub access; `HF_TOKEN` for gated models).
     Hub { repo: String, multimodal: bool },
+    /// A local sentence-transformers embedding model directory (`modules.json` beside `config.json`).
+    Embedding(PathBuf),
 }
 
 impl MistralEngine {
@@ -73,6 +75,12 @@ impl MistralEngine {
                 load.load(&options, template, paged, &device).await
             }
             // The hub needs a token for gated models (HF_TOKEN or the cached login).
+            LoadTarget::Embedding(dir) => {
+                return Err(EngineError::Load(format!(
+                    "{}: an embedding model loads with MistralEmbedder",
+                    dir.display()
+                )))
+            }
             LoadTarget::Hub { repo, multimodal } => {
                 let load = SafetensorsLoad {
                     // `None` inside: mistral.rs reads the architecture from the repo's config.json.
@@ -96,6 +104,7 @@ impl MistralEngine {
                 accepts_images: tokens.accepts_images,
                 vocab_size: tokens.vocabulary.len(),
                 fill_in_middle: tokens.vocabulary.fill_in_middle(),
+                embedding_dimensions: None,
             },
             vocabulary: Arc::new(tokens.vocabulary),
             grammars: tokens.grammars,

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use either::Either;
+use indexmap::IndexMap;
 use mistralrs::core::{MultimodalPromptPrefixer, RequestMessage, TokenizationRequest};
-use mistralrs::{LlguidanceGrammar, Model, NormalRequest, Request, Response};
+use mistralrs::{LlguidanceGrammar, MessageContent, Model, NormalRequest, Request, Response};
 use tokio::sync::mpsc;
 
 use super::sampler::{PickerSettings, TokenPicker};
@@ -21,10 +22,12 @@ use super::{
     Submitted,
 };
 
+mod embed;
 mod events;
 mod load;
 mod request;
 
+pub use embed::{is_embedding_dir, MistralEmbedder};
 pub use load::LoadTarget;
 
 use events::{event_stream, ChunkPicks};
@@ -59,6 +62,40 @@ impl MistralEngine {
     }
 }
 
+/// The engine's own tokenization of `text` (with special tokens; with the generation prompt when asked).
+/// Detached, so that a client going away mid-call cannot drop the receiver the engine answers into.
+pub(super) async fn tokenize_on(
+    sender: mpsc::Sender<Request>,
+    text: Either<Vec<IndexMap<String, MessageContent>>, String>,
+    add_generation_prompt: bool,
+) -> Result<Vec<u32>, EngineError> {
+    let (tx, mut rx) = mpsc::channel(1);
+    let request = Request::Tokenize(TokenizationRequest {
+        text,
+        tools: None,
+        add_generation_prompt,
+        add_special_tokens: true,
+        enable_thinking: None,
+        reasoning_effort: None,
+        response: tx,
+    });
+    let task = tokio::spawn(async move {
+        sender
+            .send(request)
+            .await
+            .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
+        match rx.recv().await {
+            Some(Ok(tokens)) => Ok(tokens),
+            Some(Err(e)) => Err(EngineError::Rejected(format!("{e:#}"))),
+            None => Err(EngineError::Unavailable(
+                "engine dropped a tokenization request".into(),
+            )),
+        }
+    });
+    task.await
+        .map_err(|e| EngineError::Internal(format!("tokenization task failed: {e}")))?
+}
+
 #[async_trait]
 impl Engine for MistralEngine {
     fn info(&self) -> &ModelInfo {
@@ -66,34 +103,9 @@ impl Engine for MistralEngine {
     }
 
     async fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
-        let sender = self.sender()?;
-        let (tx, mut rx) = mpsc::channel(1);
-        let request = Request::Tokenize(TokenizationRequest {
-            text: chat_messages(prompt, self.prefixer.as_deref()),
-            tools: None,
-            // The same flags the engine uses when it adds a chat or completion request.
-            add_generation_prompt: true,
-            add_special_tokens: true,
-            enable_thinking: None,
-            reasoning_effort: None,
-            response: tx,
-        });
-        // Detached so that a client going away mid-call cannot drop the receiver the engine answers into.
-        let task = tokio::spawn(async move {
-            sender
-                .send(request)
-                .await
-                .map_err(|_| EngineError::Unavailable("engine request channel closed".into()))?;
-            match rx.recv().await {
-                Some(Ok(tokens)) => Ok(tokens),
-                Some(Err(e)) => Err(EngineError::Rejected(format!("{e:#}"))),
-                None => Err(EngineError::Unavailable(
-                    "engine dropped a tokenization request".into(),
-                )),
-            }
-        });
-        task.await
-            .map_err(|e| EngineError::Internal(format!("tokenization task failed: {e}")))?
+        // The same flags the engine uses when it adds a chat or completion request.
+        let text = chat_messages(prompt, self.prefixer.as_deref());
+        tokenize_on(self.sender()?, text, true).await
     }
 
     fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
