@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
 
-use crate::tiny_vision::{tokenizer, write_safetensors, Init, VOCAB_SIZE};
+use crate::tiny_vision::{
+    decoder_weights, tokenizer, write_safetensors, Decoder, Init, VOCAB_SIZE,
+};
 
 /// The embedding width: what `/v1/embeddings` returns without `dimensions`.
 pub const HIDDEN: usize = 64;
@@ -98,50 +100,18 @@ fn config() -> Value {
 /// Every tensor the Qwen3-Embedding loader reads (no `model.` prefix, as in the released checkpoints).
 fn weights() -> BTreeMap<String, (Vec<usize>, Init)> {
     let mut w = BTreeMap::new();
-    let mut add = |name: String, shape: &[usize], init: Init| {
-        w.insert(name, (shape.to_vec(), init));
-    };
-    let (d, i) = (HIDDEN, INTERMEDIATE);
-    add("embed_tokens.weight".into(), &[VOCAB_SIZE, d], Init::Random);
-    for layer in 0..LAYERS {
-        let l = format!("layers.{layer}");
-        add(
-            format!("{l}.self_attn.q_proj.weight"),
-            &[HEADS * HEAD_DIM, d],
-            Init::Random,
-        );
-        for proj in ["k_proj", "v_proj"] {
-            add(
-                format!("{l}.self_attn.{proj}.weight"),
-                &[KV_HEADS * HEAD_DIM, d],
-                Init::Random,
-            );
-        }
-        add(
-            format!("{l}.self_attn.o_proj.weight"),
-            &[d, HEADS * HEAD_DIM],
-            Init::Random,
-        );
-        add(
-            format!("{l}.self_attn.q_norm.weight"),
-            &[HEAD_DIM],
-            Init::Ones,
-        );
-        add(
-            format!("{l}.self_attn.k_norm.weight"),
-            &[HEAD_DIM],
-            Init::Ones,
-        );
-        add(format!("{l}.mlp.gate_proj.weight"), &[i, d], Init::Random);
-        add(format!("{l}.mlp.up_proj.weight"), &[i, d], Init::Random);
-        add(format!("{l}.mlp.down_proj.weight"), &[d, i], Init::Random);
-        add(format!("{l}.input_layernorm.weight"), &[d], Init::Ones);
-        add(
-            format!("{l}.post_attention_layernorm.weight"),
-            &[d],
-            Init::Ones,
-        );
-    }
-    add("norm.weight".into(), &[d], Init::Ones);
+    decoder_weights(
+        &mut w,
+        "",
+        Decoder {
+            hidden: HIDDEN,
+            intermediate: INTERMEDIATE,
+            layers: LAYERS,
+            heads: HEADS,
+            kv_heads: KV_HEADS,
+            head_dim: HEAD_DIM,
+            qk_norm: true,
+        },
+    );
     w
 }

@@ -248,33 +248,65 @@ fn weights() -> BTreeMap<String, (Vec<usize>, Init)> {
         &[TEXT_HIDDEN, v * SCALE_FACTOR.pow(2)],
         Init::Random,
     );
-    let (d, i) = (TEXT_HIDDEN, TEXT_INTERMEDIATE);
-    let head_dim = d / TEXT_HEADS;
-    let text = "model.text_model";
-    add(
-        format!("{text}.embed_tokens.weight"),
-        &[VOCAB_SIZE, d],
-        Init::Random,
+    decoder_weights(
+        &mut w,
+        "model.text_model.",
+        Decoder {
+            hidden: TEXT_HIDDEN,
+            intermediate: TEXT_INTERMEDIATE,
+            layers: TEXT_LAYERS,
+            heads: TEXT_HEADS,
+            kv_heads: TEXT_KV_HEADS,
+            head_dim: TEXT_HIDDEN / TEXT_HEADS,
+            qk_norm: false,
+        },
     );
-    for layer in 0..TEXT_LAYERS {
-        let l = format!("{text}.layers.{layer}");
-        add(
-            format!("{l}.self_attn.q_proj.weight"),
-            &[TEXT_HEADS * head_dim, d],
-            Init::Random,
-        );
-        for proj in ["k_proj", "v_proj"] {
-            add(
-                format!("{l}.self_attn.{proj}.weight"),
-                &[TEXT_KV_HEADS * head_dim, d],
-                Init::Random,
-            );
+    w
+}
+
+/// The shape of a Llama-style decoder: the tiny models' text stacks.
+pub struct Decoder {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Qwen3's per-head norms of queries and keys.
+    pub qk_norm: bool,
+}
+
+/// Every tensor of such a decoder, named under `prefix`: token embeddings, each layer's attention, MLP
+/// and norms, and the final norm.
+pub fn decoder_weights(
+    w: &mut BTreeMap<String, (Vec<usize>, Init)>,
+    prefix: &str,
+    decoder: Decoder,
+) {
+    let mut add = |name: String, shape: &[usize], init: Init| {
+        w.insert(format!("{prefix}{name}"), (shape.to_vec(), init));
+    };
+    let Decoder {
+        hidden: d,
+        intermediate: i,
+        layers,
+        heads,
+        kv_heads,
+        head_dim,
+        qk_norm,
+    } = decoder;
+    add("embed_tokens.weight".into(), &[VOCAB_SIZE, d], Init::Random);
+    for layer in 0..layers {
+        let l = format!("layers.{layer}");
+        let attention = |proj: &str| format!("{l}.self_attn.{proj}.weight");
+        add(attention("q_proj"), &[heads * head_dim, d], Init::Random);
+        add(attention("k_proj"), &[kv_heads * head_dim, d], Init::Random);
+        add(attention("v_proj"), &[kv_heads * head_dim, d], Init::Random);
+        add(attention("o_proj"), &[d, heads * head_dim], Init::Random);
+        if qk_norm {
+            add(attention("q_norm"), &[head_dim], Init::Ones);
+            add(attention("k_norm"), &[head_dim], Init::Ones);
         }
-        add(
-            format!("{l}.self_attn.o_proj.weight"),
-            &[d, TEXT_HEADS * head_dim],
-            Init::Random,
-        );
         add(format!("{l}.mlp.gate_proj.weight"), &[i, d], Init::Random);
         add(format!("{l}.mlp.up_proj.weight"), &[i, d], Init::Random);
         add(format!("{l}.mlp.down_proj.weight"), &[d, i], Init::Random);
@@ -285,8 +317,7 @@ fn weights() -> BTreeMap<String, (Vec<usize>, Init)> {
             Init::Ones,
         );
     }
-    add(format!("{text}.norm.weight"), &[d], Init::Ones);
-    w
+    add("norm.weight".into(), &[d], Init::Ones);
 }
 
 /// The safetensors layout: an 8-byte header length, a JSON header of names, dtypes, shapes and offsets,
