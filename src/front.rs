@@ -57,7 +57,7 @@ pub async fn embedding(
     request: EmbeddingRequest,
     log: &RequestLog,
 ) -> Result<PreparedEmbedding, ApiError> {
-    let named = request.user.as_deref().filter(|u| !u.is_empty());
+    let named = crate::api::common::caller_identity(None, request.user.as_deref());
     let identity = identity(caller, named).map(str::to_string);
     let embedding = validate::embedding::embedding(request)?;
     let model = state

@@ -20,6 +20,15 @@ impl StopSequences {
     }
 }
 
+/// Who is calling, for sticky routing between a weighted alias's versions: `safety_identifier` (OpenAI's
+/// newer name) over `user`; an empty one names nobody.
+pub fn caller_identity<'a>(
+    safety_identifier: Option<&'a str>,
+    user: Option<&'a str>,
+) -> Option<&'a str> {
+    safety_identifier.or(user).filter(|id| !id.is_empty())
+}
+
 /// Options for streaming responses; only read when `stream` is true.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct StreamOptions {

@@ -64,10 +64,10 @@ macro_rules! generation_request {
         impl $name {
             /// Who is calling, for sticky routing between a weighted alias's versions.
             pub fn caller_identity(&self) -> Option<&str> {
-                self.safety_identifier
-                    .as_deref()
-                    .or(self.user.as_deref())
-                    .filter(|id| !id.is_empty())
+                $crate::api::common::caller_identity(
+                    self.safety_identifier.as_deref(),
+                    self.user.as_deref(),
+                )
             }
         }
     };

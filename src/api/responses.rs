@@ -93,16 +93,6 @@ pub struct TextSettings {
     pub format: Option<serde_json::Value>,
 }
 
-impl CreateResponseRequest {
-    /// Who is calling, for sticky routing between a weighted alias's versions.
-    pub fn caller_identity(&self) -> Option<&str> {
-        self.safety_identifier
-            .as_deref()
-            .or(self.user.as_deref())
-            .filter(|id| !id.is_empty())
-    }
-}
-
 /// A response: what the model produced for one request, and how it ended.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ResponseObject {

@@ -15,24 +15,24 @@ pub async fn count_tokens(
     inputs: &[EmbeddingInput],
 ) -> Result<Vec<usize>, ApiError> {
     let limit = model.engine.info().context_length;
-    let mut counts = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let tokens = match input {
+    // Asked together: each count is a round trip to the engine, and a request may hold 2,048 inputs.
+    let counts = futures::future::try_join_all(inputs.iter().map(|input| async move {
+        match input {
             EmbeddingInput::Text(text) => model
                 .engine
                 .tokenize(&Prompt::Text(text.clone()))
-                .await?
-                .len(),
-            EmbeddingInput::Tokens(ids) => ids.len(),
-        };
-        if tokens > limit {
-            return Err(ValidationError::ContextLengthExceeded {
-                limit,
-                prompt_tokens: tokens,
-            }
-            .into());
+                .await
+                .map(|tokens| tokens.len()),
+            EmbeddingInput::Tokens(ids) => Ok(ids.len()),
         }
-        counts.push(tokens);
+    }))
+    .await?;
+    if let Some(&tokens) = counts.iter().find(|&&tokens| tokens > limit) {
+        return Err(ValidationError::ContextLengthExceeded {
+            limit,
+            prompt_tokens: tokens,
+        }
+        .into());
     }
     Ok(counts)
 }

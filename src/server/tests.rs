@@ -63,6 +63,15 @@ fn finished(reason: EngineFinish) -> Result<EngineEvent, EngineError> {
     })
 }
 
+/// The JSON `data:` events of an SSE body, without `[DONE]`.
+fn data_events(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
 fn post_req(uri: &str, body: &Value) -> TestRequest {
     TestRequest::post().uri(uri).set_json(body)
 }
@@ -408,12 +417,7 @@ async fn calls_written_by_the_model_in_auto_mode_become_tool_calls() {
         chat(streamed),
     )
     .await;
-    let chunks: Vec<Value> = body
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter(|e| *e != "[DONE]")
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let chunks = data_events(&body);
     let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
     assert_eq!(deltas[1]["content"], "Checking.");
     assert_eq!(
@@ -472,12 +476,7 @@ async fn a_malformed_call_in_auto_mode_is_content_without_markup() {
         chat(streamed),
     )
     .await;
-    let chunks: Vec<Value> = body
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter(|e| *e != "[DONE]")
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let chunks = data_events(&body);
     let content: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())

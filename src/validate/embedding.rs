@@ -71,16 +71,7 @@ pub fn embedding(request: EmbeddingRequest) -> Result<ValidatedEmbedding, Valida
             ))
         }
     };
-    if request
-        .user
-        .as_ref()
-        .is_some_and(|u| u.chars().count() > 256)
-    {
-        return Err(ValidationError::invalid(
-            "user",
-            "`user` must be at most 256 characters",
-        ));
-    }
+    super::check_caller_id("user", request.user.as_deref())?;
     Ok(ValidatedEmbedding {
         model: request.model,
         inputs,

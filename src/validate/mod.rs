@@ -131,24 +131,23 @@ macro_rules! common_params {
 /// OpenAI's bound on `user` and `safety_identifier`.
 const MAX_CALLER_ID_CHARS: usize = 256;
 
-fn common(p: CommonParams) -> Result<ValidatedGeneration, ValidationError> {
-    for (param, id) in [
-        ("safety_identifier", &p.safety_identifier),
-        ("user", &p.user),
-    ] {
-        if let Some(id) = id
-            .as_deref()
-            .filter(|id| id.chars().count() > MAX_CALLER_ID_CHARS)
-        {
-            return Err(ValidationError::invalid(
-                param,
-                format!(
-                    "`{param}` must be at most {MAX_CALLER_ID_CHARS} characters, got {}",
-                    id.chars().count()
-                ),
-            ));
-        }
+/// `user` / `safety_identifier` within OpenAI's bound.
+pub(crate) fn check_caller_id(
+    param: &'static str,
+    id: Option<&str>,
+) -> Result<(), ValidationError> {
+    match id.map(|id| id.chars().count()) {
+        Some(count) if count > MAX_CALLER_ID_CHARS => Err(ValidationError::invalid(
+            param,
+            format!("`{param}` must be at most {MAX_CALLER_ID_CHARS} characters, got {count}"),
+        )),
+        _ => Ok(()),
     }
+}
+
+fn common(p: CommonParams) -> Result<ValidatedGeneration, ValidationError> {
+    check_caller_id("safety_identifier", p.safety_identifier.as_deref())?;
+    check_caller_id("user", p.user.as_deref())?;
     let temperature = range_f64("temperature", p.temperature, 0.0, 2.0)?.unwrap_or(1.0);
     let top_p = match p.top_p {
         Some(v) if !(v > 0.0 && v <= 1.0) => {
