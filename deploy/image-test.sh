@@ -40,15 +40,35 @@ CONF
 export CONTAINERS_CONF="$conf"
 podman info >/dev/null 2>&1 || skip "podman cannot run here: $(podman info 2>&1 | tail -n1)"
 
+# The base image, checked rather than trusted: a cached tar must be a readable tar of a Debian root, and
+# the image made from it must run. Whatever fails a check is made again, once.
 base="docker.io/library/debian:bookworm-slim"
-if ! podman image exists "$base"; then
-  tar="$cache/images/bookworm-minbase.tar"
-  if [ ! -s "$tar" ]; then
-    mkdir -p "$(dirname "$tar")"
-    mmdebstrap --quiet --variant=minbase bookworm "$tar.partial"
-    mv "$tar.partial" "$tar"
+tar="$cache/images/bookworm-minbase.tar"
+base_tar_is_valid() {
+  [ -f "$tar" ] && [ -s "$tar" ] && tar -tf "$tar" 2>/dev/null | grep -Ex '(\./)?etc/debian_version' >/dev/null
+}
+make_base_tar() {
+  rm -rf "$tar" "$tar.partial"
+  mkdir -p "$(dirname "$tar")"
+  # --format=tar: mmdebstrap otherwise picks the format from the file name, and `.partial` names none, so
+  # it would write a directory tree (what broke fresh machines before).
+  mmdebstrap --quiet --variant=minbase --format=tar bookworm "$tar.partial"
+  mv "$tar.partial" "$tar"
+  base_tar_is_valid || { echo "image-test: FAILED: mmdebstrap wrote no valid tar at $tar" >&2; exit 1; }
+}
+base_image_runs() {
+  podman image exists "$base" && podman run --rm --pull=never --network=none "$base" test -f /etc/debian_version >/dev/null 2>&1
+}
+if ! base_image_runs; then
+  podman rmi --force "$base" >/dev/null 2>&1 || true
+  base_tar_is_valid || { echo "image-test: making the base image with mmdebstrap (cache at $tar)"; make_base_tar; }
+  if ! podman import --quiet "$tar" "$base" >/dev/null || ! base_image_runs; then
+    echo "image-test: the cached base tar did not import and run; making it again" >&2
+    podman rmi --force "$base" >/dev/null 2>&1 || true
+    make_base_tar
+    podman import --quiet "$tar" "$base" >/dev/null
+    base_image_runs || { echo "image-test: FAILED: the base image from $tar does not run" >&2; exit 1; }
   fi
-  podman import --quiet "$tar" "$base" >/dev/null
 fi
 
 context="$(mktemp -d)"
