@@ -22,6 +22,14 @@ if [ $# -eq 0 ]; then
   "$LLMSERVE_CACHE_DIR/test-venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/*.yml
   "$LLMSERVE_CACHE_DIR/test-venv/bin/zizmor" --offline --quiet .github/workflows/
   cargo build --release --locked
+  # Built twice in a row, the second build compiles nothing: a build script that reruns every time (as
+  # mistral.rs's did, engine patch 0012) would make every warm test command compile again.
+  rebuild_log="$(mktemp)"
+  cargo build --release --locked 2>"$rebuild_log" || { cat "$rebuild_log" >&2; exit 1; }
+  if grep -E '^\s+Compiling ' "$rebuild_log"; then
+    echo "scripts/test.sh: a second build of unchanged sources compiled again (above)" >&2
+    exit 1
+  fi
   deploy/image-test.sh
 fi
 if [ "${LLMSERVE_SKIP_CUDA_CHECK:-0}" != 1 ] && [ $# -eq 0 ]; then
