@@ -75,12 +75,20 @@ fn call_head(body: &str) -> Option<(String, usize)> {
     Some((name, body.len() - rest_trimmed.len()))
 }
 
+/// Where the first JSON value in `region` ends, once it is complete.
+fn first_value_end(region: &str) -> Option<usize> {
+    let mut values = serde_json::Deserializer::from_str(region).into_iter::<Value>();
+    match values.next() {
+        Some(Ok(_)) => Some(values.byte_offset()),
+        _ => None,
+    }
+}
+
 /// The arguments text of a finished call body: the first JSON value in it, closed if the model stopped
 /// short of its end; else everything up to the wrapper's closing `}`, as written.
 fn final_arguments(region: &str) -> String {
-    let mut values = serde_json::Deserializer::from_str(region).into_iter::<Value>();
-    if let Some(Ok(_)) = values.next() {
-        return region[..values.byte_offset()].to_string();
+    if let Some(end) = first_value_end(region) {
+        return region[..end].to_string();
     }
     if let Some(closed) = close_json(region) {
         return closed;
@@ -213,12 +221,19 @@ impl ToolCallParser {
                     }
                     if let Some(at) = *args_at {
                         let region = &self.buffer[at..];
-                        let safe = match region.rfind('}') {
-                            Some(end) => region[..end].trim_end().len(),
-                            None => region.trim_end().len(),
+                        // A held-back `</tool_call>` prefix is not the arguments' text: it is set
+                        // aside before the trailing whitespace is, so that whitespace before the tag
+                        // is held (and dropped at the tag) as it is when the text arrives whole.
+                        let region = &region[..region.len() - partial_suffix(region, CALL_CLOSE)];
+                        // Once the arguments' JSON value is complete, it is all there will be
+                        // (`final_arguments`): nothing after it is ever sent as arguments.
+                        let safe = match first_value_end(region) {
+                            Some(end) => end,
+                            None => match region.rfind('}') {
+                                Some(end) => region[..end].trim_end().len(),
+                                None => region.trim_end().len(),
+                            },
                         };
-                        // Never cut inside a held-back `</tool_call>` prefix.
-                        let safe = safe.min(region.len() - partial_suffix(region, CALL_CLOSE));
                         if safe > *sent {
                             events.push(ToolEvent::Arguments {
                                 index,
@@ -436,6 +451,16 @@ mod tests {
                 serde_json::from_str::<Value>(&calls[0].1).expect("arguments parse");
             }
         }
+    }
+
+    /// Found by the fuzz target: whitespace before a closing tag that arrives a character at a time
+    /// was streamed as arguments, which the same text arriving whole does not have.
+    #[test]
+    fn whitespace_before_the_closing_tag_is_held_whichever_way_the_text_arrives() {
+        let text = "<tool_call>{\"name\":\"f\",\"arguments\":123```json\n</tool_call>";
+        let pieces: Vec<String> = text.chars().map(String::from).collect();
+        let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        assert_eq!(streamed(&pieces).1, streamed(&[text]).1);
     }
 
     #[test]
