@@ -2,14 +2,15 @@
 //! it in constant time with every configured digest), check the route's action and the model, hold the
 //! request's budget (requests, tokens, concurrency over a sliding minute) and settle it, with 100 keys
 //! configured and the matching key last. With `LLMSERVE_BENCH_REDIS=redis://127.0.0.1:6379` also the
-//! same budget held in Redis (`--limits-redis`): one admission and one settlement round trip. A
+//! same budget held in Redis (`--limits-redis`): an admission and a token round trip, then the
+//! settlement (sent after). A
 //! measurement, not a test: `cargo run --release --example gateway_cost`.
 
 use std::time::Instant;
 
 use llmserve::config::keys::{hash_key, Action, KeySpec, KeysSpec, Limits};
 use llmserve::gateway::quota::Quotas;
-use llmserve::gateway::shared::SharedQuotas;
+use llmserve::gateway::shared::{RedisSettings, SharedQuotas};
 use llmserve::gateway::Gateway;
 
 const KEYS: usize = 100;
@@ -22,6 +23,7 @@ async fn main() {
         rpm: Some(u32::MAX),
         tpm: Some(u64::MAX / 2),
         max_concurrent: Some(64),
+        max_request_bytes: None,
     };
     let keys = (0..KEYS)
         .map(|i| KeySpec {
@@ -50,9 +52,8 @@ async fn main() {
             caller.check_model("smollm2").expect("allowed");
             if with_limits {
                 let key = caller.key_id.as_deref().expect("a key");
-                let held = quotas
-                    .reserve(key, caller.limits, 40, 104)
-                    .expect("under the limits");
+                let mut held = quotas.admit(key, caller.limits).expect("under the limits");
+                held.reserve_tokens(40, 104).expect("under the limits");
                 held.settle(60);
             }
         }
@@ -60,16 +61,17 @@ async fn main() {
         println!("{label}: {per_request:?} per request ({KEYS} keys)");
     }
     if let Ok(url) = std::env::var("LLMSERVE_BENCH_REDIS") {
-        let shared = SharedQuotas::new(&url, 1).expect("a redis:// URL");
+        let settings = RedisSettings::from_flags(&url, None).expect("a redis:// URL");
+        let shared = SharedQuotas::new(&settings, 1).expect("a redis:// URL");
         const ROUND_TRIPS: u32 = 5_000;
         let started = Instant::now();
         for i in 0..ROUND_TRIPS {
             let key = format!("bench-{}", i % 100);
-            let held = shared
-                .reserve(&key, limits, 40, 104)
+            let mut held = shared.admit(&key, limits).await.expect("under the limits");
+            held.reserve_tokens(40, 104)
                 .await
                 .expect("under the limits");
-            assert!(shared.is_shared(), "Redis answers");
+            assert!(held.is_shared(), "Redis answers");
             held.settle(Some(60));
         }
         let per_request = started.elapsed() / ROUND_TRIPS;

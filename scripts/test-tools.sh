@@ -15,6 +15,9 @@ command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v chromium >/dev/null || missing+=(chromium)
 # Limits shared across replicas (tests/integration/shared_limits.rs) start their own on a free port.
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+# The Redis TLS test makes its CA and server certificate with openssl.
+command -v openssl >/dev/null || missing+=(openssl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo -n); else
   echo "test-tools: need root (or sudo) to apt-get install ${missing[*]}" >&2

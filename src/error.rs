@@ -16,6 +16,7 @@ mod status {
     pub const FORBIDDEN: u16 = 403;
     pub const NOT_FOUND: u16 = 404;
     pub const METHOD_NOT_ALLOWED: u16 = 405;
+    pub const REQUEST_TIMEOUT: u16 = 408;
     pub const CONFLICT: u16 = 409;
     pub const PAYLOAD_TOO_LARGE: u16 = 413;
     pub const UNSUPPORTED_MEDIA_TYPE: u16 = 415;
@@ -23,6 +24,12 @@ mod status {
     pub const INTERNAL_SERVER_ERROR: u16 = 500;
     pub const SERVICE_UNAVAILABLE: u16 = 503;
 }
+
+/// The message of a 5xx that is a fault of ours, as OpenAI words it; the details are in the log under the
+/// response's `x-request-id`.
+pub const INTERNAL_ERROR_MESSAGE: &str =
+    "The server had an error while processing your request. Sorry about that! \
+     The log has the details under this response's x-request-id.";
 
 /// Seconds a client should wait before retrying a 503 (model still loading).
 pub const RETRY_AFTER_NOT_READY_SECS: u64 = 5;
@@ -38,6 +45,8 @@ pub enum RequestError {
     UnsupportedMediaType(String),
     #[error("could not read the request body: {0}")]
     PayloadRead(String),
+    #[error("the request body did not arrive in time: {received} bytes in {seconds} s")]
+    BodyTimeout { received: usize, seconds: u64 },
     #[error("request body is not valid JSON: {message}")]
     MalformedJson { message: String },
     #[error("invalid request body: {message}")]
@@ -67,6 +76,12 @@ pub enum ValidationError {
          which leaves no room for a completion. Please shorten the prompt."
     )]
     ContextLengthExceeded { limit: usize, prompt_tokens: usize },
+    /// Found from the prompt's size before it was tokenized: it cannot fit, however it tokenizes.
+    #[error(
+        "This model's maximum context length is {limit} tokens. However, your prompt has at least {at_least} tokens, \
+         which leaves no room for a completion. Please shorten the prompt."
+    )]
+    PromptTooLong { limit: usize, at_least: usize },
     #[error(
         "The model `{model}` does not accept images; send text content only or use a vision model"
     )]
@@ -176,6 +191,12 @@ impl ApiError {
                 RequestError::PayloadRead(_) => {
                     parts(S::BAD_REQUEST, "invalid_request_error", None, None)
                 }
+                RequestError::BodyTimeout { .. } => parts(
+                    S::REQUEST_TIMEOUT,
+                    "invalid_request_error",
+                    Some("request_timeout"),
+                    None,
+                ),
                 RequestError::MalformedJson { .. } => parts(
                     S::BAD_REQUEST,
                     "invalid_request_error",
@@ -199,7 +220,8 @@ impl ApiError {
                     Some("unsupported_parameter"),
                     Some(param),
                 ),
-                ValidationError::ContextLengthExceeded { .. } => parts(
+                ValidationError::ContextLengthExceeded { .. }
+                | ValidationError::PromptTooLong { .. } => parts(
                     S::BAD_REQUEST,
                     "invalid_request_error",
                     Some("context_length_exceeded"),
@@ -213,7 +235,7 @@ impl ApiError {
                 ),
             },
             ApiError::Engine(e) => match e {
-                EngineError::Rejected(_) => {
+                EngineError::Rejected(_) | EngineError::ConstraintFailed(_) => {
                     parts(S::BAD_REQUEST, "invalid_request_error", None, None)
                 }
                 EngineError::Unavailable(_) => parts(
@@ -261,12 +283,14 @@ impl ApiError {
                     Some("invalid_api_key"),
                     None,
                 ),
-                GatewayError::PermissionDenied { .. } => parts(
-                    S::FORBIDDEN,
-                    "permission_error",
-                    Some("permission_denied"),
-                    None,
-                ),
+                GatewayError::PermissionDenied { .. } | GatewayError::KeysNotConfigured { .. } => {
+                    parts(
+                        S::FORBIDDEN,
+                        "permission_error",
+                        Some("permission_denied"),
+                        None,
+                    )
+                }
                 GatewayError::ModelNotAllowed { .. } => parts(
                     S::FORBIDDEN,
                     "permission_error",
@@ -343,12 +367,23 @@ impl ApiError {
         }
     }
 
+    /// What the client is told. A fault of ours ([`ApiError::is_failure`]) and an engine that is
+    /// unavailable say only that: their own text can carry the engine's internals (paths, compiler
+    /// state), which go to the log with the request id instead.
+    pub fn client_message(&self) -> String {
+        if self.is_failure() || matches!(self, ApiError::Engine(EngineError::Unavailable(_))) {
+            INTERNAL_ERROR_MESSAGE.to_string()
+        } else {
+            self.to_string()
+        }
+    }
+
     /// The OpenAI error envelope for this error (also sent as a `data:` event when a stream fails).
     pub fn envelope(&self) -> ErrorResponse {
         let parts = self.parts();
         ErrorResponse {
             error: ErrorBody {
-                message: self.to_string(),
+                message: self.client_message(),
                 kind: parts.kind.to_string(),
                 param: parts.param,
                 code: parts.code.map(str::to_string),

@@ -1,4 +1,7 @@
-//! `ApiJson<T>`: the JSON body extractor whose every rejection is an OpenAI error envelope (never plain text).
+//! `ApiJson<T>`: the JSON body extractor whose every rejection is an OpenAI error envelope (never plain
+//! text). The body is read under the server's byte limit (or the key's, when lower: `routes::auth`
+//! puts it in the request) and a deadline that grows with what has arrived ([`BodyLimit`]), so that a
+//! client trickling its body is cut off rather than holding its connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,17 +9,47 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::web::{BytesMut, Data};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
-use crate::config::cli::DEFAULT_MAX_REQUEST_BODY_BYTES;
+use crate::config::cli::{
+    DEFAULT_BODY_MIN_RATE, DEFAULT_BODY_READ_TIMEOUT_SECS, DEFAULT_MAX_REQUEST_BODY_BYTES,
+};
 use crate::error::{ApiError, RequestError};
 
-/// The body limit in force, registered as app data by the server.
+/// The body rules in force, registered as app data by the server.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    pub max_bytes: usize,
+    /// The deadline before any byte has arrived…
+    pub read_timeout: std::time::Duration,
+    /// …extended by a second for every this many bytes that have.
+    pub min_bytes_per_sec: usize,
+}
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        BodyLimit {
+            max_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
+            read_timeout: std::time::Duration::from_secs(DEFAULT_BODY_READ_TIMEOUT_SECS),
+            min_bytes_per_sec: DEFAULT_BODY_MIN_RATE,
+        }
+    }
+}
+
+impl BodyLimit {
+    /// How long a body may take, having received `bytes` so far.
+    fn deadline_after(&self, bytes: usize) -> std::time::Duration {
+        let earned = bytes as f64 / self.min_bytes_per_sec.max(1) as f64;
+        self.read_timeout + std::time::Duration::from_secs_f64(earned)
+    }
+}
+
+/// The caller's key's byte cap on one body, when it has one (put in the request by `routes::auth`).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyBodyLimit(pub usize);
 
 pub struct ApiJson<T>(pub T);
 
@@ -64,9 +97,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
+        let rules = req
             .app_data::<Data<BodyLimit>>()
-            .map_or(DEFAULT_MAX_REQUEST_BODY_BYTES, |l| l.0);
+            .map_or_else(BodyLimit::default, |rules| *rules.get_ref());
+        let key_limit = req.extensions().get::<KeyBodyLimit>().map(|l| l.0);
+        let limit = key_limit.map_or(rules.max_bytes, |k| k.min(rules.max_bytes));
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -87,8 +122,21 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             if let Some(given) = declared_length.filter(|&n| n > limit) {
                 return Err(RequestError::PayloadTooLarge { limit, given }.into());
             }
+            let started = tokio::time::Instant::now();
             let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
+            loop {
+                let deadline = started + rules.deadline_after(body.len());
+                let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(_) => {
+                        return Err(RequestError::BodyTimeout {
+                            received: body.len(),
+                            seconds: started.elapsed().as_secs(),
+                        }
+                        .into())
+                    }
+                };
                 let chunk = chunk.map_err(|e| RequestError::PayloadRead(e.to_string()))?;
                 if body.len() + chunk.len() > limit {
                     return Err(RequestError::PayloadTooLarge {

@@ -1,13 +1,14 @@
 //! What every front (HTTP routes, gRPC) does with a wire request before it writes the answer: validate
 //! it, check it against the model (looked up once, by the caller), check the caller may use that model
-//! (the gateway), plan it in the generation core, and hold the caller's token budget for it.
+//! (the gateway), plan it in the generation core, and hold the caller's token budget for it (its request
+//! and concurrent slot were taken before its body was read: `routes::auth`, `grpc::auth`).
 
 use crate::api::chat::ChatCompletionRequest;
 use crate::api::completions::CompletionRequest;
 use crate::api::embeddings::EmbeddingRequest;
-use crate::config::keys::Limits;
 use crate::engine::Prompt;
 use crate::error::ApiError;
+use crate::gateway::limiter::KeyBudget;
 use crate::gateway::quota::{QuotaError, RateHeaders};
 use crate::gateway::Principal;
 use crate::generation::request::ValidatedGeneration;
@@ -54,6 +55,7 @@ pub struct PreparedEmbedding {
 pub async fn embedding(
     state: &AppState,
     caller: &Principal,
+    budget: &KeyBudget,
     request: EmbeddingRequest,
     log: &RequestLog,
 ) -> Result<PreparedEmbedding, ApiError> {
@@ -72,7 +74,7 @@ pub async fn embedding(
         .sum();
     log.set_prompt_tokens(prompt_tokens);
     log.set_completion_tokens(0);
-    let rate_headers = reserve_budget(state, caller, prompt_tokens as u64, 0, log).await?;
+    let rate_headers = budget.reserve_tokens(prompt_tokens as u64, 0).await?;
     Ok(PreparedEmbedding {
         model,
         embedding,
@@ -84,8 +86,8 @@ pub async fn embedding(
 /// `resolved` is the request's one model lookup: an unknown or loading model is reported after the
 /// request's own faults.
 pub async fn chat(
-    state: &AppState,
     caller: &Principal,
+    budget: &KeyBudget,
     resolved: Result<Routed, ApiError>,
     request: ChatCompletionRequest,
     log: &RequestLog,
@@ -98,7 +100,7 @@ pub async fn chat(
     validate::model::check(&chat.generation, chat.has_images(), &model.name, info)?;
     let parse_tools = chat.tools.is_some();
     let prompts = vec![Prompt::Chat(chat.messages)];
-    let prepared = plan(state, caller, model, chat.generation, prompts, log).await?;
+    let prepared = plan(budget, model, chat.generation, prompts, log).await?;
     Ok(PreparedChat {
         prepared,
         parse_tools,
@@ -108,6 +110,7 @@ pub async fn chat(
 pub async fn completion(
     state: &AppState,
     caller: &Principal,
+    budget: &KeyBudget,
     request: CompletionRequest,
     log: &RequestLog,
 ) -> Result<PreparedCompletion, ApiError> {
@@ -122,7 +125,7 @@ pub async fn completion(
     validate::model::check(&completion.generation, false, &model.name, info)?;
     let suffix = completion.suffix.as_deref();
     let prompts = completion::prompts(&completion.prompts, suffix, &model.name, info)?;
-    let prepared = plan(state, caller, model, completion.generation, prompts, log).await?;
+    let prepared = plan(budget, model, completion.generation, prompts, log).await?;
     Ok(PreparedCompletion {
         prepared,
         prompts: completion.prompts,
@@ -137,16 +140,27 @@ pub fn identity<'a>(caller: &'a Principal, named: Option<&'a str>) -> Option<&'a
 }
 
 async fn plan(
-    state: &AppState,
-    caller: &Principal,
+    budget: &KeyBudget,
     model: Routed,
     generation: ValidatedGeneration,
     prompts: Vec<Prompt>,
     log: &RequestLog,
 ) -> Result<Prepared, ApiError> {
+    // Refused before any prompt is counted: a prompt whose bytes alone exceed what the key's token
+    // limit could ever admit.
+    if let Some(limit) = budget.token_limit() {
+        let floor = generation::prompt_token_floor(&prompts, model.engine.info()) as u64;
+        if floor > limit {
+            return Err(QuotaError::TooLarge {
+                limit,
+                prompt: floor,
+            }
+            .into());
+        }
+    }
     let mut planned =
         generation::plan(model.served.clone(), generation.clone(), prompts, log).await?;
-    let rate_headers = hold_budget(state, caller, &mut planned, log).await?;
+    let rate_headers = hold_tokens(budget, &mut planned).await?;
     Ok(Prepared {
         model,
         generation,
@@ -155,64 +169,20 @@ async fn plan(
     })
 }
 
-/// Holds the caller's request and token budget for this request: its prompt plus every token its
-/// choices may generate (`max_tokens` fitted into the key's token limit), given back down to what it
-/// really used when its response ends (`RequestLog::on_end`), however it ends.
-async fn hold_budget(
-    state: &AppState,
-    caller: &Principal,
+/// Holds the caller's tokens for this request: its prompt plus every token its choices may generate
+/// (`max_tokens` fitted into the key's token limit), given back down to what it really used when its
+/// response ends (the settlement `routes::auth` registered at admission), however it ends.
+async fn hold_tokens(
+    budget: &KeyBudget,
     planned: &mut PlannedGeneration,
-    log: &RequestLog,
 ) -> Result<RateHeaders, ApiError> {
-    let limits = caller.limits;
-    // No key, or a key without limits: nothing to hold (and, with Redis, no round trip).
-    if caller.key_id.is_none() || limits == Limits::default() {
-        return Ok(RateHeaders::default());
-    }
     let prompt = planned.prompt_tokens() as u64;
-    if let Some(tpm) = limits.tpm {
+    if let Some(tpm) = budget.token_limit() {
         let room = tpm.saturating_sub(prompt) as usize;
         if !planned.fit_completion_budget(room) {
             return Err(QuotaError::TooLarge { limit: tpm, prompt }.into());
         }
     }
     let completion = planned.completion_budget() as u64;
-    reserve_budget(state, caller, prompt, completion, log).await
-}
-
-/// Reserves `prompt + completion` tokens (and one request) of the caller's limits, given back down to
-/// what the response used when it ends (`RequestLog::on_end`), however it ends. Keys without limits
-/// reserve nothing.
-async fn reserve_budget(
-    state: &AppState,
-    caller: &Principal,
-    prompt: u64,
-    completion: u64,
-    log: &RequestLog,
-) -> Result<RateHeaders, ApiError> {
-    let limits = caller.limits;
-    let Some(key) = caller
-        .key_id
-        .as_deref()
-        .filter(|_| limits != Limits::default())
-    else {
-        return Ok(RateHeaders::default());
-    };
-    if let Some(tpm) = limits.tpm.filter(|tpm| prompt > *tpm) {
-        return Err(QuotaError::TooLarge { limit: tpm, prompt }.into());
-    }
-    let held = state
-        .limiter
-        .reserve(key, limits, prompt, prompt + completion)
-        .await?;
-    let headers = held.headers().clone();
-    log.on_end(move |usage| {
-        let used = if usage.admitted {
-            (usage.prompt_tokens + usage.completion_tokens) as u64
-        } else {
-            0
-        };
-        held.settle(Some(used));
-    });
-    Ok(headers)
+    Ok(budget.reserve_tokens(prompt, completion).await?)
 }

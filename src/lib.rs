@@ -96,3 +96,6 @@ pub mod tools;
 pub mod validate;
 
 pub use server::{app, start, RunningServer};
+
+#[cfg(test)]
+mod fuzz;

@@ -26,7 +26,11 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let limit = BodyLimit(state.config.server.max_request_body_bytes);
+    let limit = BodyLimit {
+        max_bytes: state.config.server.max_request_body_bytes,
+        read_timeout: state.config.server.body_read_timeout,
+        min_bytes_per_sec: state.config.server.body_min_rate,
+    };
     let metrics_here = state.config.server.metrics_port.is_none();
     let with_ui = state.config.server.ui;
     let cors = cors(&state.config.server.cors_allow_origins);
@@ -38,8 +42,8 @@ pub fn app(
     app.app_data(state)
         .app_data(web::Data::new(limit))
         // The last wrapped runs first: CORS answers preflights before any key is asked for; every
-        // request, refused or not, is logged; then the key is checked.
-        .wrap(from_fn(routes::auth::require_key))
+        // request, refused or not, is logged; then the key is read (each handler's `Guarded` decides).
+        .wrap(from_fn(routes::auth::authenticate))
         .wrap(from_fn(telemetry::request_context))
         .wrap(actix_web::middleware::Condition::new(
             cors.is_some(),
@@ -47,7 +51,7 @@ pub fn app(
         ))
         .configure(|cfg| routes::configure(cfg, metrics_here, with_ui))
         .configure(openapi::configure)
-        .default_service(web::to(routes::not_found))
+        .default_service(routes::guarded(web::route(), routes::not_found))
 }
 
 /// CORS for `--cors-allow-origin`; `None` when no origin is allowed.
@@ -99,8 +103,10 @@ fn metrics_app(
 > {
     App::new()
         .app_data(state)
+        // Whoever reaches this port may read the metrics, and nothing else.
+        .wrap(from_fn(routes::auth::scraper))
         .configure(routes::metrics::configure)
-        .default_service(web::to(routes::not_found))
+        .default_service(routes::guarded(web::route(), routes::not_found))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +281,7 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     let spec = config
         .models_spec()
         .map_err(|e| ServeError::ModelLoad(e.to_string()))?;
+    crate::state::redis_settings(&config).map_err(|e| ServeError::ModelLoad(e.to_string()))?;
     let mut state = AppState::new(config, spec.keys.clone());
     state.spans = spans;
     let state = web::Data::new(state);
@@ -408,5 +415,7 @@ fn start_models(
     Ok(())
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use crate::config::keys::KeysSpec;
 use crate::config::Config;
+use crate::gateway::limiter::Limiter;
 use crate::gateway::quota::Quotas;
-use crate::gateway::shared::{Limiter, SharedQuotas};
+use crate::gateway::shared::{RedisSettings, SharedQuotas};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::models::loading::MistralLoader;
@@ -37,6 +38,18 @@ pub struct AppState {
     started: AtomicBool,
 }
 
+/// The Redis behind `--limits-redis`, when set: its URLs parsed and its CA file read.
+pub fn redis_settings(
+    config: &Config,
+) -> Result<Option<RedisSettings>, crate::gateway::shared::SharedLimitsError> {
+    config
+        .limits
+        .redis
+        .as_deref()
+        .map(|urls| RedisSettings::from_flags(urls, config.limits.redis_ca_file.as_deref()))
+        .transpose()
+}
+
 impl AppState {
     /// A state whose registry loads with mistral.rs; it holds no model until the spec is applied.
     /// `keys`: the models file's, read once with its models (none with the flags alone), in force
@@ -48,10 +61,10 @@ impl AppState {
         }
         AppState {
             gateway: Gateway::new(keys),
-            limiter: match &config.limits.redis {
-                Some(url) => Limiter::Shared(
-                    SharedQuotas::new(url, config.limits.replicas)
-                        .expect("--limits-redis was checked with the flags"),
+            limiter: match redis_settings(&config).expect("server::start checks --limits-redis") {
+                Some(settings) => Limiter::Shared(
+                    SharedQuotas::new(&settings, config.limits.replicas)
+                        .expect("server::start checks --limits-redis"),
                 ),
                 None => Limiter::Local(Quotas::default()),
             },

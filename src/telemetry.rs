@@ -23,6 +23,57 @@ use crate::metrics::{Metrics, RequestOutcome};
 use crate::otlp::{AttributeValue, FinishedSpan, SpanExporter, TraceContext};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The status a request's line carries when its client went away before the response began.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+/// Lines of refused or failed requests without a key: at most this many per second, the rest counted
+/// into the next one written (anyone can send malformed requests; nobody can flood the log with them).
+const ANONYMOUS_LINES_PER_SECOND: u32 = 20;
+
+/// A per-second budget of log lines; what it refuses is counted and reported with the next line let
+/// through.
+struct LineBudget {
+    state: Mutex<(Instant, u32, u64)>,
+}
+
+impl LineBudget {
+    fn new() -> Self {
+        LineBudget {
+            state: Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+
+    /// `Some(lines suppressed before this one)` when a line may be written now.
+    fn allow(&self) -> Option<u64> {
+        let mut state = self.state.lock().expect("line budget lock");
+        let (window, written, suppressed) = &mut *state;
+        if window.elapsed() >= Duration::from_secs(1) {
+            *window = Instant::now();
+            *written = 0;
+        }
+        if *written >= ANONYMOUS_LINES_PER_SECOND {
+            *suppressed += 1;
+            return None;
+        }
+        *written += 1;
+        Some(std::mem::take(suppressed))
+    }
+}
+
+fn anonymous_lines() -> &'static LineBudget {
+    static BUDGET: std::sync::OnceLock<LineBudget> = std::sync::OnceLock::new();
+    BUDGET.get_or_init(LineBudget::new)
+}
+
+/// A failure of ours (a 5xx that is not an expected refusal), logged once, in full, inside the
+/// request's span: at error level for a keyed caller, at most warn (and within the anonymous budget) for
+/// one without a key. The client gets the clean message.
+fn log_failure(error: &ApiError, keyed: bool) {
+    if keyed {
+        tracing::error!(error = %error, code = error.label(), "request failed");
+    } else if let Some(suppressed) = anonymous_lines().allow() {
+        tracing::warn!(error = %error, code = error.label(), suppressed_lines = suppressed, "request failed");
+    }
+}
 /// W3C trace context: the caller's trace, continued in our spans and logs.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Longest client-supplied request id echoed back; longer or non-printable ones are replaced.
@@ -143,6 +194,15 @@ impl RequestLog {
         });
     }
     /// The caller's API key id.
+    /// The API key's id, once known.
+    pub fn key_id(&self) -> Option<String> {
+        self.facts
+            .lock()
+            .expect("request facts lock")
+            .key_id
+            .clone()
+    }
+
     pub fn set_key(&self, key_id: &str) {
         self.update(|facts| facts.key_id = Some(key_id.to_string()));
     }
@@ -241,42 +301,56 @@ pub async fn request_context(
     let started_at = SystemTime::now();
     let log = RequestLog::new(metrics);
     req.extensions_mut().insert(log.clone());
-    let method = req.method().to_string();
-    let path = req.path().to_string();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         trace_id = %trace.trace_id,
         span_id = %trace.span_id
     );
-    let mut response = next.call(req).instrument(span.clone()).await?;
+    // The line exists before the handler runs: a client that goes away before the response (a
+    // non-streamed request abandoned mid-generation drops this future) still gets its line, as 499
+    // (nginx's "client closed request"), counted as a disconnect.
+    let mut line = LogLine {
+        span: span.clone(),
+        request_id: id.clone(),
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+        route: req
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string()),
+        status: CLIENT_CLOSED_REQUEST,
+        grpc_code: None,
+        log: log.clone(),
+        completed: false,
+        trace: exporter.map(|exporter| (exporter, trace, started_at)),
+    };
+    let mut response = match next.call(req).instrument(span).await {
+        Ok(response) => response,
+        Err(error) => {
+            line.status = error.as_response_error().status_code().as_u16();
+            line.completed = true;
+            return Err(error);
+        }
+    };
     response.headers_mut().insert(
         HeaderName::from_static(REQUEST_ID_HEADER),
         HeaderValue::from_str(&id).expect("request ids are visible ASCII"),
     );
-    let status = response.status().as_u16();
+    line.status = response.status().as_u16();
     if let Some(error) = response.response().error() {
         if let Some(error) = error.as_error::<ApiError>() {
             log.set_error(error.label());
+            if error.is_failure() {
+                let _entered = line.span.enter();
+                log_failure(error, log.key_id().is_some());
+            }
         }
     }
     // Route templates only: a metric label never carries a raw path.
-    let route = response
+    line.route = response
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
-    let line = LogLine {
-        span,
-        request_id: id,
-        method,
-        path,
-        route,
-        status,
-        grpc_code: None,
-        log,
-        completed: false,
-        trace: exporter.map(|exporter| (exporter, trace, started_at)),
-    };
     Ok(response.map_body(move |_, body| {
         let mut line = line;
         // A body with nothing to send is never polled to its end: it is complete as it stands.
@@ -433,7 +507,16 @@ impl Drop for LogLine {
             tracing::debug!(method = %self.method, path = %self.path, status = self.status, duration_ms, "request");
             return;
         }
+        // Refused or failed without a key: within the anonymous budget only (metrics count them all).
+        let mut suppressed_lines = None;
+        if facts.key_id.is_none() && self.status >= 400 && self.status != CLIENT_CLOSED_REQUEST {
+            match anonymous_lines().allow() {
+                Some(n) => suppressed_lines = Some(n).filter(|n| *n > 0),
+                None => return,
+            }
+        }
         tracing::info!(
+            suppressed_lines,
             method = %self.method,
             path = %self.path,
             status = self.status,

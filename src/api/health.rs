@@ -3,10 +3,20 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// What every caller sees: the status word. A caller whose key may read the models (everyone, on a
+/// server without keys) also sees the details.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthStatus {
     /// `ok`, `loading`, `draining`, `overloaded` or `failed`.
     pub status: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub details: Option<HealthDetails>,
+}
+
+/// What an operator needs to see at a glance; never shown to a caller without a key where keys exist
+/// (alias names, failure reasons and the limits mode are not for anonymous eyes).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthDetails {
     /// Why the probe is not 200, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -21,7 +31,8 @@ pub struct HealthStatus {
     pub engine_sequences: usize,
     /// Where per-key limits are decided: `local`, `shared` (Redis), or `local: Redis unreachable`.
     pub limits: String,
-    /// Every alias: ready means a request for it would be served now (readiness needs all of them).
+    /// Every alias the caller may use: ready means a request for it would be served now (readiness
+    /// needs all of them).
     pub models: Vec<AliasHealth>,
 }
 

@@ -20,6 +20,11 @@ use super::{
 
 /// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Seconds a request body gets before the deadline (`--body-read-timeout`), plus one per
+/// [`DEFAULT_BODY_MIN_RATE`] bytes received.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 10;
+/// 64 KiB/s: a phone on a poor uplink still sends a 1 MB screenshot well inside its deadline.
+pub const DEFAULT_BODY_MIN_RATE: usize = 64 * 1024;
 /// Sequences the engine runs at once (mistral.rs server's own default).
 pub const DEFAULT_MAX_NUM_SEQS: usize = 16;
 /// Requests that may wait for a free sequence slot before new ones get 429.
@@ -134,6 +139,17 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_MAX_REQUEST_BODY_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BODY_BYTES)]
     pub max_request_body_bytes: usize,
 
+    /// Seconds a request body has to arrive in, plus one second for every --body-min-rate bytes that have
+    /// arrived: a client that trickles its body (one byte every few seconds, holding a connection and a
+    /// worker's attention) gets 408 at the deadline, while a large body on a slow link still arrives.
+    #[arg(long, env = "LLMSERVE_BODY_READ_TIMEOUT", default_value_t = DEFAULT_BODY_READ_TIMEOUT_SECS)]
+    pub body_read_timeout: u64,
+
+    /// Bytes per second of request body that extend --body-read-timeout (the slowest upload served
+    /// without a deadline of its own).
+    #[arg(long, env = "LLMSERVE_BODY_MIN_RATE", default_value_t = DEFAULT_BODY_MIN_RATE)]
+    pub body_min_rate: usize,
+
     /// Seconds of silence after which a stream gets an SSE keep-alive comment (`: ping`).
     #[arg(long, env = "LLMSERVE_SSE_KEEP_ALIVE", default_value_t = DEFAULT_SSE_KEEP_ALIVE_SECS)]
     pub sse_keep_alive: u64,
@@ -167,11 +183,17 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_ALLOW_REMOTE_IMAGES", action = clap::ArgAction::SetTrue)]
     pub allow_remote_images: bool,
 
-    /// Keep per-key limits in Redis (`redis://host:port`), so that every replica enforces one budget per
-    /// key. If Redis cannot be reached a replica serves on its own share of each limit (divided by
-    /// --limits-replicas) until it can. Unset: limits per process.
+    /// Keep per-key limits in Redis, so that every replica enforces one budget per key:
+    /// `redis://[user:password@]host[:port]`, `rediss://…` for TLS, or several URLs, comma-separated, for
+    /// the nodes of a Redis Cluster. If Redis cannot be reached a replica serves on its own share of each
+    /// limit (divided by --limits-replicas) until it can. Unset: limits per process.
     #[arg(long, env = "LLMSERVE_LIMITS_REDIS")]
     pub limits_redis: Option<String>,
+
+    /// PEM file of the CA certificates that sign the `rediss://` server's certificate (a private CA);
+    /// unset: the system's roots.
+    #[arg(long, env = "LLMSERVE_LIMITS_REDIS_CA_FILE")]
+    pub limits_redis_ca_file: Option<PathBuf>,
 
     /// Replicas sharing the limits: while Redis is unreachable each replica allows this fraction of them.
     #[arg(long, env = "LLMSERVE_LIMITS_REPLICAS", default_value_t = 1)]
@@ -182,13 +204,15 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
     pub cors_allow_origin: Vec<String>,
 
-    /// Stored responses kept for `GET /v1/responses/{id}` and `previous_response_id` (in memory, per
-    /// process); the least recently used go first. 0 keeps none.
+    /// Stored responses kept for `GET /v1/responses/{id}` and `previous_response_id`, per API key (in
+    /// memory, per process; each key's least recently used go first, and never another key's). 0 keeps
+    /// none.
     #[arg(long, env = "LLMSERVE_RESPONSES_STORE_SIZE", default_value_t = 1000)]
     pub responses_store_size: usize,
 
-    /// Most memory the stored responses take together, in MiB (images inside them count).
-    #[arg(long, env = "LLMSERVE_RESPONSES_STORE_MIB", default_value_t = 256)]
+    /// Most memory one API key's stored responses take together, in MiB (images inside them count).
+    /// The worst case in all is this times the keys that store responses.
+    #[arg(long, env = "LLMSERVE_RESPONSES_STORE_MIB", default_value_t = 64)]
     pub responses_store_mib: usize,
 
     /// Seconds a stored response is kept after it was made.
@@ -225,6 +249,8 @@ impl Cli {
             chat_template,
             cache_dir,
             max_request_body_bytes,
+            body_read_timeout,
+            body_min_rate,
             sse_keep_alive,
             metrics_port,
             grpc_port,
@@ -234,6 +260,7 @@ impl Cli {
             allow_remote_images,
             cors_allow_origin,
             limits_redis,
+            limits_redis_ca_file,
             limits_replicas,
             responses_store_size,
             responses_store_mib,
@@ -245,12 +272,17 @@ impl Cli {
         if models_file.is_some() && model_flags_given {
             return Err(ConfigError::ModelFlagsWithModelsFile);
         }
-        if let Some(url) = &limits_redis {
-            let host = url
-                .strip_prefix("redis://")
-                .map(|r| r.split('/').next().unwrap_or(""));
-            if host.is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace)) {
-                return Err(ConfigError::BadLimitsRedis(url.clone()));
+        if let Some(urls) = &limits_redis {
+            for url in urls.split(',') {
+                let host = url
+                    .trim()
+                    .strip_prefix("redis://")
+                    .or_else(|| url.trim().strip_prefix("rediss://"))
+                    .map(|r| r.split('/').next().unwrap_or(""))
+                    .map(|h| h.rsplit('@').next().unwrap_or(""));
+                if host.is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace)) {
+                    return Err(ConfigError::BadLimitsRedis(redact_url(url)));
+                }
             }
         }
         if limits_replicas == 0 {
@@ -284,6 +316,9 @@ impl Cli {
         }
         if sse_keep_alive == 0 {
             return Err(ConfigError::ZeroKeepAlive);
+        }
+        if body_read_timeout == 0 || body_min_rate == 0 {
+            return Err(ConfigError::ZeroBodyDeadline);
         }
         if max_request_body_bytes < 1024 {
             return Err(ConfigError::TinyBodyLimit);
@@ -358,6 +393,7 @@ impl Cli {
             paged_attention_reason,
             limits: LimitsConfig {
                 redis: limits_redis,
+                redis_ca_file: limits_redis_ca_file,
                 replicas: limits_replicas,
             },
             queue: QueueConfig {
@@ -371,6 +407,8 @@ impl Cli {
                 metrics_port,
                 grpc_port,
                 max_request_body_bytes,
+                body_read_timeout: Duration::from_secs(body_read_timeout),
+                body_min_rate,
                 sse_keep_alive: Duration::from_secs(sse_keep_alive),
                 drain_timeout: Duration::from_secs(drain_timeout),
                 allow_remote_images,
@@ -403,6 +441,20 @@ fn parse_gpu_memory(value: &str) -> Result<GpuMemory, ConfigError> {
         Ok(GpuMemory::MiB(number as usize))
     } else {
         Err(bad())
+    }
+}
+
+/// A URL without its password (errors and logs show it).
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 

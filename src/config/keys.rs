@@ -11,6 +11,7 @@
 //! rpm = 60                       # requests per minute
 //! tpm = 20000                    # prompt + completion tokens per minute
 //! max_concurrent = 4
+//! max_request_bytes = 2000000    # one request body, at most (under --max-request-body-bytes)
 //! expires = "2027-01-01T00:00:00Z"
 //!
 //! [roles]
@@ -61,6 +62,11 @@ impl Action {
         Action::DocsRead,
     ];
 
+    /// Actions only a key can have: a server without keys does not offer them at all.
+    pub fn needs_a_key(self) -> bool {
+        matches!(self, Action::Admin)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Action::ChatCompletions => "chat.completions",
@@ -105,7 +111,8 @@ fn builtin_role(name: &str) -> Option<Vec<Action>> {
     }
 }
 
-/// Requests per minute, tokens per minute, concurrent requests; `None`: no limit.
+/// Requests per minute, tokens per minute, concurrent requests, bytes of one request body; `None`: no
+/// limit (the body still has the server's `--max-request-body-bytes`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -115,6 +122,8 @@ pub struct Limits {
     pub tpm: Option<u64>,
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+    #[serde(default)]
+    pub max_request_bytes: Option<usize>,
 }
 
 impl Limits {
@@ -124,7 +133,14 @@ impl Limits {
             rpm: self.rpm.or(defaults.rpm),
             tpm: self.tpm.or(defaults.tpm),
             max_concurrent: self.max_concurrent.or(defaults.max_concurrent),
+            max_request_bytes: self.max_request_bytes.or(defaults.max_request_bytes),
         }
+    }
+
+    /// Whether any budget is kept for the key (requests, tokens or concurrency): a key with none is
+    /// admitted without a window, and with Redis without a round trip. The byte cap needs no window.
+    pub fn counts_requests(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some() || self.max_concurrent.is_some()
     }
 }
 
@@ -313,7 +329,11 @@ pub fn keys_spec(
             }
         };
         let limits = fields.limits.over(defaults);
-        if limits.rpm == Some(0) || limits.tpm == Some(0) || limits.max_concurrent == Some(0) {
+        if limits.rpm == Some(0)
+            || limits.tpm == Some(0)
+            || limits.max_concurrent == Some(0)
+            || limits.max_request_bytes == Some(0)
+        {
             return Err(format!(
                 "key `{id}`: a limit of 0 refuses everything; remove the key instead"
             ));
@@ -365,6 +385,7 @@ mod tests {
             rpm: Some(600),
             tpm: Some(1000),
             max_concurrent: None,
+            max_request_bytes: None,
         };
         let spec = keys_spec(&keys, &roles, defaults, |v| {
             (v == "B_KEY").then(|| "sk-two".into())

@@ -98,8 +98,11 @@ pub struct QueueConfig {
 /// Per-key limits: in this process, or shared through Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitsConfig {
-    /// `--limits-redis`: `redis://host:port`; `None`: limits per process.
+    /// `--limits-redis`: `redis://…`, `rediss://…`, or a cluster's comma-separated nodes; `None`: limits
+    /// per process.
     pub redis: Option<String>,
+    /// `--limits-redis-ca-file`: the CA that signs a `rediss://` server's certificate.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// `--limits-replicas`: what each limit is divided by while Redis is unreachable.
     pub replicas: u32,
 }
@@ -115,6 +118,10 @@ pub struct ServerConfig {
     /// `None`: no gRPC.
     pub grpc_port: Option<u16>,
     pub max_request_body_bytes: usize,
+    /// `--body-read-timeout`: the body's deadline before any of it arrived.
+    pub body_read_timeout: Duration,
+    /// `--body-min-rate`: bytes that extend the deadline by a second.
+    pub body_min_rate: usize,
     pub sse_keep_alive: Duration,
     /// How long in-flight requests get to finish after SIGTERM.
     pub drain_timeout: Duration,
@@ -162,6 +169,8 @@ pub enum ConfigError {
     ZeroKeepAlive,
     #[error("--max-request-body-bytes must be at least 1024")]
     TinyBodyLimit,
+    #[error("--body-read-timeout and --body-min-rate must be at least 1")]
+    ZeroBodyDeadline,
     #[error("--queue-timeout must be at least 1 second (leave it unset for no limit)")]
     ZeroQueueTimeout,
     #[error(

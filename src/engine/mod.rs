@@ -208,6 +208,10 @@ pub enum EngineError {
     Unavailable(String),
     #[error("The engine failed: {0}")]
     Internal(String),
+    /// The output constraint's parser gave up while decoding (its grammar outgrew the parser's limits):
+    /// the request's fault, not the engine's.
+    #[error("The output constraint failed while decoding: {0}")]
+    ConstraintFailed(String),
     #[error(
         "{path}: GGUF architecture `{architecture}` is not supported by mistral.rs 0.8.1 (supported: {supported})"
     )]
@@ -233,6 +237,9 @@ pub struct ModelInfo {
     pub fill_in_middle: Option<FillInMiddle>,
     /// `Some(width)` for an embedding model (it embeds and does not generate).
     pub embedding_dimensions: Option<usize>,
+    /// The most bytes of text one token stands for (the longest piece, special tokens by name): a
+    /// prompt's bytes over this bound its token count from below without the tokenizer. 0: unknown.
+    pub max_token_bytes: usize,
 }
 
 /// One input of an embedding request: text (tokenized as the model's tokenizer does, special tokens

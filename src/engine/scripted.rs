@@ -20,6 +20,8 @@ pub struct ScriptedEngine {
     pub delay: Duration,
     /// Every request submitted, in order.
     pub requests: Mutex<Vec<GenerationRequest>>,
+    /// Prompts tokenized (counted), in all: what a refusal before tokenizing must leave unchanged.
+    pub tokenized: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -28,6 +30,8 @@ impl Engine for ScriptedEngine {
         &self.info
     }
     async fn tokenize(&self, _: &Prompt) -> Result<Vec<u32>, EngineError> {
+        self.tokenized
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok((0..self.prompt_tokens as u32).collect())
     }
     fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
@@ -81,10 +85,12 @@ pub fn engine(
             vocab_size: 100,
             fill_in_middle: None,
             embedding_dimensions: None,
+            max_token_bytes: 16,
         },
         prompt_tokens,
         script,
         delay,
         requests: Mutex::new(Vec::new()),
+        tokenized: Default::default(),
     })
 }

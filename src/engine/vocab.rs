@@ -32,6 +32,18 @@ impl Vocabulary {
         self.pieces.is_empty()
     }
 
+    /// The longest piece in bytes (a special token by its name): the most text one token stands for.
+    pub fn longest_piece_bytes(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(bytes) => bytes.len(),
+                Piece::Special(name) => name.len(),
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn is_end_of_sequence(&self, token: u32) -> bool {
         self.end_of_sequence.contains(&token)
     }

@@ -1,8 +1,11 @@
 //! The gateway, between the model lookup and generation: who is calling. A presented API key is hashed
 //! and compared, in constant time, with every configured key's SHA-256; the matching key becomes a
 //! [`Principal`] (its id, its role's actions, the models it may use, its limits). No key configured: the
-//! server is open and every caller is [`Principal::open`]. [`quota`]: the key's limits.
+//! server is open and every caller is [`Principal::open`]. The key's limits: [`limiter`] (a request's hold
+//! on them), kept in this process ([`quota`]) or in Redis for every replica ([`shared`]).
 
+pub mod access;
+pub mod limiter;
 pub mod quota;
 pub mod shared;
 
@@ -24,6 +27,9 @@ pub enum GatewayError {
     PermissionDenied { key: String, action: &'static str },
     #[error("The API key `{key}` may not use the model `{model}`")]
     ModelNotAllowed { key: String, model: String },
+    /// An action that only a key can have (the admin API), on a server without keys.
+    #[error("{action} needs an API key whose role has it, and this server has no keys: add [[keys]] to the models file")]
+    KeysNotConfigured { action: &'static str },
 }
 
 /// The key a request presents: `Authorization: Bearer <key>` (scheme in any case), else `x-api-key`;
@@ -52,12 +58,36 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Everyone, on a server without keys.
+    /// Everyone, on a server without keys: every action but those only a key can have (the admin API).
     pub fn open() -> Self {
         Principal {
             key_id: None,
-            actions: Action::ALL.to_vec(),
+            actions: Action::ALL
+                .into_iter()
+                .filter(|a| !a.needs_a_key())
+                .collect(),
             models: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// A caller without a valid key where keys are configured, on the routes anyone may call (the
+    /// probes, the chat page): no action, no model.
+    pub fn anonymous() -> Self {
+        Principal {
+            key_id: None,
+            actions: Vec::new(),
+            models: Some(Vec::new()),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Whoever reaches `--metrics-port`, a port of its own for scrapers: `metrics.read` only.
+    pub fn scraper() -> Self {
+        Principal {
+            key_id: None,
+            actions: vec![Action::MetricsRead],
+            models: Some(Vec::new()),
             limits: Limits::default(),
         }
     }
@@ -70,6 +100,10 @@ impl Principal {
     pub fn require(&self, action: Action) -> Result<(), GatewayError> {
         if self.may(action) {
             Ok(())
+        } else if self.key_id.is_none() && action.needs_a_key() {
+            Err(GatewayError::KeysNotConfigured {
+                action: action.name(),
+            })
         } else {
             Err(GatewayError::PermissionDenied {
                 key: self.key_id.clone().unwrap_or_default(),
@@ -270,10 +304,29 @@ mod tests {
     }
 
     #[test]
-    fn without_keys_everyone_may_do_everything() {
+    fn without_keys_everyone_may_do_everything_but_administer() {
         let gateway = Gateway::new(KeysSpec::default());
         let open = gateway.authenticate(None, 0).unwrap();
         assert_eq!(open, Principal::open());
-        assert!(Action::ALL.iter().all(|a| open.may(*a)) && open.may_use("anything"));
+        assert!(Action::ALL
+            .iter()
+            .filter(|a| **a != Action::Admin)
+            .all(|a| open.may(*a)));
+        assert!(open.may_use("anything"));
+        assert_eq!(
+            open.require(Action::Admin),
+            Err(GatewayError::KeysNotConfigured { action: "admin" })
+        );
+    }
+
+    #[test]
+    fn anonymous_and_scraper_callers_may_do_almost_nothing() {
+        let anonymous = Principal::anonymous();
+        assert!(Action::ALL.iter().all(|a| !anonymous.may(*a)));
+        assert!(!anonymous.may_use("smollm2"));
+        let scraper = Principal::scraper();
+        assert!(Action::ALL
+            .iter()
+            .all(|a| scraper.may(*a) == (*a == Action::MetricsRead)));
     }
 }

@@ -2,8 +2,10 @@
 //! concurrent requests, over a sliding 60-second window (each admission and each token amount is kept with
 //! its time, so no edge of a fixed window lets 2× through).
 //!
-//! Tokens are reserved when a request is admitted (its prompt plus the `max_tokens` it may still
-//! generate) and settled with the real count when its response ends, whichever way it ends (finished,
+//! Admission is in two steps, so that a refusal costs nothing: the request and its concurrent slot are
+//! taken before its body is read ([`Quotas::admit`]); its tokens (its prompt plus the `max_tokens` it may
+//! still generate) once they are counted ([`Reservation::reserve_tokens`]). They are settled with the real
+//! count when its response ends, whichever way it ends (finished,
 //! streamed, cancelled by the client, failed): a client cannot overrun its budget by streaming or by
 //! disconnecting, and a short answer gives back what it did not use.
 
@@ -198,41 +200,30 @@ pub struct Quotas {
     inner: Arc<Inner>,
 }
 
-/// An admitted request's hold on its key's budget: settled (tokens rewritten to the real count, the
-/// concurrent slot freed) by [`Reservation::settle`], or on drop with what was reserved.
+/// An admitted request's hold on its key's budget: its request and concurrent slot from admission, its
+/// tokens once counted; settled (tokens rewritten to the real count, the concurrent slot freed) by
+/// [`Reservation::settle`], or on drop with what was reserved.
 pub struct Reservation {
     key: String,
     id: u64,
     quotas: Quotas,
+    limits: Limits,
+    /// The tokens held, once [`Reservation::reserve_tokens`] has run.
+    tokens: Option<u64>,
     settled: bool,
     /// What the response's headers say.
     pub headers: RateHeaders,
 }
 
 impl Quotas {
-    /// Admits a request of `key` under `limits` that may use `tokens` in all (prompt plus what it may
-    /// generate), or says when to retry. `prompt` alone over the token limit can never pass.
-    pub fn reserve(
-        &self,
-        key: &str,
-        limits: Limits,
-        prompt: u64,
-        tokens: u64,
-    ) -> Result<Reservation, QuotaError> {
-        self.reserve_at(key, limits, prompt, tokens, Instant::now())
+    /// Admits a request of `key` under `limits`, before its body is read: its concurrent slot and its
+    /// place in the requests-per-minute window, or when to retry. Its tokens are held later, once they
+    /// are counted ([`Reservation::reserve_tokens`]).
+    pub fn admit(&self, key: &str, limits: Limits) -> Result<Reservation, QuotaError> {
+        self.admit_at(key, limits, Instant::now())
     }
 
-    fn reserve_at(
-        &self,
-        key: &str,
-        limits: Limits,
-        prompt: u64,
-        tokens: u64,
-        now: Instant,
-    ) -> Result<Reservation, QuotaError> {
-        if let Some(limit) = limits.tpm.filter(|limit| prompt > *limit) {
-            return Err(QuotaError::TooLarge { limit, prompt });
-        }
+    fn admit_at(&self, key: &str, limits: Limits, now: Instant) -> Result<Reservation, QuotaError> {
         let mut keys = self.inner.keys.lock().expect("quota lock");
         let window = keys.entry(key.to_string()).or_default();
         window.prune(now);
@@ -257,8 +248,41 @@ impl Quotas {
                 headers: window.headers(now, limits),
             });
         }
+        let id = self
+            .inner
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        window.requests.push_back(now);
+        window.running += 1;
+        Ok(Reservation {
+            key: key.to_string(),
+            id,
+            quotas: self.clone(),
+            limits,
+            tokens: None,
+            settled: false,
+            headers: window.headers(now, limits),
+        })
+    }
+
+    /// Holds `tokens` (the prompt plus what the request may generate) for an admitted request. `prompt`
+    /// alone over the token limit can never pass.
+    fn reserve_tokens_at(
+        &self,
+        reservation: &mut Reservation,
+        prompt: u64,
+        tokens: u64,
+        now: Instant,
+    ) -> Result<(), QuotaError> {
+        let limits = reservation.limits;
+        if let Some(limit) = limits.tpm.filter(|limit| prompt > *limit) {
+            return Err(QuotaError::TooLarge { limit, prompt });
+        }
         // A request that could fit an empty window is charged at most the whole limit.
         let charged = limits.tpm.map_or(tokens, |limit| tokens.min(limit));
+        let mut keys = self.inner.keys.lock().expect("quota lock");
+        let window = keys.entry(reservation.key.clone()).or_default();
+        window.prune(now);
         if let Some(limit) = limits.tpm {
             let used = window.tokens_used();
             if used + charged > limit {
@@ -272,21 +296,11 @@ impl Quotas {
                 });
             }
         }
-        let id = self
-            .inner
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        window.requests.push_back(now);
-        window.tokens.push_back((now, id, charged));
+        window.tokens.push_back((now, reservation.id, charged));
         window.tokens_total += charged;
-        window.running += 1;
-        Ok(Reservation {
-            key: key.to_string(),
-            id,
-            quotas: self.clone(),
-            settled: false,
-            headers: window.headers(now, limits),
-        })
+        reservation.tokens = Some(charged);
+        reservation.headers = window.headers(now, limits);
+        Ok(())
     }
 
     fn settle(&self, key: &str, id: u64, used: Option<u64>) {
@@ -303,6 +317,12 @@ impl Quotas {
             }
         }
     }
+
+    /// Requests of `key` running now (holding a concurrent slot).
+    pub fn running(&self, key: &str) -> u32 {
+        let keys = self.inner.keys.lock().expect("quota lock");
+        keys.get(key).map_or(0, |w| w.running)
+    }
 }
 
 impl std::fmt::Debug for Reservation {
@@ -315,11 +335,18 @@ impl std::fmt::Debug for Reservation {
 }
 
 impl Reservation {
+    /// Holds the request's tokens (see [`Quotas`]); the headers then say what is left of both budgets.
+    pub fn reserve_tokens(&mut self, prompt: u64, tokens: u64) -> Result<(), QuotaError> {
+        let quotas = self.quotas.clone();
+        quotas.reserve_tokens_at(self, prompt, tokens, Instant::now())
+    }
+
     /// The response has ended: the key is charged what the request really used (prompt and completion
     /// tokens as counted), and its concurrent slot is freed.
     pub fn settle(mut self, used_tokens: u64) {
         self.settled = true;
-        self.quotas.settle(&self.key, self.id, Some(used_tokens));
+        let used = self.tokens.map(|_| used_tokens);
+        self.quotas.settle(&self.key, self.id, used);
     }
 }
 
@@ -341,6 +368,23 @@ mod tests {
             rpm,
             tpm,
             max_concurrent,
+            ..Limits::default()
+        }
+    }
+
+    impl Quotas {
+        /// Both steps at `now`: admission, then the tokens.
+        fn reserve_at(
+            &self,
+            key: &str,
+            limits: Limits,
+            prompt: u64,
+            tokens: u64,
+            now: Instant,
+        ) -> Result<Reservation, QuotaError> {
+            let mut reservation = self.admit_at(key, limits, now)?;
+            self.reserve_tokens_at(&mut reservation, prompt, tokens, now)?;
+            Ok(reservation)
         }
     }
 
@@ -415,6 +459,33 @@ mod tests {
         ));
         drop(first);
         assert!(quotas.reserve_at("k", l, 1, 1, now).is_ok());
+    }
+
+    #[test]
+    fn a_request_is_counted_before_its_tokens_are_known() {
+        let quotas = Quotas::default();
+        let now = Instant::now();
+        let l = limits(Some(2), Some(100), Some(1));
+        // Admitted: its slot is taken before any token is counted.
+        let first = quotas.admit_at("k", l, now).unwrap();
+        assert_eq!(quotas.running("k"), 1);
+        assert!(matches!(
+            quotas.admit_at("k", l, now),
+            Err(QuotaError::Concurrency { limit: 1, .. })
+        ));
+        drop(first);
+        assert_eq!(quotas.running("k"), 0);
+        // A request refused at its tokens still counts as a request (it was read and counted).
+        let mut second = quotas.admit_at("k", l, now).unwrap();
+        assert!(matches!(
+            quotas.reserve_tokens_at(&mut second, 101, 101, now),
+            Err(QuotaError::TooLarge { .. })
+        ));
+        drop(second);
+        assert!(matches!(
+            quotas.admit_at("k", l, now),
+            Err(QuotaError::Requests { limit: 2, .. })
+        ));
     }
 
     #[test]

@@ -20,4 +20,4 @@ pub mod output;
 pub mod plan;
 pub mod request;
 
-pub use plan::{plan, PlannedGeneration};
+pub use plan::{plan, prompt_token_floor, PlannedGeneration};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, Stream};
+use futures::{FutureExt, Stream, StreamExt};
 
 use crate::api::common::Usage;
 use crate::engine::{EngineError, GenerationRequest, OutputConstraint, Prompt};
@@ -46,11 +46,20 @@ pub async fn plan(
     prompts: Vec<Prompt>,
     log: &RequestLog,
 ) -> Result<PlannedGeneration, ApiError> {
+    // A prompt that cannot fit however it tokenizes is refused before any work on it.
+    let info = model.engine.info();
+    for prompt in &prompts {
+        let floor = prompt_token_floor(std::slice::from_ref(prompt), info);
+        if floor >= info.context_length {
+            return Err(ValidationError::PromptTooLong {
+                limit: info.context_length,
+                at_least: floor,
+            }
+            .into());
+        }
+    }
     if let Some(constraint) = &generation.constraint {
-        let param = match constraint {
-            OutputConstraint::JsonSchema(_) => "response_format",
-            OutputConstraint::Lark(_) => "tools",
-        };
+        let param = constraint_param(constraint);
         // Compiling a grammar is CPU work that grows with the schema: off the HTTP worker.
         let (engine, constraint) = (model.engine.clone(), constraint.clone());
         tokio::task::spawn_blocking(move || engine.check_constraint(&constraint))
@@ -178,8 +187,11 @@ impl PlannedGeneration {
     pub async fn collect(self) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
         let (prompt_tokens, log) = (self.prompt_tokens, self.log.clone());
         let permit = self.model.admission.admit(self.sequences()).await?;
+        let param = self.generation.constraint.as_ref().map(constraint_param);
         let started = self.submit(permit).await?;
-        output::collect(started, prompt_tokens, &log).await
+        output::collect(started, prompt_tokens, &log)
+            .await
+            .map_err(|error| name_constraint(error, param))
     }
 
     /// For streams: the events a writer frames. A request refused at once (queue full, draining) is an
@@ -193,8 +205,16 @@ impl PlannedGeneration {
             keep_alive,
             log: self.log.clone(),
         };
+        let param = self.generation.constraint.as_ref().map(constraint_param);
         let start = self.start_streaming(keep_alive).await?;
-        Ok(output::events(start, settings))
+        Ok(
+            output::events(start, settings).map(move |event| match event {
+                GenerationEvent::Failed(error) => {
+                    GenerationEvent::Failed(name_constraint(error, param))
+                }
+                other => other,
+            }),
+        )
     }
 
     /// For streams: a request admitted within `headers_within` is submitted now, so that a refusal is
@@ -221,6 +241,54 @@ impl PlannedGeneration {
             .boxed()),
         }
     }
+}
+
+/// The request field a constraint came from.
+fn constraint_param(constraint: &OutputConstraint) -> &'static str {
+    match constraint {
+        OutputConstraint::JsonSchema(_) => "response_format",
+        OutputConstraint::Lark(_) => "tools",
+    }
+}
+
+/// A constraint the engine's parser gave up on while decoding (a grammar that grows past its limits
+/// only after some tokens) is the request's own fault: a 400 naming the field it came from.
+fn name_constraint(error: ApiError, param: Option<&'static str>) -> ApiError {
+    match (error, param) {
+        (ApiError::Engine(EngineError::ConstraintFailed(message)), Some(param)) => {
+            ValidationError::invalid(
+                param,
+                format!("the constraint is too large for constrained decoding: {message}"),
+            )
+            .into()
+        }
+        (error, _) => error,
+    }
+}
+
+/// How many-fold normalization can shrink text before it is tokenized (NFKC turns a 3-byte full-width
+/// letter into 1 byte): the floor below allows for it.
+const NORMALIZATION_SHRINK: usize = 4;
+
+/// A floor under the tokens `prompts` take together, from their bytes alone (no tokenizer, no
+/// template): one token stands for at most `max_token_bytes` bytes of text. 0 when the model does not
+/// say. Cheap enough to run before anything else, so that a megabyte prompt over a key's token limit
+/// or the context is refused in microseconds.
+pub fn prompt_token_floor(prompts: &[Prompt], info: &crate::engine::ModelInfo) -> usize {
+    if info.max_token_bytes == 0 {
+        return 0;
+    }
+    let per_token = info.max_token_bytes * NORMALIZATION_SHRINK;
+    prompts
+        .iter()
+        .map(|prompt| {
+            let bytes = match prompt {
+                Prompt::Text(text) => text.len(),
+                Prompt::Chat(messages) => messages.iter().map(|m| m.content.len()).sum(),
+            };
+            bytes / per_token
+        })
+        .sum()
 }
 
 /// The completion budget for a prompt: the request's `max_tokens` clamped to what the context leaves

@@ -5,6 +5,7 @@
 //! model lookup, admission queue and generation core, and are logged and counted like HTTP requests
 //! (`transport="grpc"`). Health says SERVING exactly when HTTP readiness answers 200 (`AppState::is_ready`).
 
+pub mod auth;
 mod convert;
 mod service;
 mod status;
@@ -53,7 +54,12 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the descriptors are valid");
+    // Every call passes one exhaustive table of methods first (`auth`): authenticated, authorized and,
+    // where it counts, admitted against its key before its message is decoded.
     let served = tonic::transport::Server::builder()
+        .layer(auth::AuthLayer {
+            state: state.clone(),
+        })
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

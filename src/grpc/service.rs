@@ -9,18 +9,19 @@ use tracing::Instrument;
 
 use crate::api::common::{FinishReason, Usage};
 use crate::api::models::{ModelKind, ModelStatus};
-use crate::config::keys::Action;
 use crate::engine::Prompt;
 use crate::error::ApiError;
 use crate::front;
-use crate::gateway::Principal;
+use crate::gateway::access::policy;
 use crate::generation::chat::{call_id, ChatChoiceText};
 use crate::generation::output::GenerationEvent;
+use crate::grpc::auth::authorized;
+use crate::grpc::convert;
 use crate::grpc::proto::llmserve_server::Llmserve;
 use crate::grpc::proto::{self, chat_response, generate_response};
-use crate::grpc::{convert, status};
+use crate::grpc::status::refuse;
 use crate::state::AppState;
-use crate::telemetry::{CallLog, RequestLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
+use crate::telemetry::{CallLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::tools::ToolEvent;
 
 pub struct GrpcService {
@@ -30,28 +31,6 @@ pub struct GrpcService {
 impl GrpcService {
     pub fn new(state: Arc<AppState>) -> Self {
         GrpcService { state }
-    }
-
-    /// The caller behind the call's `authorization: Bearer <key>` (or `x-api-key`) metadata, allowed
-    /// `action`; its key id goes into the call's log.
-    fn caller<T>(
-        &self,
-        request: &Request<T>,
-        action: Action,
-        log: &RequestLog,
-    ) -> Result<Principal, ApiError> {
-        let metadata = request.metadata();
-        let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
-        let key = crate::gateway::presented_key(text("authorization"), text("x-api-key"));
-        let caller = self
-            .state
-            .gateway
-            .authenticate(key, crate::ids::unix_now())?;
-        if let Some(key) = caller.key_id.as_deref() {
-            log.set_key(key);
-        }
-        caller.require(action)?;
-        Ok(caller)
     }
 
     fn call<T>(&self, method: &str, request: &Request<T>) -> CallLog {
@@ -65,17 +44,6 @@ impl GrpcService {
             self.state.spans.clone(),
         )
     }
-}
-
-/// Records the error on the call and gives its status.
-fn refuse(call: &mut CallLog, error: &ApiError) -> Status {
-    let status = status::status(error);
-    call.failed(
-        error.status(),
-        status::code_name(status.code()),
-        error.label(),
-    );
-    status
 }
 
 fn finish_reason(reason: FinishReason) -> proto::FinishReason {
@@ -137,9 +105,9 @@ impl Llmserve for GrpcService {
         let (log, span) = (call.log(), call.span());
         let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
-            let caller = self.caller(&request, Action::Completions, &log)?;
+            let (caller, budget) = authorized::<policy::Completions, _>(&request, &log)?;
             let wire = convert::completion(request.get_ref())?;
-            let prepared = front::completion(&self.state, &caller, wire, &log)
+            let prepared = front::completion(&self.state, &caller, &budget, wire, &log)
                 .await?
                 .prepared;
             let events = prepared.planned.stream(keep_alive).await?;
@@ -183,9 +151,9 @@ impl Llmserve for GrpcService {
         let mut call = self.call("GenerateOnce", &request);
         let (log, span) = (call.log(), call.span());
         let answered = async {
-            let caller = self.caller(&request, Action::Completions, &log)?;
+            let (caller, budget) = authorized::<policy::Completions, _>(&request, &log)?;
             let wire = convert::completion(request.get_ref())?;
-            let prepared = front::completion(&self.state, &caller, wire, &log)
+            let prepared = front::completion(&self.state, &caller, &budget, wire, &log)
                 .await?
                 .prepared;
             let (choices, totals) = prepared.planned.collect().await?;
@@ -213,11 +181,11 @@ impl Llmserve for GrpcService {
         let (log, span) = (call.log(), call.span());
         let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
-            let caller = self.caller(&request, Action::ChatCompletions, &log)?;
+            let (caller, budget) = authorized::<policy::ChatCompletions, _>(&request, &log)?;
             let wire = convert::chat(request.get_ref())?;
             let identity = front::identity(&caller, wire.caller_identity());
             let resolved = self.state.models.resolve(wire.model.as_deref(), identity);
-            let chat = front::chat(&self.state, &caller, resolved, wire, &log).await?;
+            let chat = front::chat(&caller, &budget, resolved, wire, &log).await?;
             let events = chat.prepared.planned.stream(keep_alive).await?;
             Ok::<_, ApiError>((chat.prepared.model, events, chat.parse_tools))
         }
@@ -273,8 +241,7 @@ impl Llmserve for GrpcService {
         request: Request<proto::ListModelsRequest>,
     ) -> Result<Response<proto::ListModelsResponse>, Status> {
         let mut call = self.call("ListModels", &request);
-        let caller = self
-            .caller(&request, Action::ModelsRead, &call.log())
+        let (caller, _) = authorized::<policy::ModelsRead, _>(&request, &call.log())
             .map_err(|error| refuse(&mut call, &error))?;
         call.completed();
         let models = self
@@ -321,7 +288,7 @@ impl Llmserve for GrpcService {
     ) -> Result<Response<proto::TokenizeResponse>, Status> {
         let mut call = self.call("Tokenize", &request);
         let log = call.log();
-        let caller = self.caller(&request, Action::Tokenize, &log);
+        let caller = authorized::<policy::Tokenize, _>(&request, &log).map(|(caller, _)| caller);
         let request = request.into_inner();
         let model_name = (!request.model.is_empty()).then_some(request.model.as_str());
         let tokenized = async {

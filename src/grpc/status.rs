@@ -12,6 +12,7 @@ use crate::gateway::GatewayError;
 use crate::generation::admission::AdmissionError;
 use crate::models::error::RegistryError;
 use crate::responses::ResponsesError;
+use crate::telemetry::CallLog;
 
 /// The trailer that names the error as the HTTP API's `code` field does (e.g. `context_length_exceeded`).
 pub const ERROR_CODE_TRAILER: &str = "llmserve-error-code";
@@ -42,7 +43,7 @@ pub fn code(error: &ApiError) -> Code {
         }
         ApiError::Responses(_) => Code::InvalidArgument,
         ApiError::Engine(e) => match e {
-            EngineError::Rejected(_) => Code::InvalidArgument,
+            EngineError::Rejected(_) | EngineError::ConstraintFailed(_) => Code::InvalidArgument,
             EngineError::Unavailable(_) => Code::Unavailable,
             EngineError::Internal(_)
             | EngineError::UnsupportedArchitecture { .. }
@@ -69,9 +70,9 @@ pub fn code(error: &ApiError) -> Code {
             GatewayError::MissingKey | GatewayError::InvalidKey | GatewayError::ExpiredKey(_) => {
                 Code::Unauthenticated
             }
-            GatewayError::PermissionDenied { .. } | GatewayError::ModelNotAllowed { .. } => {
-                Code::PermissionDenied
-            }
+            GatewayError::PermissionDenied { .. }
+            | GatewayError::ModelNotAllowed { .. }
+            | GatewayError::KeysNotConfigured { .. } => Code::PermissionDenied,
         },
         ApiError::Quota(_) => Code::ResourceExhausted,
         ApiError::ModelNotFound(_) => Code::NotFound,
@@ -103,10 +104,17 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// Records the error on the call and gives its status.
+pub fn refuse(call: &mut CallLog, error: &ApiError) -> Status {
+    let status = status(error);
+    call.failed(error.status(), code_name(status.code()), error.label());
+    status
+}
+
 /// The status a client gets for this error.
 pub fn status(error: &ApiError) -> Status {
     let code = code(error);
-    let message = error.to_string();
+    let message = error.client_message();
     let details = error.retry_after().map(|secs| {
         let retry = RetryInfo {
             retry_delay: Some(prost_types::Duration {

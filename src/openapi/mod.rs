@@ -8,9 +8,12 @@ pub use refine::{with_model_bounds, ModelBounds};
 
 use actix_web::{web, HttpResponse};
 use utoipa::OpenApi;
-use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{self, DOCS, OPENAPI_JSON};
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::routes::auth::{policy, Guarded};
+use crate::routes::{self, DOCS, DOCS_FILE, OPENAPI_JSON};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -110,16 +113,54 @@ pub fn document() -> String {
     json
 }
 
-/// Swagger UI at `/docs` and the document at `/openapi.json`.
+/// Swagger UI at `/docs` and the document at `/openapi.json`, both for keys with `docs.read`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let ui = utoipa_swagger_ui::Config::from(OPENAPI_JSON);
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").config(ui))
-        .route(OPENAPI_JSON, web::get().to(served_document))
-        .route(DOCS, web::get().to(redirect_to_docs));
+    use routes::{guarded, resource_with};
+    type Docs = policy::DocsRead;
+    cfg.service(resource_with::<Docs>(DOCS_FILE, "GET").route(guarded(web::get(), docs_file)))
+        .service(
+            resource_with::<Docs>(OPENAPI_JSON, "GET").route(guarded(web::get(), served_document)),
+        )
+        .service(resource_with::<Docs>(DOCS, "GET").route(guarded(web::get(), redirect_to_docs)));
+}
+
+/// Swagger UI's files (utoipa-swagger-ui's, served by our own guarded handler), pointed at
+/// `/openapi.json`.
+async fn docs_file(reader: Guarded<policy::DocsRead, web::Path<String>>) -> HttpResponse {
+    static CONFIG: std::sync::OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> =
+        std::sync::OnceLock::new();
+    let config = CONFIG
+        .get_or_init(|| Arc::new(utoipa_swagger_ui::Config::from(OPENAPI_JSON)))
+        .clone();
+    match utoipa_swagger_ui::serve(&reader.data, config) {
+        Ok(Some(file)) => {
+            let mut response = HttpResponse::Ok();
+            if file.gzpipped {
+                response.insert_header((
+                    actix_web::http::header::CONTENT_ENCODING,
+                    actix_web::http::header::ContentEncoding::Gzip,
+                ));
+            }
+            response
+                .content_type(file.content_type)
+                .body(file.bytes.to_vec())
+        }
+        Ok(None) => actix_web::ResponseError::error_response(&ApiError::RouteNotFound(format!(
+            "{DOCS}/{}",
+            reader.data.as_str()
+        ))),
+        Err(error) => {
+            tracing::error!(%error, "Swagger UI could not be served");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
 }
 
 /// The document with the loaded model's bounds; before it has loaded, the committed one.
-async fn served_document(state: web::Data<AppState>) -> HttpResponse {
+async fn served_document(
+    _reader: Guarded<policy::DocsRead>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     // Generated and refined once per process; each request copies it to add the model's bounds.
     static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     let mut document = DOCUMENT.get_or_init(document_value).clone();
@@ -158,7 +199,7 @@ async fn served_document(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `/docs` → `/docs/`: Swagger UI's relative asset paths need the trailing slash.
-async fn redirect_to_docs() -> HttpResponse {
+async fn redirect_to_docs(_reader: Guarded<policy::DocsRead>) -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header(("Location", "/docs/"))
         .finish()

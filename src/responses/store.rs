@@ -1,5 +1,7 @@
 //! Stored responses, for `GET /v1/responses/{id}` and `previous_response_id`: in memory, bounded by count,
-//! bytes and age; the least recently used go first. Each is visible only to the API key that made it.
+//! bytes and age; the least recently used go first. Each API key has its own partition within those
+//! bounds: a response is visible only to the key that made it, and no key's responses can push out
+//! another key's (the worst case in memory is the byte bound times the keys that store responses).
 //!
 //! In memory on purpose: a restart or another replica forgets them, as the README says; a client that
 //! needs a conversation to outlive that sends its whole input (or `store: false` and does so always).
@@ -24,16 +26,15 @@ pub struct StoredResponse {
 #[derive(Debug)]
 struct Entry {
     stored: StoredResponse,
-    /// The API key id that made it (`None` on a server without keys).
-    owner: Option<String>,
     stored_at: Instant,
-    /// Its place in the use order (`Inner::by_use`).
+    /// Its place in the use order (`Partition::by_use`).
     used: u64,
     bytes: usize,
 }
 
+/// One owner's responses, bounded on their own: an owner's puts evict only its own responses.
 #[derive(Debug, Default)]
-struct Inner {
+struct Partition {
     entries: HashMap<String, Entry>,
     /// Use tick → id, oldest first.
     by_use: BTreeMap<u64, String>,
@@ -41,7 +42,7 @@ struct Inner {
     bytes: usize,
 }
 
-impl Inner {
+impl Partition {
     fn remove(&mut self, id: &str) -> Option<Entry> {
         let entry = self.entries.remove(id)?;
         self.by_use.remove(&entry.used);
@@ -60,83 +61,89 @@ impl Inner {
     }
 }
 
-/// The bounded store.
+/// The bounded store: a partition per owner (the API key id that made a response; `None` on a server
+/// without keys), each within the configured bounds.
 #[derive(Debug)]
 pub struct ResponseStore {
     limits: ResponsesStoreConfig,
-    inner: Mutex<Inner>,
+    partitions: Mutex<HashMap<Option<String>, Partition>>,
 }
 
 impl ResponseStore {
     pub fn new(limits: ResponsesStoreConfig) -> Self {
         ResponseStore {
             limits,
-            inner: Mutex::new(Inner::default()),
+            partitions: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Keeps a response for its owner; the least recently used go while the store is over its bounds.
-    /// One larger than the whole byte bound is not kept.
+    /// Keeps a response for its owner; the owner's least recently used go while its partition is over
+    /// its bounds. One larger than the whole byte bound is not kept.
     pub fn put(&self, owner: Option<&str>, stored: StoredResponse) {
         let bytes = approximate_bytes(&stored);
         if self.limits.capacity == 0 || bytes > self.limits.max_bytes {
             return;
         }
-        let mut inner = self.inner.lock().expect("store lock");
+        let mut partitions = self.partitions.lock().expect("store lock");
+        let partition = partitions.entry(owner.map(str::to_string)).or_default();
         let id = stored.response.id.clone();
-        inner.remove(&id);
-        inner.tick += 1;
-        let used = inner.tick;
-        inner.by_use.insert(used, id.clone());
-        inner.bytes += bytes;
-        inner.entries.insert(
+        partition.remove(&id);
+        partition.tick += 1;
+        let used = partition.tick;
+        partition.by_use.insert(used, id.clone());
+        partition.bytes += bytes;
+        partition.entries.insert(
             id,
             Entry {
                 stored,
-                owner: owner.map(str::to_string),
                 stored_at: Instant::now(),
                 used,
                 bytes,
             },
         );
-        while inner.entries.len() > self.limits.capacity || inner.bytes > self.limits.max_bytes {
-            let Some((_, oldest)) = inner.by_use.pop_first() else {
+        while partition.entries.len() > self.limits.capacity
+            || partition.bytes > self.limits.max_bytes
+        {
+            let Some((_, oldest)) = partition.by_use.pop_first() else {
                 break;
             };
-            inner.remove(&oldest);
+            partition.remove(&oldest);
         }
     }
 
     /// The response `id`, if `owner` made it and it has not expired.
     pub fn get(&self, owner: Option<&str>, id: &str) -> Option<StoredResponse> {
-        let mut inner = self.inner.lock().expect("store lock");
-        let entry = inner.entries.get(id)?;
+        let mut partitions = self.partitions.lock().expect("store lock");
+        let partition = partitions.get_mut(&owner.map(str::to_string))?;
+        let entry = partition.entries.get(id)?;
         if entry.stored_at.elapsed() > self.limits.ttl {
-            inner.remove(id);
-            return None;
-        }
-        if entry.owner.as_deref() != owner {
+            partition.remove(id);
             return None;
         }
         let stored = entry.stored.clone();
-        inner.touch(id);
+        partition.touch(id);
         Some(stored)
     }
 
     /// Forgets the response `id`; whether `owner` had one by that id.
     pub fn delete(&self, owner: Option<&str>, id: &str) -> bool {
-        let mut inner = self.inner.lock().expect("store lock");
-        let visible = inner.entries.get(id).is_some_and(|e| {
-            e.owner.as_deref() == owner && e.stored_at.elapsed() <= self.limits.ttl
-        });
+        let mut partitions = self.partitions.lock().expect("store lock");
+        let Some(partition) = partitions.get_mut(&owner.map(str::to_string)) else {
+            return false;
+        };
+        let visible = partition
+            .entries
+            .get(id)
+            .is_some_and(|e| e.stored_at.elapsed() <= self.limits.ttl);
         if visible {
-            inner.remove(id);
+            partition.remove(id);
         }
         visible
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("store lock").entries.len()
+        let partitions = self.partitions.lock().expect("store lock");
+        partitions.values().map(|p| p.entries.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -220,6 +227,22 @@ mod tests {
         assert!(store.delete(Some("k1"), "d"));
         assert!(store.get(Some("k1"), "d").is_none());
         assert!(store.len() <= 2);
+    }
+
+    #[test]
+    fn one_key_filling_its_store_never_evicts_another_keys() {
+        let store = ResponseStore::new(limits(3, 1 << 20, Duration::from_secs(60)));
+        store.put(Some("victim"), response("v1", 1));
+        for i in 0..100 {
+            store.put(Some("flood"), response(&format!("f{i}"), 1));
+        }
+        assert!(store.get(Some("victim"), "v1").is_some());
+        assert!(store.get(Some("flood"), "f99").is_some());
+        assert!(
+            store.get(Some("flood"), "f96").is_none(),
+            "the flood evicts its own"
+        );
+        assert_eq!(store.len(), 4);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The admin API (`/admin/...`): load and unload versions, shift an alias's weights, promote, roll back,
-//! reload the models file, usage per key. Only keys whose role has the `admin` action reach it
-//! (`routes::auth`); a server without keys has no admin API.
+//! reload the models file, usage per key. Every handler takes `Guarded<policy::Admin, _>`: only keys
+//! whose role has the `admin` action reach it, and a server without keys has no admin API.
 
 use actix_web::{web, HttpResponse};
 
@@ -15,6 +15,7 @@ use crate::config::models::version_id;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::models::RegistryError;
+use crate::routes::auth::{policy, Guarded};
 use crate::state::AppState;
 
 /// The admin routes' error answers, documented once.
@@ -49,7 +50,10 @@ fn alias_answer(state: &AppState, alias: &str) -> HttpResponse {
 /// Every alias and version with its state, weights and load.
 #[utoipa::path(get, path = "/admin/models", tag = "Admin",
     responses((status = 200, description = "The registry", body = AdminModels), AdminErrors))]
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    _admin: Guarded<policy::Admin>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(AdminModels {
         default_model: state.models.default_alias(),
         data: state.models.list_all(),
@@ -64,10 +68,11 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     request_body = VersionFields,
     responses((status = 202, description = "Loading", body = Model), AdminErrors))]
 pub async fn add_version(
-    state: web::Data<AppState>,
+    admin: Guarded<policy::Admin, ApiJson<VersionFields>>,
     path: web::Path<String>,
-    body: ApiJson<VersionFields>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = admin.data;
     let model = path.into_inner();
     check_name("model name", &model).map_err(RegistryError::Invalid)?;
     let fields = body.into_inner();
@@ -92,9 +97,10 @@ pub async fn add_version(
            ("version" = String, Path, description = "The version's name")),
     responses((status = 202, description = "Draining (or removed, when it had not loaded)", body = DeletedModel), AdminErrors))]
 pub async fn remove_version(
+    admin: Guarded<policy::Admin, web::Path<(String, String)>>,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
+    let path = admin.data;
     let (model, version) = path.into_inner();
     let id = version_id(&model, &version);
     state.models.remove_version(&id)?;
@@ -119,10 +125,11 @@ pub async fn remove_version(
     request_body = SetWeightsRequest,
     responses((status = 200, description = "The alias", body = Model), AdminErrors))]
 pub async fn set_weights(
-    state: web::Data<AppState>,
+    admin: Guarded<policy::Admin, ApiJson<SetWeightsRequest>>,
     path: web::Path<String>,
-    body: ApiJson<SetWeightsRequest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = admin.data;
     let alias = path.into_inner();
     let weights = body.into_inner().weights.into_iter().collect();
     let active = state.models.set_weights(&alias, weights)?;
@@ -136,10 +143,11 @@ pub async fn set_weights(
     request_body = PromoteRequest,
     responses((status = 200, description = "The alias", body = Model), AdminErrors))]
 pub async fn promote(
-    state: web::Data<AppState>,
+    admin: Guarded<policy::Admin, ApiJson<PromoteRequest>>,
     path: web::Path<String>,
-    body: ApiJson<PromoteRequest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = admin.data;
     let alias = path.into_inner();
     let version = body.into_inner().version;
     state
@@ -154,9 +162,10 @@ pub async fn promote(
     params(("alias" = String, Path, description = "An alias")),
     responses((status = 200, description = "The alias", body = Model), AdminErrors))]
 pub async fn roll_back(
+    admin: Guarded<policy::Admin, web::Path<String>>,
     state: web::Data<AppState>,
-    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let path = admin.data;
     let alias = path.into_inner();
     state.models.roll_back(&alias)?;
     tracing::info!(%alias, "admin: rolled back");
@@ -167,7 +176,10 @@ pub async fn roll_back(
 /// that does not parse or validate changes nothing: 400 with the reason, and the server serves on.
 #[utoipa::path(post, path = "/admin/reload", tag = "Admin",
     responses((status = 200, description = "Applied", body = ReloadResponse), AdminErrors))]
-pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn reload(
+    _admin: Guarded<policy::Admin>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let changes = state.reload_models_file()?;
     Ok(HttpResponse::Ok().json(ReloadResponse { changes }))
 }
@@ -176,7 +188,7 @@ pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// `llmserve_key_requests_total` and `llmserve_key_tokens_total`).
 #[utoipa::path(get, path = "/admin/usage", tag = "Admin",
     responses((status = 200, description = "Use per key", body = UsageList), AdminErrors))]
-pub async fn usage(state: web::Data<AppState>) -> HttpResponse {
+pub async fn usage(_admin: Guarded<policy::Admin>, state: web::Data<AppState>) -> HttpResponse {
     let data = state
         .gateway
         .key_ids()
@@ -200,15 +212,32 @@ pub async fn usage(state: web::Data<AppState>) -> HttpResponse {
 /// Registers the admin routes (reached only by keys with the `admin` action).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use super::{
-        resource_with, ADMIN_ALIAS, ADMIN_MODELS, ADMIN_PROMOTE, ADMIN_RELOAD, ADMIN_ROLLBACK,
-        ADMIN_USAGE, ADMIN_VERSION, ADMIN_VERSIONS,
+        guarded, resource_with, ADMIN_ALIAS, ADMIN_MODELS, ADMIN_PROMOTE, ADMIN_RELOAD,
+        ADMIN_ROLLBACK, ADMIN_USAGE, ADMIN_VERSION, ADMIN_VERSIONS,
     };
-    cfg.service(resource_with(ADMIN_MODELS, "GET").route(web::get().to(list)))
-        .service(resource_with(ADMIN_VERSIONS, "POST").route(web::post().to(add_version)))
-        .service(resource_with(ADMIN_VERSION, "DELETE").route(web::delete().to(remove_version)))
-        .service(resource_with(ADMIN_ALIAS, "PUT").route(web::put().to(set_weights)))
-        .service(resource_with(ADMIN_PROMOTE, "POST").route(web::post().to(promote)))
-        .service(resource_with(ADMIN_ROLLBACK, "POST").route(web::post().to(roll_back)))
-        .service(resource_with(ADMIN_RELOAD, "POST").route(web::post().to(reload)))
-        .service(resource_with(ADMIN_USAGE, "GET").route(web::get().to(usage)));
+    cfg.service(
+        resource_with::<policy::Admin>(ADMIN_MODELS, "GET").route(guarded(web::get(), list)),
+    )
+    .service(
+        resource_with::<policy::Admin>(ADMIN_VERSIONS, "POST")
+            .route(guarded(web::post(), add_version)),
+    )
+    .service(
+        resource_with::<policy::Admin>(ADMIN_VERSION, "DELETE")
+            .route(guarded(web::delete(), remove_version)),
+    )
+    .service(
+        resource_with::<policy::Admin>(ADMIN_ALIAS, "PUT").route(guarded(web::put(), set_weights)),
+    )
+    .service(
+        resource_with::<policy::Admin>(ADMIN_PROMOTE, "POST").route(guarded(web::post(), promote)),
+    )
+    .service(
+        resource_with::<policy::Admin>(ADMIN_ROLLBACK, "POST")
+            .route(guarded(web::post(), roll_back)),
+    )
+    .service(
+        resource_with::<policy::Admin>(ADMIN_RELOAD, "POST").route(guarded(web::post(), reload)),
+    )
+    .service(resource_with::<policy::Admin>(ADMIN_USAGE, "GET").route(guarded(web::get(), usage)));
 }

@@ -12,9 +12,10 @@ use crate::engine::TokenLogprob;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::front::{self, Prepared, PreparedChat};
+use crate::gateway::limiter::KeyBudget;
 use crate::generation::chat::{self, ChatChoiceText};
 use crate::ids;
-use crate::routes::auth::Caller;
+use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
@@ -46,11 +47,11 @@ use crate::tools::ToolEvent;
     )
 )]
 pub async fn create_chat_completion(
+    guarded: Guarded<policy::ChatCompletions, ApiJson<ChatCompletionRequest>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
     log: RequestLog,
-    body: ApiJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, budget, body) = guarded.into_parts();
     let PreparedChat {
         prepared:
             Prepared {
@@ -60,7 +61,7 @@ pub async fn create_chat_completion(
                 rate_headers,
             },
         parse_tools,
-    } = prepare(&state, &caller, body.into_inner(), &log).await?;
+    } = prepare(&state, &caller, &budget, body.into_inner(), &log).await?;
     let id = format!("chatcmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
 
@@ -138,6 +139,7 @@ pub async fn create_chat_completion(
 pub(crate) async fn prepare(
     state: &AppState,
     caller: &crate::gateway::Principal,
+    budget: &KeyBudget,
     mut request: ChatCompletionRequest,
     log: &RequestLog,
 ) -> Result<PreparedChat, ApiError> {
@@ -149,7 +151,7 @@ pub(crate) async fn prepare(
             remote_images.inline(&mut request).await?;
         }
     }
-    front::chat(state, caller, resolved, request, log).await
+    front::chat(caller, budget, resolved, request, log).await
 }
 
 /// Our token logprobs in the chat shape.

@@ -15,7 +15,7 @@ use crate::extract::ApiJson;
 use crate::front::{self, Prepared, PreparedCompletion};
 use crate::generation::completion;
 use crate::ids;
-use crate::routes::auth::Caller;
+use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
@@ -43,11 +43,11 @@ use crate::telemetry::RequestLog;
     )
 )]
 pub async fn create_completion(
+    guarded: Guarded<policy::Completions, ApiJson<CompletionRequest>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
     log: RequestLog,
-    body: ApiJson<CompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, budget, body) = guarded.into_parts();
     let PreparedCompletion {
         prepared:
             Prepared {
@@ -58,7 +58,7 @@ pub async fn create_completion(
             },
         prompts,
         echo,
-    } = front::completion(&state, &caller, body.into_inner(), &log).await?;
+    } = front::completion(&state, &caller, &budget, body.into_inner(), &log).await?;
     let id = format!("cmpl-{}", ids::random_id(24));
     let created = ids::unix_now();
     let echoes = completion::echoes(&prompts, generation.n, echo);

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::front::{self, PreparedEmbedding};
 use crate::generation::embedding;
-use crate::routes::auth::Caller;
+use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
@@ -32,17 +32,17 @@ use crate::telemetry::RequestLog;
     )
 )]
 pub async fn create_embeddings(
+    guarded: Guarded<policy::Embeddings, ApiJson<EmbeddingRequest>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
     log: RequestLog,
-    body: ApiJson<EmbeddingRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, budget, body) = guarded.into_parts();
     let PreparedEmbedding {
         model,
         embedding: request,
         prompt_tokens,
         rate_headers,
-    } = front::embedding(&state, &caller, body.into_inner(), &log).await?;
+    } = front::embedding(&state, &caller, &budget, body.into_inner(), &log).await?;
     let vectors = embedding::embed(&model, request.inputs, &log).await?;
     let data = vectors
         .into_iter()

@@ -18,6 +18,11 @@ pub enum GenerationErrors {
     BadRequest(ErrorResponse),
     #[response(status = 404, description = "Unknown model")]
     NotFound(ErrorResponse),
+    #[response(
+        status = 408,
+        description = "The body did not arrive within its deadline (`--body-read-timeout`)"
+    )]
+    RequestTimeout(ErrorResponse),
     #[response(status = 413, description = "Body over the limit")]
     PayloadTooLarge(ErrorResponse),
     #[response(status = 415, description = "Body is not JSON")]
@@ -42,10 +47,8 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.is_failure() {
-            // Logged once here, in full, inside the request's span; the client gets the clean message.
-            tracing::error!(error = %self, code = self.label(), "request failed");
-        }
+        // A failure of ours is logged once, by the request's line (`telemetry::request_context`),
+        // which knows whether the caller had a key.
         let mut response = HttpResponse::build(self.status_code());
         if let Some(secs) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));

@@ -1,10 +1,14 @@
 //! Kubernetes-style probes: liveness (the process serves HTTP; never about models), readiness (not
 //! draining, and every alias has a ready version with room in its queue) and startup (ready once).
+//! Anyone may ask; only a caller whose key may read the models learns more than the status word.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
-use crate::api::health::{AliasHealth, HealthStatus};
+use crate::api::health::{AliasHealth, HealthDetails, HealthStatus};
+use crate::config::keys::Action;
+use crate::gateway::Principal;
+use crate::routes::auth::{policy, Guarded};
 use crate::state::AppState;
 
 /// Which question a probe asks.
@@ -15,7 +19,7 @@ enum Probe {
     Startup,
 }
 
-fn status(state: &AppState, probe: Probe) -> HttpResponse {
+fn status(state: &AppState, caller: &Principal, probe: Probe) -> HttpResponse {
     let aliases = state.models.readiness();
     let draining = state.models.is_draining();
     let ready = state.is_ready();
@@ -48,6 +52,12 @@ fn status(state: &AppState, probe: Probe) -> HttpResponse {
             crate::error::RETRY_AFTER_NOT_READY_SECS.to_string(),
         ));
     }
+    if !caller.may(Action::ModelsRead) {
+        return response.json(HealthStatus {
+            status: word.to_string(),
+            details: None,
+        });
+    }
     let (requests_running, requests_waiting) = state.models.load();
     let engine_sequences = state
         .models
@@ -57,32 +67,39 @@ fn status(state: &AppState, probe: Probe) -> HttpResponse {
         .sum();
     response.json(HealthStatus {
         status: word.to_string(),
-        reason: if code == StatusCode::OK && probe != Probe::Ready {
-            reason.filter(|_| word != "ok")
-        } else {
-            reason
-        },
-        model: state.models.default_model().map(|m| m.name.clone()),
-        requests_running,
-        requests_waiting,
-        engine_sequences,
-        limits: state.limiter.state().to_string(),
-        models: aliases
-            .into_iter()
-            .map(|a| AliasHealth {
-                model: a.alias,
-                ready: a.ready && !draining,
-                reason: a.reason,
-            })
-            .collect(),
+        details: Some(HealthDetails {
+            reason: if code == StatusCode::OK && probe != Probe::Ready {
+                reason.filter(|_| word != "ok")
+            } else {
+                reason
+            },
+            model: state
+                .models
+                .default_model()
+                .map(|m| m.name.clone())
+                .filter(|name| caller.may_use(name)),
+            requests_running,
+            requests_waiting,
+            engine_sequences,
+            limits: state.limiter.state().to_string(),
+            models: aliases
+                .into_iter()
+                .filter(|a| caller.may_use(&a.alias))
+                .map(|a| AliasHealth {
+                    model: a.alias,
+                    ready: a.ready && !draining,
+                    reason: a.reason,
+                })
+                .collect(),
+        }),
     })
 }
 
 /// Liveness: 200 while the process serves HTTP, whatever its models do (loading, failed, draining).
 #[utoipa::path(get, path = "/health/live", tag = "Health",
     responses((status = 200, description = "Alive", body = HealthStatus)))]
-pub async fn live(state: web::Data<AppState>) -> HttpResponse {
-    status(&state, Probe::Live)
+pub async fn live(anyone: Guarded<policy::Public>, state: web::Data<AppState>) -> HttpResponse {
+    status(&state, &anyone.caller, Probe::Live)
 }
 
 /// Readiness: 200 only when the server is not draining and every alias (every model id a client may
@@ -91,14 +108,14 @@ pub async fn live(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/health/ready", tag = "Health",
     responses((status = 200, description = "Ready", body = HealthStatus),
               (status = 503, description = "Not ready: a model loading, failed or with its queue full, or the server draining", body = HealthStatus)))]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    status(&state, Probe::Ready)
+pub async fn ready(anyone: Guarded<policy::Public>, state: web::Data<AppState>) -> HttpResponse {
+    status(&state, &anyone.caller, Probe::Ready)
 }
 
 /// Startup: 503 until the server has been ready once (loading can take minutes on big models).
 #[utoipa::path(get, path = "/health/startup", tag = "Health",
     responses((status = 200, description = "Started", body = HealthStatus),
               (status = 503, description = "Still starting", body = HealthStatus)))]
-pub async fn startup(state: web::Data<AppState>) -> HttpResponse {
-    status(&state, Probe::Startup)
+pub async fn startup(anyone: Guarded<policy::Public>, state: web::Data<AppState>) -> HttpResponse {
+    status(&state, &anyone.caller, Probe::Startup)
 }

@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
+use crate::routes::auth::{policy, Guarded};
 use crate::state::AppState;
 
 /// Prometheus metrics in the text exposition format (0.0.4).
@@ -11,7 +12,10 @@ use crate::state::AppState;
 /// model load state, build info and `process_*`.
 #[utoipa::path(get, path = "/metrics", tag = "Operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(
+    _reader: Guarded<policy::MetricsRead>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     for version in state.models.ready_versions() {
         let engine = &version.engine;
         state
@@ -41,5 +45,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// Registers `/metrics` (on the API port, or alone on `--metrics-port`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource_with(super::METRICS, "GET").route(web::get().to(metrics)));
+    cfg.service(
+        super::resource_with::<policy::MetricsRead>(super::METRICS, "GET")
+            .route(super::guarded(web::get(), metrics)),
+    );
 }

@@ -16,9 +16,10 @@ pub mod ui;
 
 pub mod errors;
 
-use actix_web::web;
+use actix_web::{web, FromRequest, Handler, Responder};
 
 use crate::error::ApiError;
+use auth::{policy, Guarded};
 
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 pub const COMPLETIONS: &str = "/v1/completions";
@@ -33,6 +34,8 @@ pub const HEALTH_READY: &str = "/health/ready";
 pub const HEALTH_STARTUP: &str = "/health/startup";
 pub const OPENAPI_JSON: &str = "/openapi.json";
 pub const DOCS: &str = "/docs";
+/// Swagger UI's files.
+pub const DOCS_FILE: &str = "/docs/{file:.*}";
 pub const METRICS: &str = "/metrics";
 pub const TOKENIZE: &str = "/tokenize";
 pub const DETOKENIZE: &str = "/detokenize";
@@ -54,25 +57,49 @@ pub const MODEL_VERSION_HEADER: &str = "x-llmserve-model-version";
 /// and Swagger UI (`openapi::configure`). `/metrics` is here unless it
 /// has a port of its own.
 pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, with_ui: bool) {
-    let post = |path: &str| resource_with(path, "POST");
-    let get = |path: &str| resource_with(path, "GET");
-    cfg.service(post(CHAT_COMPLETIONS).route(web::post().to(chat::create_chat_completion)))
-        .service(post(COMPLETIONS).route(web::post().to(completions::create_completion)))
-        .service(post(EMBEDDINGS).route(web::post().to(embeddings::create_embeddings)))
-        .service(post(RESPONSES).route(web::post().to(responses::create_response)))
-        .service(
-            resource_with(RESPONSE, "GET, DELETE")
-                .route(web::get().to(responses::retrieve_response))
-                .route(web::delete().to(responses::delete_response)),
-        )
-        .service(get(MODELS).route(web::get().to(models::list_models)))
-        .service(get(MODEL).route(web::get().to(models::retrieve_model)))
-        .service(post(TOKENIZE).route(web::post().to(tokenize::tokenize)))
-        .service(post(DETOKENIZE).route(web::post().to(tokenize::detokenize)))
-        .service(get(HEALTH).route(web::get().to(health::ready)))
-        .service(get(HEALTH_LIVE).route(web::get().to(health::live)))
-        .service(get(HEALTH_READY).route(web::get().to(health::ready)))
-        .service(get(HEALTH_STARTUP).route(web::get().to(health::startup)));
+    use policy as p;
+    let post = web::post;
+    let get = web::get;
+    cfg.service(
+        resource_with::<p::ChatCompletions>(CHAT_COMPLETIONS, "POST")
+            .route(guarded(post(), chat::create_chat_completion)),
+    )
+    .service(
+        resource_with::<p::Completions>(COMPLETIONS, "POST")
+            .route(guarded(post(), completions::create_completion)),
+    )
+    .service(
+        resource_with::<p::Embeddings>(EMBEDDINGS, "POST")
+            .route(guarded(post(), embeddings::create_embeddings)),
+    )
+    .service(
+        resource_with::<p::CreateResponse>(RESPONSES, "POST")
+            .route(guarded(post(), responses::create_response)),
+    )
+    .service(
+        resource_with::<p::StoredResponses>(RESPONSE, "GET, DELETE")
+            .route(guarded(get(), responses::retrieve_response))
+            .route(guarded(web::delete(), responses::delete_response)),
+    )
+    .service(
+        resource_with::<p::ModelsRead>(MODELS, "GET").route(guarded(get(), models::list_models)),
+    )
+    .service(
+        resource_with::<p::ModelsRead>(MODEL, "GET").route(guarded(get(), models::retrieve_model)),
+    )
+    .service(
+        resource_with::<p::Tokenize>(TOKENIZE, "POST").route(guarded(post(), tokenize::tokenize)),
+    )
+    .service(
+        resource_with::<p::Tokenize>(DETOKENIZE, "POST")
+            .route(guarded(post(), tokenize::detokenize)),
+    )
+    .service(resource_with::<p::Public>(HEALTH, "GET").route(guarded(get(), health::ready)))
+    .service(resource_with::<p::Public>(HEALTH_LIVE, "GET").route(guarded(get(), health::live)))
+    .service(resource_with::<p::Public>(HEALTH_READY, "GET").route(guarded(get(), health::ready)))
+    .service(
+        resource_with::<p::Public>(HEALTH_STARTUP, "GET").route(guarded(get(), health::startup)),
+    );
     if with_metrics {
         metrics::configure(cfg);
     }
@@ -82,19 +109,58 @@ pub fn configure(cfg: &mut web::ServiceConfig, with_metrics: bool, with_ui: bool
     }
 }
 
-/// A resource whose other methods get a 405 naming `allow`, the methods it has.
-pub(crate) fn resource_with(path: &str, allow: &'static str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| async move {
-        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed {
-            method: req.method().to_string(),
-            allow,
-        })
-    }))
+/// Argument lists that start with a [`Guarded`]: the only handlers [`guarded`] attaches.
+pub trait GuardedFirst {}
+
+macro_rules! guarded_first {
+    ($($rest:ident),*) => {
+        impl<P: crate::gateway::access::Policy, D, $($rest),*> GuardedFirst for (Guarded<P, D>, $($rest,)*) {}
+    };
+}
+guarded_first!();
+guarded_first!(A);
+guarded_first!(A, B);
+guarded_first!(A, B, C);
+guarded_first!(A, B, C, D2);
+guarded_first!(A, B, C, D2, E);
+
+/// Attaches `handler` to `route`: the one way a handler is registered (clippy refuses `Route::to` and
+/// `web::to` anywhere else, clippy.toml), and it takes only handlers whose first argument is a
+/// [`Guarded<P, _>`], so every route names its policy in its type.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn guarded<F, Args>(route: actix_web::Route, handler: F) -> actix_web::Route
+where
+    F: Handler<Args>,
+    Args: FromRequest + GuardedFirst + 'static,
+    F::Output: Responder + 'static,
+{
+    route.to(handler)
 }
 
-/// Anything unrouted: a JSON 404 rather than actix's empty one.
-pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::RouteNotFound(req.path().to_string()))
+/// A resource whose other methods get a 405 naming `allow`, the methods it has, under the resource's own
+/// policy `P`: a caller learns no more about a route than its policy lets it (and a spelling of another
+/// path that lands on this resource is decided as this resource is, `server::access_tests`).
+pub(crate) fn resource_with<P: crate::gateway::access::Policy>(
+    path: &str,
+    allow: &'static str,
+) -> actix_web::Resource {
+    web::resource(path).default_service(guarded(
+        web::route(),
+        move |guarded: Guarded<P, actix_web::HttpRequest>| async move {
+            Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed {
+                method: guarded.data.method().to_string(),
+                allow,
+            })
+        },
+    ))
+}
+
+/// Anything unrouted: a JSON 404 rather than actix's empty one, to anyone (as OpenAI's API answers an
+/// unknown URL).
+pub async fn not_found(
+    guarded: Guarded<policy::Public, actix_web::HttpRequest>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound(guarded.data.path().to_string()))
 }
 
 /// The caller's `x-ratelimit-*` headers on a response.

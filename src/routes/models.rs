@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use crate::api::errors::ErrorResponse;
 use crate::api::models::{Model, ModelList};
 use crate::error::ApiError;
-use crate::routes::auth::Caller;
+use crate::routes::auth::{policy, Guarded};
 use crate::state::AppState;
 
 /// Lists the model ids this server answers to: aliases first (the default model first of all), then each
@@ -14,7 +14,11 @@ use crate::state::AppState;
 /// weights, and the context length of what is loaded.
 #[utoipa::path(get, path = "/v1/models", tag = "OpenAI",
     responses((status = 200, description = "The served models", body = ModelList)))]
-pub async fn list_models(state: web::Data<AppState>, Caller(caller): Caller) -> HttpResponse {
+pub async fn list_models(
+    guarded: Guarded<policy::ModelsRead>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let caller = guarded.caller;
     let mut data = state.models.list();
     // A key sees only what it may use.
     data.retain(|m| caller.may_use(&m.id));
@@ -33,10 +37,10 @@ pub async fn list_models(state: web::Data<AppState>, Caller(caller): Caller) -> 
         (status = 404, description = "Unknown model", body = ErrorResponse),
     ))]
 pub async fn retrieve_model(
+    guarded: Guarded<policy::ModelsRead, web::Path<String>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
-    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, _, path) = guarded.into_parts();
     caller.check_model(path.as_str())?;
     let model = state
         .models

@@ -22,7 +22,7 @@ use crate::responses::input::{self, ChatInput};
 use crate::responses::output;
 use crate::responses::store::{ResponseStore, StoredResponse};
 use crate::responses::ResponsesError;
-use crate::routes::auth::Caller;
+use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
@@ -52,11 +52,11 @@ use crate::tools::ToolEvent;
     )
 )]
 pub async fn create_response(
+    guarded: Guarded<policy::CreateResponse, ApiJson<CreateResponseRequest>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
     log: RequestLog,
-    body: ApiJson<CreateResponseRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, budget, body) = guarded.into_parts();
     let request = body.into_inner();
     let owner = caller.key_id.clone();
     let previous = match request.previous_response_id.as_deref() {
@@ -82,7 +82,7 @@ pub async fn create_response(
                 rate_headers,
             },
         parse_tools,
-    } = super::chat::prepare(&state, &caller, chat_request, &log)
+    } = super::chat::prepare(&state, &caller, &budget, chat_request, &log)
         .await
         .map_err(in_responses_terms)?;
     let response = output::in_progress(
@@ -138,10 +138,10 @@ pub async fn create_response(
     )
 )]
 pub async fn retrieve_response(
+    guarded: Guarded<policy::StoredResponses, web::Path<String>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
-    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, _, path) = guarded.into_parts();
     let id = path.into_inner();
     let stored = state
         .responses
@@ -162,10 +162,10 @@ pub async fn retrieve_response(
     )
 )]
 pub async fn delete_response(
+    guarded: Guarded<policy::StoredResponses, web::Path<String>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
-    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, _, path) = guarded.into_parts();
     let id = path.into_inner();
     if !state.responses.delete(caller.key_id.as_deref(), &id) {
         return Err(ResponsesError::NotFound(id).into());

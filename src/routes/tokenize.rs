@@ -1,5 +1,6 @@
 //! `POST /tokenize` and `POST /detokenize`: the served model's own tokenizer and chat template, for clients
-//! that count tokens (vLLM's endpoints and shapes).
+//! that count tokens (vLLM's endpoints and shapes). Each call counts against its key's requests per minute
+//! and concurrency, like a generation: tokenizing a long prompt is work.
 
 use actix_web::{web, HttpResponse};
 
@@ -11,7 +12,7 @@ use crate::api::tokenize::{
 use crate::engine::Prompt;
 use crate::error::{ApiError, ValidationError};
 use crate::extract::ApiJson;
-use crate::routes::auth::Caller;
+use crate::routes::auth::{policy, Guarded};
 use crate::state::AppState;
 use crate::validate;
 
@@ -23,10 +24,10 @@ use crate::validate;
         (status = 404, description = "Unknown model", body = ErrorResponse),
     ))]
 pub async fn tokenize(
+    guarded: Guarded<policy::Tokenize, ApiJson<TokenizeRequest>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
-    body: ApiJson<TokenizeRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, _budget, body) = guarded.into_parts();
     let request = body.into_inner();
     let model = state.models.resolve(request.model.as_deref(), None)?;
     caller.check_model(&model.requested)?;
@@ -71,10 +72,10 @@ pub async fn tokenize(
         (status = 404, description = "Unknown model", body = ErrorResponse),
     ))]
 pub async fn detokenize(
+    guarded: Guarded<policy::Tokenize, ApiJson<DetokenizeRequest>>,
     state: web::Data<AppState>,
-    Caller(caller): Caller,
-    body: ApiJson<DetokenizeRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let (caller, _budget, body) = guarded.into_parts();
     let request = body.into_inner();
     let model = state.models.resolve(request.model.as_deref(), None)?;
     caller.check_model(&model.requested)?;

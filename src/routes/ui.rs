@@ -6,6 +6,7 @@
 use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
+use crate::routes::auth::{policy, Guarded};
 
 const INDEX_HTML: &str = include_str!("ui/index.html");
 const APP_JS: &str = include_str!("ui/app.js");
@@ -17,8 +18,10 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      frame-ancestors 'none'";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(super::UI_PAGE, web::get().to(page))
-        .route(super::UI_ASSET, web::get().to(asset));
+    use super::{guarded, resource_with};
+    type Anyone = policy::Public;
+    cfg.service(resource_with::<Anyone>(super::UI_PAGE, "GET").route(guarded(web::get(), page)))
+        .service(resource_with::<Anyone>(super::UI_ASSET, "GET").route(guarded(web::get(), asset)));
 }
 
 fn static_response(content_type: &str, body: &'static str) -> HttpResponse {
@@ -31,14 +34,14 @@ fn static_response(content_type: &str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-async fn page() -> HttpResponse {
+async fn page(_anyone: Guarded<policy::Public>) -> HttpResponse {
     static_response("text/html; charset=utf-8", INDEX_HTML)
 }
 
 async fn asset(
-    path: web::Path<String>,
-    req: actix_web::HttpRequest,
+    anyone: Guarded<policy::Public, (web::Path<String>, actix_web::HttpRequest)>,
 ) -> Result<HttpResponse, ApiError> {
+    let (path, req) = anyone.data;
     match path.as_str() {
         "app.js" => Ok(static_response("text/javascript; charset=utf-8", APP_JS)),
         "app.css" => Ok(static_response("text/css; charset=utf-8", APP_CSS)),

@@ -166,6 +166,7 @@ mod tests {
             vocab_size: 10,
             fill_in_middle: None,
             embedding_dimensions: None,
+            max_token_bytes: 0,
         };
         let validated = embedding(request(json!({"input": [9], "dimensions": 8}))).unwrap();
         let refused = check_model(&validated, "gen", &info).unwrap_err();

@@ -914,6 +914,7 @@ mod tests {
             vocab_size: 6,
             fill_in_middle: None,
             embedding_dimensions: None,
+            max_token_bytes: 0,
         };
         assert!(
             model::check(&v.generation, false, "m", &info).is_err(),

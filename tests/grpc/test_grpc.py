@@ -218,3 +218,29 @@ def test_keys_are_asked_for_on_every_call(pb, stub, phase):
     error = error_of(lambda: stub.GenerateOnce(once, metadata=metrics, timeout=30))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert dict(error.trailing_metadata())["llmserve-error-code"] == "permission_denied"
+
+
+def test_reflection_needs_a_key_and_health_does_not(channel, phase):
+    if phase != "keys":
+        pytest.skip("runs against a server with API keys")
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    user = [("authorization", "Bearer " + os.environ["LLMSERVE_GRPC_USER_KEY"])]
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10).status \
+        == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    ask = reflection_pb2.ServerReflectionRequest(list_services="")
+    error = error_of(lambda: list(reflection.ServerReflectionInfo(iter([ask]), timeout=10)))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    answers = list(reflection.ServerReflectionInfo(iter([ask]), metadata=user, timeout=10))
+    assert SERVICE in [s.name for s in answers[0].list_services_response.service]
+
+
+def test_a_method_path_spelled_otherwise_is_no_method(channel, phase):
+    if phase != "keys":
+        pytest.skip("runs against a server with API keys")
+    user = [("authorization", "Bearer " + os.environ["LLMSERVE_GRPC_USER_KEY"])]
+    for path in [f"/{SERVICE}/%43hat", f"/{SERVICE}/chat", f"//{SERVICE}/Chat", f"/{SERVICE}/Chat/"]:
+        call = channel.unary_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        error = error_of(lambda: call(b"", metadata=user, timeout=10))
+        assert error.code() == grpc.StatusCode.UNIMPLEMENTED, path

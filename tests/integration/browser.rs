@@ -3,8 +3,7 @@
 //! examples are proven to work whatever the served name is; on the binary with an API key in its models
 //! file (the page asks for the key); and on the tiny vision model (an attached image reaches it).
 
-use crate::common::cache_dir;
-use crate::common::start_server;
+use crate::common::{smollm2_models_file, start_server};
 use crate::drain::{signal, spawn_server, wait_exit};
 use crate::openai_python::pytest;
 use crate::vision;
@@ -15,19 +14,10 @@ const KEY: &str = "sk-test-page-5b7d9f1h3j";
 #[test]
 fn the_chat_page_and_swagger_ui_in_a_real_browser() {
     let base = start_server(|config| config.model.served_name = SERVED_NAME.to_string());
-    let dir = std::env::temp_dir().join(format!("llmserve-browser-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = llmserve::default_model::ensure(&cache_dir()).expect("the default model");
-    let file = dir.join("llmserve.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[[models]]\nname = \"smollm2\"\n[[models.versions]]\nversion = \"v1\"\nsource = \"{}\"\n\n\
-             [[keys]]\nid = \"page\"\nkey = \"{KEY}\"\nrole = \"user\"\n",
-            model.display()
-        ),
-    )
-    .unwrap();
+    let file = smollm2_models_file(
+        "browser",
+        &format!("[[keys]]\nid = \"page\"\nkey = \"{KEY}\"\nrole = \"user\"\n"),
+    );
     let (mut keyed, keyed_addr, _) = spawn_server(&["--config", &file.display().to_string()]);
     let outcome = std::panic::catch_unwind(|| {
         pytest(
@@ -44,7 +34,7 @@ fn the_chat_page_and_swagger_ui_in_a_real_browser() {
     });
     signal(&keyed, "TERM");
     wait_exit(&mut keyed, std::time::Duration::from_secs(30));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&file);
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -94,6 +94,21 @@ pub fn tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` is not installed: run scripts/test-tools.sh"))
 }
 
+/// A models file in a directory of its own (`llmserve-<name>-<pid>` under the temp dir): the default
+/// model as `smollm2@v1`, then `rest` (keys, roles).
+pub fn smollm2_models_file(name: &str, rest: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("llmserve-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = llmserve::default_model::ensure(&cache_dir()).expect("the default model");
+    let file = dir.join("llmserve.toml");
+    let text = format!(
+        "[[models]]\nname = \"smollm2\"\n[[models.versions]]\nversion = \"v1\"\nsource = \"{}\"\n\n{rest}",
+        model.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 /// The server most tests share.
 pub fn server() -> &'static str {
     static SERVER: OnceLock<String> = OnceLock::new();

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod access;
 mod batching;
 mod bench;
 mod browser;

@@ -536,8 +536,8 @@ async fn a_broken_models_file_changes_nothing_and_sighup_with_the_same_file_is_a
     let (_, now) = admin(addr, reqwest::Method::GET, "/admin/models", None).await;
     assert_eq!(shape(&before), shape(&now));
 
-    // Without a key the admin API answers 401, with a user key 403; health needs no key and reports
-    // each alias.
+    // Without a key the admin API answers 401, with a user key 403; health needs no key, and reports
+    // each alias to a key that may read the models (to nobody else: issue 27).
     let response = client()
         .get(format!("http://{addr}/admin/models"))
         .bearer_auth(USER_KEY)
@@ -551,9 +551,19 @@ async fn a_broken_models_file_changes_nothing_and_sighup_with_the_same_file_is_a
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
-    let (status, health) =
+    let (status, anonymous) =
         crate::common::get_json(&format!("http://{addr}"), "/health/ready").await;
     assert_eq!(status, 200);
+    assert_eq!(anonymous, json!({"status": "ok"}));
+    let health: Value = client()
+        .get(format!("http://{addr}/health/ready"))
+        .bearer_auth(USER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let aliases: Vec<&str> = health["models"]
         .as_array()
         .unwrap()

@@ -36,10 +36,12 @@ def chat(client, model="smollm2", **kwargs):
 def test_probes_need_no_key_and_everything_else_does(base, keys, client_for):
     for path in ["/health/live", "/health/ready", "/health/startup", "/health"]:
         assert http(base, path)[0] == 200, path
-    for path in ["/v1/models", "/metrics", "/openapi.json", "/admin/models", "/no/such/route"]:
+    for path in ["/v1/models", "/metrics", "/openapi.json", "/admin/models", "/admin/%75sage"]:
         status, _, body = http(base, path)
         assert status == 401, path
         assert json.loads(body)["error"]["code"] == "invalid_api_key"
+    # A route that does not exist is a 404 to anyone, as OpenAI answers an unknown URL.
+    assert http(base, "/no/such/route")[0] == 404
     # (The SDK itself refuses to send no key at all; plain HTTP above covers that.)
     with pytest.raises(openai.AuthenticationError) as wrong:
         chat(client_for("sk-not-a-key"))

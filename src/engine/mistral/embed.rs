@@ -78,6 +78,8 @@ impl MistralEmbedder {
                 vocab_size: field("vocab_size").unwrap_or(0),
                 fill_in_middle: None,
                 embedding_dimensions: Some(dimensions),
+                // Its vocabulary is not read here: inputs are bounded by counting them.
+                max_token_bytes: 0,
             },
         })
     }

@@ -98,13 +98,27 @@ impl ChunkPicks {
     }
 }
 
+/// How llguidance's parser errors begin, as mistral.rs passes them on.
+const CONSTRAINT_PARSER_ERROR: &str = "Parser Error";
+
 /// Turns the engine's response channel into our events; dropping the stream drops the receiver, which the
 /// engine notices at its next token and answers by cancelling the sequence.
 pub(super) fn event_stream(
     mut rx: mpsc::Receiver<Response>,
     mut picks: ChunkPicks,
     is_completion: bool,
+    constrained: bool,
 ) -> EventStream {
+    // llguidance prefixes its own failures so; in a constrained request they are the constraint's.
+    let failure = move |message: String| {
+        if constrained && message.contains(CONSTRAINT_PARSER_ERROR) {
+            // Its first line says why; the parser state and backtrace after it are the engine's.
+            let why = message.lines().next().unwrap_or_default().to_string();
+            EngineError::ConstraintFailed(why)
+        } else {
+            EngineError::Internal(message)
+        }
+    };
     Box::pin(async_stream::stream! {
         let mut first_delta = true;
         while let Some(response) = rx.recv().await {
@@ -123,11 +137,11 @@ pub(super) fn event_stream(
                     return;
                 }
                 Response::InternalError(e) => {
-                    yield Err(EngineError::Internal(e.to_string()));
+                    yield Err(failure(e.to_string()));
                     return;
                 }
                 Response::ModelError(message, _) | Response::CompletionModelError(message, _) => {
-                    yield Err(EngineError::Internal(message));
+                    yield Err(failure(message));
                     return;
                 }
                 // Non-streaming answers and other modalities are never requested.

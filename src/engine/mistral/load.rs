@@ -105,6 +105,7 @@ impl MistralEngine {
                 vocab_size: tokens.vocabulary.len(),
                 fill_in_middle: tokens.vocabulary.fill_in_middle(),
                 embedding_dimensions: None,
+                max_token_bytes: tokens.vocabulary.longest_piece_bytes(),
             },
             vocabulary: Arc::new(tokens.vocabulary),
             grammars: tokens.grammars,

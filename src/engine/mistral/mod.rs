@@ -33,6 +33,9 @@ pub use load::LoadTarget;
 use events::{event_stream, ChunkPicks};
 use request::{chat_messages, constraint, decode_images, sampling_params, PickerProcessor};
 
+/// Steps of one path a constraint is walked when checked (`check_constraint`).
+const CONSTRAINT_CHECK_STEPS: usize = 4;
+
 /// llguidance's grammar compiler for this model's tokenizer.
 type GrammarFactory = Arc<mistralrs::llguidance::ParserFactory>;
 
@@ -122,10 +125,35 @@ impl Engine for MistralEngine {
             }
             OutputConstraint::Lark(lark) => LlguidanceGrammar::from_lark(lark.clone()),
         };
-        factory
+        let mut parser = factory
             .create_parser(grammar)
-            .map(drop)
-            .map_err(|e| EngineError::Rejected(format!("invalid constraint: {e}")))
+            .map_err(|e| EngineError::Rejected(format!("invalid constraint: {e}")))?;
+        // The first masks build the parser's first rows: a grammar too large for the parser's limits
+        // (too many items in a row, too much lexer work) fails here, as the client's mistake, rather
+        // than in the engine once the request runs. A few steps along one path are walked, since a
+        // grammar often fans out only after its opening token (`anyOf` of many objects after `{`);
+        // one that outgrows the limits later still fails as the constraint's (`ConstraintFailed`).
+        // The parser's own message, without the state dump it appends.
+        let too_large = |e: anyhow::Error| {
+            let message = e.to_string();
+            let first_line = message.lines().next().unwrap_or_default().to_string();
+            EngineError::Rejected(format!(
+                "the constraint is too large for constrained decoding: {first_line}"
+            ))
+        };
+        parser.start_without_prompt();
+        for _ in 0..CONSTRAINT_CHECK_STEPS {
+            let mask = parser.compute_mask().map_err(too_large)?;
+            let Some(token) = mask.first_bit_set() else {
+                break;
+            };
+            // A token the mask allows fails only when the grammar outgrows the parser's limits.
+            parser.consume_token(token as u32).map_err(too_large)?;
+            if parser.stopped() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
@@ -161,6 +189,7 @@ impl Engine for MistralEngine {
             },
         };
         let is_completion = matches!(request.prompt, Prompt::Text(_));
+        let constrained = request.constraint.is_some();
         let picker = Arc::new(TokenPicker::new(PickerSettings {
             sampling: request.sampling.clone(),
             logit_bias: request.logit_bias.clone(),
@@ -197,7 +226,7 @@ impl Engine for MistralEngine {
             submitted.push(weak.clone());
         }
         Ok(Submitted {
-            events: event_stream(rx, picks, is_completion),
+            events: event_stream(rx, picks, is_completion, constrained),
             held: Box::new(move || weak.strong_count() > 0),
         })
     }

@@ -1,0 +1,120 @@
+//! Where a key's limits are kept (this process, or Redis for every replica) and a request's hold on
+//! them, [`KeyBudget`]: taken when the request is admitted, before its body is read (its request and its
+//! concurrent slot), its tokens added once they are counted, settled when its response ends.
+
+use std::sync::{Arc, Mutex};
+
+use super::quota::{QuotaError, Quotas, RateHeaders};
+use super::shared::{Hold, SharedQuotas};
+use crate::config::keys::Limits;
+
+/// Where the limits live: this process, or Redis (with this process as the fallback).
+pub enum Limiter {
+    Local(Quotas),
+    Shared(Arc<SharedQuotas>),
+}
+
+impl Limiter {
+    /// Admits a request of `key` under `limits` (requests per minute, concurrency), or says when to
+    /// retry. A key without such limits holds nothing (and, with Redis, costs no round trip).
+    pub async fn admit(&self, key: &str, limits: Limits) -> Result<KeyBudget, QuotaError> {
+        if !limits.counts_requests() {
+            return Ok(KeyBudget::unlimited());
+        }
+        let hold = match self {
+            Limiter::Local(quotas) => Hold::Local(quotas.admit(key, limits)?),
+            Limiter::Shared(shared) => shared.admit(key, limits).await?,
+        };
+        Ok(KeyBudget(Some(Arc::new(Budget {
+            limits,
+            hold: Mutex::new(Some(hold)),
+        }))))
+    }
+
+    /// `local`, `shared`, or `local: Redis unreachable` (for `/health/ready` and the log).
+    pub fn state(&self) -> &'static str {
+        match self {
+            Limiter::Local(_) => "local",
+            Limiter::Shared(shared) if shared.is_shared() => "shared",
+            Limiter::Shared(_) => "local: Redis unreachable",
+        }
+    }
+
+    /// `Some(shared now)` when Redis is configured.
+    pub fn shared(&self) -> Option<bool> {
+        match self {
+            Limiter::Local(_) => None,
+            Limiter::Shared(shared) => Some(shared.is_shared()),
+        }
+    }
+}
+
+/// A request's hold on its key's budget; cheap to clone into the hook that settles it. Dropped
+/// unsettled (a request that ended before its usage was known), its slot is freed and what it reserved
+/// stands.
+#[derive(Clone, Default)]
+pub struct KeyBudget(Option<Arc<Budget>>);
+
+struct Budget {
+    limits: Limits,
+    /// Taken out while a token hold is asked for, and when settled.
+    hold: Mutex<Option<Hold>>,
+}
+
+impl KeyBudget {
+    /// No budget: a server without keys, a key without limits, a route that counts nothing.
+    pub fn unlimited() -> Self {
+        KeyBudget(None)
+    }
+
+    /// The key's token limit, when it has one.
+    pub fn token_limit(&self) -> Option<u64> {
+        self.0.as_ref().and_then(|b| b.limits.tpm)
+    }
+
+    /// Holds `prompt + completion` tokens for the request (the completion already fitted to the
+    /// limit); the `x-ratelimit-*` headers of what is left.
+    pub async fn reserve_tokens(
+        &self,
+        prompt: u64,
+        completion: u64,
+    ) -> Result<RateHeaders, QuotaError> {
+        let Some(budget) = &self.0 else {
+            return Ok(RateHeaders::default());
+        };
+        if let Some(limit) = budget.limits.tpm.filter(|limit| prompt > *limit) {
+            return Err(QuotaError::TooLarge { limit, prompt });
+        }
+        let taken = budget.hold.lock().expect("budget lock").take();
+        let Some(mut hold) = taken else {
+            return Ok(RateHeaders::default());
+        };
+        let outcome = hold.reserve_tokens(prompt, prompt + completion).await;
+        let headers = hold.headers();
+        *budget.hold.lock().expect("budget lock") = Some(hold);
+        outcome.map(|()| headers)
+    }
+
+    /// The headers as they stand (after admission: the requests budget).
+    pub fn headers(&self) -> RateHeaders {
+        self.0
+            .as_ref()
+            .and_then(|b| {
+                b.hold
+                    .lock()
+                    .expect("budget lock")
+                    .as_ref()
+                    .map(Hold::headers)
+            })
+            .unwrap_or_default()
+    }
+
+    /// The response has ended: charge what it used (`None`: what was reserved stands) and free the slot.
+    pub fn settle(&self, used: Option<u64>) {
+        if let Some(budget) = &self.0 {
+            if let Some(hold) = budget.hold.lock().expect("budget lock").take() {
+                hold.settle(used);
+            }
+        }
+    }
+}
