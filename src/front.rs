@@ -97,7 +97,7 @@ pub async fn chat(
     caller.check_model(&model.requested)?;
     log.set_model(&model.requested, &model.name, &model.version);
     let info = model.engine.info();
-    validate::model::check(&chat.generation, chat.has_images(), &model.name, info)?;
+    validate::model::check(&chat.generation, chat.image_count(), &model.name, info)?;
     let parse_tools = chat.tools.is_some();
     let prompts = vec![Prompt::Chat(chat.messages)];
     let prepared = plan(budget, model, chat.generation, prompts, log).await?;
@@ -122,7 +122,7 @@ pub async fn completion(
     caller.check_model(&model.requested)?;
     log.set_model(&model.requested, &model.name, &model.version);
     let info = model.engine.info();
-    validate::model::check(&completion.generation, false, &model.name, info)?;
+    validate::model::check(&completion.generation, 0, &model.name, info)?;
     let suffix = completion.suffix.as_deref();
     let prompts = completion::prompts(&completion.prompts, suffix, &model.name, info)?;
     let prepared = plan(budget, model, completion.generation, prompts, log).await?;

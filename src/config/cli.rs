@@ -13,9 +13,10 @@ use clap::Parser;
 #[cfg(test)]
 use super::PAGED_ATTENTION_BUILT;
 use super::{
-    check_chat_template, classify_model, paged_attention, Config, ConfigError, Dtype,
-    EngineSettings, GpuMemory, LimitsConfig, LogFormat, ModelConfig, ModelSource, PagedAttention,
-    PagedAttnMode, QueueConfig, ResponsesStoreConfig, ServerConfig, TelemetryConfig,
+    check_chat_template, check_image_limits, classify_model, paged_attention, Config, ConfigError,
+    Dtype, EngineSettings, GpuMemory, Isq, LimitsConfig, LogFormat, ModelConfig, ModelSource,
+    PagedAttention, PagedAttnMode, QueueConfig, ResponsesStoreConfig, ServerConfig,
+    TelemetryConfig,
 };
 
 /// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
@@ -27,6 +28,8 @@ pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_MIN_RATE: usize = 64 * 1024;
 /// Sequences the engine runs at once (mistral.rs server's own default).
 pub const DEFAULT_MAX_NUM_SEQS: usize = 16;
+/// Images per request unless `--max-images` says otherwise.
+pub const DEFAULT_MAX_IMAGES: usize = 8;
 /// Requests that may wait for a free sequence slot before new ones get 429.
 pub const DEFAULT_MAX_QUEUE: usize = 64;
 /// Seconds in-flight requests get to finish after SIGTERM.
@@ -129,6 +132,26 @@ pub struct Cli {
     /// `.json` file.
     #[arg(long, env = "LLMSERVE_CHAT_TEMPLATE")]
     pub chat_template: Option<PathBuf>,
+
+    /// Quantize a safetensors model's linear layers while it loads (in-situ quantization): `q8_0`, `q4k` or
+    /// `q6k`. A 9B model in f32 needs ~36 GB; in q8_0 ~10 GB, in q4k ~6 GB. GGUF files are already quantized.
+    #[arg(long, env = "LLMSERVE_ISQ", value_enum)]
+    pub isq: Option<Isq>,
+
+    /// The most pixels an image is resized to before the vision tower (vLLM's
+    /// `--mm-processor-kwargs '{"max_pixels": N}'`), for models that size images by pixel count (GLM-4.1V,
+    /// AutoGLM). It only lowers the checkpoint's own limit.
+    #[arg(long, env = "LLMSERVE_MAX_IMAGE_PIXELS")]
+    pub max_image_pixels: Option<u64>,
+
+    /// Images one request may carry (vLLM's `--limit-mm-per-prompt '{"image": N}'`); more get 400.
+    #[arg(long, env = "LLMSERVE_MAX_IMAGES", default_value_t = DEFAULT_MAX_IMAGES)]
+    pub max_images: usize,
+
+    /// Prompt + completion tokens a request may use (vLLM's `--max-model-len`): only lowers the model's own
+    /// context length; `max_tokens` is clamped to what the prompt leaves.
+    #[arg(long, env = "LLMSERVE_MAX_MODEL_LEN")]
+    pub max_model_len: Option<usize>,
 
     /// Directory for the default model and other downloads. Default: `$XDG_CACHE_HOME/llmserve`, else
     /// `~/.cache/llmserve`.
@@ -247,6 +270,10 @@ impl Cli {
             paged_attn_block_size,
             log_format,
             chat_template,
+            isq,
+            max_image_pixels,
+            max_images,
+            max_model_len,
             cache_dir,
             max_request_body_bytes,
             body_read_timeout,
@@ -313,6 +340,10 @@ impl Cli {
         }
         if max_num_seqs == 0 {
             return Err(ConfigError::ZeroMaxNumSeqs);
+        }
+        check_image_limits(max_image_pixels, max_images)?;
+        if max_model_len == Some(0) {
+            return Err(ConfigError::ZeroMaxModelLen);
         }
         if sse_keep_alive == 0 {
             return Err(ConfigError::ZeroKeepAlive);
@@ -389,6 +420,10 @@ impl Cli {
                 dtype,
                 paged_attention,
                 chat_template,
+                isq,
+                max_image_pixels,
+                max_images,
+                max_model_len,
             },
             paged_attention_reason,
             limits: LimitsConfig {

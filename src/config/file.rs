@@ -10,8 +10,9 @@
 //! [[models.versions]]
 //! version = "v1"
 //! source = "/models/SmolLM2-135M-Instruct.Q8_0.gguf"   # a .gguf, a directory, or a hub repo id
-//! max_num_seqs = 8                  # optional per version: dtype, max_num_seqs, max_queue,
-//! [[models.versions]]               #   queue_timeout, paged_attn, chat_template, multimodal
+//! max_num_seqs = 8                  # optional per version: dtype, max_num_seqs, max_queue, queue_timeout,
+//! [[models.versions]]               #   paged_attn, chat_template, multimodal, isq, max_image_pixels,
+//!                                   #   max_images, max_model_len
 //! version = "v2"
 //! source = "/models/SmolLM2-135M-Instruct.Q4_0.gguf"
 //!
@@ -31,7 +32,7 @@ use super::keys::{keys_spec, KeyFields, Limits};
 use super::models::{version_id, AliasSpec, ModelsSpec, VersionDefaults, VersionSpec};
 pub use super::names::check_name;
 use super::VERSION_SEPARATOR;
-use super::{classify_model, paged_attention, ConfigError, Dtype, ModelSource, PagedAttnMode};
+use super::{classify_model, paged_attention, ConfigError, Dtype, Isq, ModelSource, PagedAttnMode};
 
 /// Why a models file (or an admin request that adds a version) was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -110,6 +111,21 @@ pub struct VersionFields {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub chat_template: Option<PathBuf>,
+    /// `q8_0`, `q4k` or `q6k`: quantize a safetensors model while it loads (`--isq`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub isq: Option<Isq>,
+    /// The most pixels an image is resized to (`--max-image-pixels`, vLLM's `max_pixels`).
+    #[serde(default)]
+    pub max_image_pixels: Option<u64>,
+    /// Images one request may carry (`--max-images`).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_images: Option<usize>,
+    /// Prompt + completion tokens a request may use (`--max-model-len`).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_model_len: Option<usize>,
 }
 
 /// Reads and checks the models file.
@@ -291,6 +307,22 @@ pub fn version_spec(
         let template = base.join(template);
         super::check_chat_template(&template).map_err(|e| invalid(e.to_string()))?;
         engine.chat_template = Some(template);
+    }
+    if let Some(isq) = fields.isq {
+        engine.isq = Some(isq);
+    }
+    if let Some(pixels) = fields.max_image_pixels {
+        engine.max_image_pixels = Some(pixels);
+    }
+    if let Some(images) = fields.max_images {
+        engine.max_images = images;
+    }
+    super::check_image_limits(engine.max_image_pixels, engine.max_images)
+        .map_err(|e| invalid(e.to_string()))?;
+    match fields.max_model_len {
+        Some(0) => return Err(invalid(ConfigError::ZeroMaxModelLen.to_string())),
+        Some(len) => engine.max_model_len = Some(len),
+        None => {}
     }
     let mode = fields.paged_attn.unwrap_or(defaults.paged_mode);
     let (paged, paged_attention_reason) =

@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub use cli::Cli;
 pub use models::{ModelsSpec, VersionDefaults, VersionSpec, VERSION_SEPARATOR};
 // The engine's own settings types, named here too: flags parse into them.
-pub use crate::engine::settings::{Dtype, EngineSettings, GpuMemory, PagedAttention};
+pub use crate::engine::settings::{Dtype, EngineSettings, GpuMemory, Isq, PagedAttention};
 
 /// True in builds with the `cuda` feature: mistral.rs 0.8.1 has paged attention only with CUDA (or Metal).
 pub const PAGED_ATTENTION_BUILT: bool = cfg!(feature = "cuda");
@@ -167,6 +167,12 @@ pub enum ConfigError {
     ZeroMaxNumSeqs,
     #[error("--sse-keep-alive must be at least 1 second")]
     ZeroKeepAlive,
+    #[error("--max-model-len must be at least 1")]
+    ZeroMaxModelLen,
+    #[error("--max-images must be between 1 and {max}, got {got}", max = crate::engine::settings::MAX_IMAGES_PER_REQUEST)]
+    BadMaxImages { got: usize },
+    #[error("--max-image-pixels must be at least {min} (one 28×28 patch block over two frames), got {got}", min = MIN_IMAGE_PIXELS)]
+    TinyMaxImagePixels { got: u64 },
     #[error("--max-request-body-bytes must be at least 1024")]
     TinyBodyLimit,
     #[error("--body-read-timeout and --body-min-rate must be at least 1")]
@@ -265,6 +271,21 @@ pub fn paged_attention(
         )),
         (PagedAttnMode::On, false) => Err(ConfigError::PagedAttentionNotBuilt),
         (_, true) => Ok((Some(settings), "on: a CUDA build")),
+    }
+}
+
+/// The smallest `--max-image-pixels`: one 28 × 28 merge block, counted over GLM-4.1V's two frames.
+pub const MIN_IMAGE_PIXELS: u64 = 2 * 28 * 28;
+
+/// `--max-images` within 1..=`validate::MAX_IMAGES` (the ceiling every request is held to before its model is
+/// known); `--max-image-pixels` at least one block.
+pub fn check_image_limits(max_pixels: Option<u64>, max_images: usize) -> Result<(), ConfigError> {
+    if max_images == 0 || max_images > crate::engine::settings::MAX_IMAGES_PER_REQUEST {
+        return Err(ConfigError::BadMaxImages { got: max_images });
+    }
+    match max_pixels {
+        Some(got) if got < MIN_IMAGE_PIXELS => Err(ConfigError::TinyMaxImagePixels { got }),
+        _ => Ok(()),
     }
 }
 

@@ -104,6 +104,10 @@ impl VersionDefaults {
                 dtype: Dtype::Auto,
                 paged_attention: None,
                 chat_template: None,
+                isq: None,
+                max_image_pixels: None,
+                max_images: crate::config::cli::DEFAULT_MAX_IMAGES,
+                max_model_len: None,
             },
             queue: QueueConfig {
                 max_waiting: 64,

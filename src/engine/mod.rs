@@ -231,6 +231,8 @@ pub struct ModelInfo {
     pub context_length: usize,
     /// Whether `image_url` content parts can be served.
     pub accepts_images: bool,
+    /// Images one request may carry (`--max-images`).
+    pub max_images: usize,
     /// Token ids run from 0 to `vocab_size - 1` (bounds `logit_bias` keys).
     pub vocab_size: usize,
     /// Whether the vocabulary has fill-in-the-middle tokens (`suffix` needs them).

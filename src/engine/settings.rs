@@ -11,6 +11,25 @@ pub enum Dtype {
     Bf16,
 }
 
+/// Images any request may carry, whatever its model (`--max-images` is at most this).
+pub const MAX_IMAGES_PER_REQUEST: usize = 32;
+
+/// In-situ quantization of a safetensors model's linear layers as it loads (mistral.rs's ISQ); `--isq`
+/// parses into it. A GGUF file is already quantized and takes none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isq {
+    #[value(name = "q8_0")]
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    #[value(name = "q4k")]
+    #[serde(rename = "q4k")]
+    Q4K,
+    #[value(name = "q6k")]
+    #[serde(rename = "q6k")]
+    Q6K,
+}
+
 /// How much GPU memory the paged KV cache takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum GpuMemory {
@@ -38,4 +57,13 @@ pub struct EngineSettings {
     pub paged_attention: Option<PagedAttention>,
     /// A chat template file to use instead of the model's own.
     pub chat_template: Option<std::path::PathBuf>,
+    /// Quantize a safetensors model's linear layers while loading.
+    pub isq: Option<Isq>,
+    /// The most pixels an image is resized to (vLLM's `max_pixels`), for models whose processor sizes images
+    /// by pixel count (GLM-4.1V); `None`: the checkpoint's own limit.
+    pub max_image_pixels: Option<u64>,
+    /// Images one request may carry (vLLM's `--limit-mm-per-prompt '{"image": N}'`).
+    pub max_images: usize,
+    /// Prompt + completion tokens a request may use, below the model's own context (vLLM's `--max-model-len`).
+    pub max_model_len: Option<usize>,
 }

@@ -32,8 +32,9 @@ pub const MAX_SEQUENCES_PER_REQUEST: usize = 64;
 pub const MAX_TOP_LOGPROBS: i64 = 20;
 pub const MAX_COMPLETION_LOGPROBS: i64 = 5;
 pub const MAX_LOGIT_BIAS_ENTRIES: usize = 300;
-/// Images per request, and bytes per decoded image.
-pub const MAX_IMAGES: usize = 8;
+/// Images any request may carry, before its model is known (each model's own limit, `--max-images`, is at
+/// most this), and bytes per decoded image.
+pub const MAX_IMAGES: usize = crate::engine::settings::MAX_IMAGES_PER_REQUEST;
 pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
 /// Pixels per image, read from its header before anything is decoded: a small file can announce a huge
 /// canvas (a decompression bomb), and a 4096×4096 RGBA image already takes 64 MiB.
@@ -50,6 +51,11 @@ impl ValidatedChat {
     /// Whether any message carries an image (served only by vision models).
     pub fn has_images(&self) -> bool {
         self.messages.iter().any(|m| !m.images.is_empty())
+    }
+
+    /// Images over all messages (each model takes at most its `--max-images`).
+    pub fn image_count(&self) -> usize {
+        self.messages.iter().map(|m| m.images.len()).sum()
     }
 }
 
@@ -911,13 +917,14 @@ mod tests {
         let info = ModelInfo {
             context_length: 10,
             accepts_images: false,
+            max_images: 8,
             vocab_size: 6,
             fill_in_middle: None,
             embedding_dimensions: None,
             max_token_bytes: 0,
         };
         assert!(
-            model::check(&v.generation, false, "m", &info).is_err(),
+            model::check(&v.generation, 0, "m", &info).is_err(),
             "token 7 is not in a 6-token vocabulary"
         );
     }

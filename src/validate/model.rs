@@ -8,7 +8,7 @@ use crate::generation::request::ValidatedGeneration;
 /// Refuses what this model cannot take, before anything is counted or submitted.
 pub fn check(
     generation: &ValidatedGeneration,
-    has_images: bool,
+    images: usize,
     model: &str,
     info: &ModelInfo,
 ) -> Result<(), ValidationError> {
@@ -31,10 +31,19 @@ pub fn check(
             ),
         ));
     }
-    if has_images && !info.accepts_images {
+    if images > 0 && !info.accepts_images {
         return Err(ValidationError::ImagesNotSupported {
             model: model.to_string(),
         });
+    }
+    if images > info.max_images {
+        return Err(ValidationError::invalid(
+            "messages",
+            format!(
+                "`{model}` takes at most {} images per request, got {images}",
+                info.max_images
+            ),
+        ));
     }
     Ok(())
 }

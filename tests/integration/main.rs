@@ -15,6 +15,7 @@ mod disconnect;
 mod drain;
 mod embeddings;
 mod errors;
+mod glm4v;
 mod gpu;
 mod grpc;
 mod keys;

@@ -15,16 +15,17 @@ use mistralrs::model_builder_trait::{
     build_model_from_pipeline, build_multimodal_pipeline, build_text_pipeline,
 };
 use mistralrs::{
-    DefaultSchedulerMethod, Device, MemoryGpuConfig, Model, ModelDType, MultimodalLoaderType,
-    MultimodalModelBuilder, PagedAttentionConfig, PagedCacheType, SchedulerConfig,
-    TextModelBuilder, TokenSource,
+    DefaultSchedulerMethod, Device, IsqType, MemoryGpuConfig, Model, ModelDType,
+    MultimodalLoaderType, MultimodalModelBuilder, PagedAttentionConfig, PagedCacheType,
+    SchedulerConfig, TextModelBuilder, TokenSource,
 };
 use serde_json::Value;
 
-use crate::engine::settings::{Dtype, EngineSettings, GpuMemory, PagedAttention};
+use crate::engine::settings::{Dtype, EngineSettings, GpuMemory, Isq, PagedAttention};
 use crate::engine::vocab::{Piece, Vocabulary};
 use crate::engine::{gguf, EngineError, ModelInfo};
 
+use super::pixel_images::{self, PixelSizedImages};
 use super::{GrammarFactory, MistralEngine, FALLBACK_CONTEXT_LENGTH};
 
 /// Where the weights are, as the loader needs it.
@@ -51,6 +52,12 @@ impl MistralEngine {
         let device = mistralrs::best_device(false).map_err(|e| EngineError::Load(e.to_string()))?;
         let paged = paged_attention_config(options.paged_attention)
             .map_err(|e| EngineError::Load(format!("{e:#}")))?;
+        // Where a safetensors checkpoint's own files are (a directory, or the repo in the hub cache).
+        let model_id = match &target {
+            LoadTarget::Safetensors(dir) => Some(dir.display().to_string()),
+            LoadTarget::Hub { repo, .. } => Some(repo.clone()),
+            LoadTarget::Gguf { .. } | LoadTarget::Embedding(_) => None,
+        };
         let built = match target {
             LoadTarget::Gguf { dir, files } => {
                 for file in &files {
@@ -92,16 +99,32 @@ impl MistralEngine {
             }
         };
         let (model, tokens) = built.map_err(|e| EngineError::Load(format!("{e:#}")))?;
+        let processor_tokens: Vec<&str> =
+            tokens.processor_tokens.iter().map(String::as_str).collect();
+        let pixel_images = PixelSizedImages::detect(
+            &processor_tokens,
+            tokens.image_placeholder,
+            model_id
+                .as_deref()
+                .and_then(PixelSizedImages::preprocessor_json)
+                .as_deref(),
+            options.max_image_pixels,
+        )?;
+        if options.max_image_pixels.is_some() && pixel_images.is_none() {
+            tracing::warn!("--max-image-pixels applies only to models that size images by pixel count (GLM-4.1V)");
+        }
         let context_length = model
             .max_sequence_length()
             .ok()
             .flatten()
-            .unwrap_or(FALLBACK_CONTEXT_LENGTH);
+            .unwrap_or(FALLBACK_CONTEXT_LENGTH)
+            .min(options.max_model_len.unwrap_or(usize::MAX));
         Ok(MistralEngine {
             model,
             info: ModelInfo {
                 context_length,
                 accepts_images: tokens.accepts_images,
+                max_images: options.max_images,
                 vocab_size: tokens.vocabulary.len(),
                 fill_in_middle: tokens.vocabulary.fill_in_middle(),
                 embedding_dimensions: None,
@@ -111,6 +134,7 @@ impl MistralEngine {
             grammars: tokens.grammars,
             unlisted_ends: tokens.unlisted_ends,
             prefixer: tokens.prefixer,
+            pixel_images,
             submitted: Mutex::new(Vec::new()),
         })
     }
@@ -180,6 +204,9 @@ impl SafetensorsLoad {
                 if let Some(paged) = paged {
                     builder = builder.with_paged_attn(paged);
                 }
+                if let Some(isq) = options.isq {
+                    builder = builder.with_isq(isq_type(isq));
+                }
                 build_text_pipeline(builder).await?
             }
             Some(architecture) => {
@@ -198,6 +225,9 @@ impl SafetensorsLoad {
                 }
                 if let Some(paged) = paged {
                     builder = builder.with_paged_attn(paged);
+                }
+                if let Some(isq) = options.isq {
+                    builder = builder.with_isq(isq_type(isq));
                 }
                 build_multimodal_pipeline(builder).await?
             }
@@ -221,13 +251,23 @@ pub(super) struct ModelTokens {
     /// Whether the model takes images, and how it marks them in a prompt.
     accepts_images: bool,
     prefixer: Option<Arc<dyn MultimodalPromptPrefixer>>,
+    /// The special tokens of the model's prompt processor (GLM-4.1V's image markers, for one).
+    processor_tokens: Vec<String>,
+    /// The id of GLM's `<|image|>` placeholder, when the vocabulary has one.
+    image_placeholder: Option<u32>,
 }
 
 impl ModelTokens {
     async fn of<P: Pipeline + ?Sized>(pipeline: &tokio::sync::Mutex<P>) -> anyhow::Result<Self> {
-        let (metadata, category) = {
+        let (metadata, category, processor_tokens) = {
             let pipeline = pipeline.lock().await;
-            (pipeline.get_metadata(), pipeline.category())
+            let processor = pipeline.get_processor();
+            let tokens: Vec<String> = processor
+                .get_special_tokens()
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            (pipeline.get_metadata(), pipeline.category(), tokens)
         };
         let accepts_images = metadata
             .modalities
@@ -250,6 +290,10 @@ impl ModelTokens {
                 bytes => Piece::Text(bytes.to_vec()),
             })
             .collect();
+        let image_placeholder = (0..trie.vocab_size() as u32).find(|&token| {
+            matches!(trie.token(token), [TokTrie::SPECIAL_TOKEN_MARKER, name @ ..]
+                if name == pixel_images::PLACEHOLDER.as_bytes())
+        });
         let mut ends = metadata.eos_tok.clone();
         let mut unlisted_ends = Vec::new();
         for &token in trie.eos_tokens() {
@@ -266,7 +310,18 @@ impl ModelTokens {
             unlisted_ends,
             accepts_images,
             prefixer,
+            processor_tokens,
+            image_placeholder,
         })
+    }
+}
+
+/// mistral.rs's ISQ type for ours.
+fn isq_type(isq: Isq) -> IsqType {
+    match isq {
+        Isq::Q8_0 => IsqType::Q8_0,
+        Isq::Q4K => IsqType::Q4K,
+        Isq::Q6K => IsqType::Q6K,
     }
 }
 

@@ -25,12 +25,14 @@ use super::{
 mod embed;
 mod events;
 mod load;
+pub mod pixel_images;
 mod request;
 
 pub use embed::{is_embedding_dir, MistralEmbedder};
 pub use load::LoadTarget;
 
 use events::{event_stream, ChunkPicks};
+use pixel_images::PixelSizedImages;
 use request::{chat_messages, constraint, decode_images, sampling_params, PickerProcessor};
 
 /// Steps of one path a constraint is walked when checked (`check_constraint`).
@@ -52,6 +54,8 @@ pub struct MistralEngine {
     unlisted_ends: Vec<String>,
     /// Set for multimodal models: writes a message's image placeholders the way the model expects them.
     prefixer: Option<Arc<dyn MultimodalPromptPrefixer>>,
+    /// Set for models that size images by pixel count (GLM-4.1V): image token counts and `--max-image-pixels`.
+    pixel_images: Option<PixelSizedImages>,
     /// One weak handle per submitted sequence: alive while the engine still holds the sequence's sender.
     submitted: Mutex<Vec<mpsc::WeakSender<Response>>>,
 }
@@ -108,7 +112,12 @@ impl Engine for MistralEngine {
     async fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
         // The same flags the engine uses when it adds a chat or completion request.
         let text = chat_messages(prompt, self.prefixer.as_deref());
-        tokenize_on(self.sender()?, text, true).await
+        let tokens = tokenize_on(self.sender()?, text, true).await?;
+        // The engine expands each image placeholder into the image's tokens: count what it will run.
+        match &self.pixel_images {
+            Some(images) => images.expand(tokens, prompt),
+            None => Ok(tokens),
+        }
     }
 
     fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
@@ -157,7 +166,18 @@ impl Engine for MistralEngine {
     }
 
     async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
-        let images = decode_images(&request.prompt).await?;
+        let mut images = decode_images(&request.prompt).await?;
+        if let Some(sizing) = &self.pixel_images {
+            let sizing = sizing.clone();
+            images = tokio::task::spawn_blocking(move || {
+                images
+                    .into_iter()
+                    .map(|i| sizing.fit(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| EngineError::Internal(format!("image resizing failed: {e}")))??;
+        }
         // The routes refuse images for a model that does not accept them; this keeps an image from ever
         // being dropped silently.
         if !images.is_empty() && self.prefixer.is_none() {
@@ -254,3 +274,5 @@ impl Engine for MistralEngine {
 
 #[cfg(test)]
 mod engine_patches;
+#[cfg(test)]
+mod glm4v_parity;
