@@ -13,7 +13,7 @@ use base64::Engine as _;
 use candle_core::{Device, Tensor};
 use serde_json::{json, Value};
 
-use crate::common::{assert_envelope, post_json, post_sse, sse_data, start_server};
+use crate::common::{assert_envelope, post_json, post_sse, sample, scrape, sse_data, start_server};
 
 pub const SERVED_NAME: &str = "autoglm-phone-9b";
 /// The fixture's system prompt and user text (make_fixtures.py).
@@ -326,7 +326,7 @@ async fn co_batched_image_requests_answer_as_they_do_alone() {
     let texts = [
         "Open the chrome browser.",
         "Open the camera app now.",
-        "Close the music player.",
+        "Close the music players.",
     ];
     let bodies: Vec<Value> = texts
         .iter()
@@ -342,15 +342,30 @@ async fn co_batched_image_requests_answer_as_they_do_alone() {
         })
         .collect();
     let mut alone = Vec::new();
+    let mut lengths = Vec::new();
     for body in &bodies {
         let (status, answer) = post_json(&base, "/v1/chat/completions", body.clone()).await;
         assert_eq!(status, 200, "{answer}");
         alone.push(answer["choices"][0]["message"]["content"].clone());
+        lengths.push(answer["usage"]["prompt_tokens"].clone());
     }
+    assert!(
+        lengths.iter().all(|l| *l == lengths[0]),
+        "prompt lengths differ: {lengths:?}"
+    );
     assert!(
         alone[0] != alone[1] || alone[1] != alone[2],
         "different images and texts should not all give one answer: {alone:?}"
     );
+    let decode_counts = || async {
+        let text = scrape(&format!("{base}/metrics")).await;
+        let labels = [("model", SERVED_NAME), ("kind", "decode")];
+        let steps = sample(&text, "llmserve_engine_steps_total", &labels).unwrap_or(0.0);
+        let sequences =
+            sample(&text, "llmserve_engine_step_sequences_total", &labels).unwrap_or(0.0);
+        (steps, sequences)
+    };
+    let (steps_before, sequences_before) = decode_counts().await;
     for round in 0..2 {
         let together = futures::future::join_all(
             bodies
@@ -366,6 +381,13 @@ async fn co_batched_image_requests_answer_as_they_do_alone() {
             );
         }
     }
+    // They really shared steps: the engine's decode steps carried more than one sequence on average.
+    let (steps, sequences) = decode_counts().await;
+    let mean = (sequences - sequences_before) / (steps - steps_before);
+    assert!(
+        mean > 1.5,
+        "mean decode batch {mean}: the requests did not run together"
+    );
 }
 
 /// More images than `--max-images` is a 400 that names the limit; an `<|image|>` typed into the text (a
