@@ -4,13 +4,15 @@
 use candle_core::{Device, Tensor};
 use mistralrs::core::layers::{Sdpa, SdpaParams};
 
-/// A decode step's shapes: several sequences, one query token each, grouped-query heads, and a KV length
-/// spanning several of the kernel's 16-position tiles.
+/// A decode step's shapes: several sequences, one query token each, grouped-query heads. The KV length is
+/// the step's: 37 fits in one of patch 0010's 64-position tiles; 203 spans three whole tiles and a partial
+/// fourth, whose per-tile results the kernel merges.
 const BATCH: usize = 4;
 const HEADS: usize = 4;
 const KV_HEADS: usize = 2;
 const HEAD_DIM: usize = 16;
 const KV_LEN: usize = 37;
+const KV_LEN_TILES: usize = 3 * 64 + 11;
 
 /// Reproducible values in [-1, 1): different for every row, so a row that reads another's data shows.
 fn values(seed: u64, n: usize) -> Vec<f32> {
@@ -28,6 +30,7 @@ fn values(seed: u64, n: usize) -> Vec<f32> {
 }
 
 struct Step {
+    kv_len: usize,
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
@@ -37,10 +40,15 @@ struct Step {
 
 impl Step {
     fn new(masked: [usize; BATCH]) -> Self {
+        Self::with_kv_len(KV_LEN, masked)
+    }
+
+    fn with_kv_len(kv_len: usize, masked: [usize; BATCH]) -> Self {
         Step {
+            kv_len,
             q: values(1, BATCH * HEADS * HEAD_DIM),
-            k: values(2, BATCH * KV_HEADS * KV_LEN * HEAD_DIM),
-            v: values(3, BATCH * KV_HEADS * KV_LEN * HEAD_DIM),
+            k: values(2, BATCH * KV_HEADS * kv_len * HEAD_DIM),
+            v: values(3, BATCH * KV_HEADS * kv_len * HEAD_DIM),
             masked,
         }
     }
@@ -59,7 +67,7 @@ impl Step {
     fn engine(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
         let b = rows.len();
         let per_q = HEADS * HEAD_DIM;
-        let per_kv = KV_HEADS * KV_LEN * HEAD_DIM;
+        let per_kv = KV_HEADS * self.kv_len * HEAD_DIM;
         let cpu = &Device::Cpu;
         let q = Tensor::from_vec(
             self.q[rows.start * per_q..rows.end * per_q].to_vec(),
@@ -70,7 +78,7 @@ impl Step {
         let kv = |data: &[f32]| {
             Tensor::from_vec(
                 data[rows.start * per_kv..rows.end * per_kv].to_vec(),
-                (b, KV_HEADS, KV_LEN, HEAD_DIM),
+                (b, KV_HEADS, self.kv_len, HEAD_DIM),
                 cpu,
             )
             .unwrap()
@@ -78,7 +86,7 @@ impl Step {
         let mask: Vec<f32> = rows
             .clone()
             .flat_map(|row| {
-                (0..KV_LEN).map(move |pos| {
+                (0..self.kv_len).map(move |pos| {
                     if pos < self.masked[row] {
                         f32::NEG_INFINITY
                     } else {
@@ -87,7 +95,7 @@ impl Step {
                 })
             })
             .collect();
-        let mask = Tensor::from_vec(mask, (b, 1, 1, KV_LEN), cpu).unwrap();
+        let mask = Tensor::from_vec(mask, (b, 1, 1, self.kv_len), cpu).unwrap();
         let with_mask = self.masked.iter().any(|&m| m > 0);
         Sdpa.run_attention(
             &q,
@@ -109,13 +117,13 @@ impl Step {
         let kv_head = head / (HEADS / KV_HEADS);
         let q = &self.q[(row * HEADS + head) * HEAD_DIM..][..HEAD_DIM];
         let at = |data: &[f32], pos: usize| -> Vec<f64> {
-            let start = ((row * KV_HEADS + kv_head) * KV_LEN + pos) * HEAD_DIM;
+            let start = ((row * KV_HEADS + kv_head) * self.kv_len + pos) * HEAD_DIM;
             data[start..start + HEAD_DIM]
                 .iter()
                 .map(|&x| f64::from(x))
                 .collect()
         };
-        let positions = self.masked[row]..KV_LEN;
+        let positions = self.masked[row]..self.kv_len;
         let scores: Vec<f64> = positions
             .clone()
             .map(|pos| {
@@ -181,6 +189,21 @@ fn decode_attention_gives_each_batch_row_its_own_result() {
 #[test]
 fn decode_attention_skips_masked_positions_without_nan() {
     let step = Step::new([0, 5, 16, 20]);
+    let batched = step.engine(0..BATCH);
+    assert!(
+        batched.iter().all(|x| x.is_finite()),
+        "NaN or inf in the output"
+    );
+    step.assert_matches_reference(&batched);
+    step.assert_batch_invariant(&batched);
+}
+
+/// patches/mistralrs-core-0.8.1/0010: decode attention over several 64-position tiles, merged per (row, head),
+/// equals the reference for each row and is the same in a batch as alone, with masks that end inside the
+/// first, second and third tile.
+#[test]
+fn decode_attention_merges_its_tiles() {
+    let step = Step::with_kv_len(KV_LEN_TILES, [0, 5, 70, 150]);
     let batched = step.engine(0..BATCH);
     assert!(
         batched.iter().all(|x| x.is_finite()),
