@@ -320,3 +320,33 @@ fn q8_0_quantization_rounds_halfway_away_from_zero() {
         }
     }
 }
+
+/// patches/candle-core-0.10.2/0004: `k_quants::matmul` is safe and writes its output through a raw pointer;
+/// buffers shorter than `(m, k, n)` say were written or read out of bounds. Now they are errors, and exact
+/// ones still multiply.
+#[test]
+fn quantized_matmul_refuses_buffers_shorter_than_its_shape() {
+    use candle_core::quantized::k_quants::{matmul, BlockQ8_0, GgmlType};
+    let (m, k, n) = (2, 64, 16);
+    let lhs = vec![0.5f32; m * k];
+    let rhs = vec![BlockQ8_0::zeros(); n * k / 32];
+    let mut dst = vec![0f32; m * n];
+    assert!(matmul((m, k, n), &lhs, &rhs, &mut dst).is_ok());
+    let mut short_dst = vec![0f32; m * n - 1];
+    assert!(
+        matmul((m, k, n), &lhs, &rhs, &mut short_dst).is_err(),
+        "a short output"
+    );
+    assert!(
+        matmul((m, k, n), &lhs, &rhs[1..], &mut dst).is_err(),
+        "a short weight"
+    );
+    assert!(
+        matmul((m, k, n), &lhs[1..], &rhs, &mut dst).is_err(),
+        "a short input"
+    );
+    assert!(
+        matmul((usize::MAX, k, n), &lhs, &rhs, &mut dst).is_err(),
+        "an overflowing shape"
+    );
+}
