@@ -27,7 +27,18 @@ for peer in ${want[*]}; do
       tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
       rm -rf "$peers/llama.cpp" && cp -r "$work"/llama_cpp_python-*/vendor/llama.cpp "$peers/llama.cpp"
       cd "$peers/llama.cpp"
-      PATH="$peers/build-venv/bin:$PATH" cmake -S . -B build -G Ninja -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+      # Explicit instruction sets, never GGML_NATIVE: on a CPU that reports AMX the native build crashes at
+      # start (SIGSEGV/SIGILL), and the benchmark then has no peer. x86-64-v3 as llmserve is built, plus the
+      # AVX-512 sets the CPU reports (llmserve picks its AVX-512 VNNI kernel at run time); AMX stays off.
+      flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+        -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+      cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+      for set in avx512f:GGML_AVX512 avx512_vnni:GGML_AVX512_VNNI avx512_bf16:GGML_AVX512_BF16 \
+        avx512vbmi:GGML_AVX512_VBMI; do
+        if [[ "$cpu_flags" == *" ${set%%:*} "* ]]; then flags+=("-D${set##*:}=ON"); fi
+      done
+      echo "llama.cpp build flags: ${flags[*]}"
+      PATH="$peers/build-venv/bin:$PATH" cmake -S . -B build -G Ninja "${flags[@]}" -DLLAMA_CURL=OFF \
         -DLLAMA_BUILD_SERVER=ON -DCMAKE_BUILD_TYPE=Release
       PATH="$peers/build-venv/bin:$PATH" cmake --build build --target llama-server -j"$(nproc)"
       build/bin/llama-server --version
