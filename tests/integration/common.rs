@@ -25,6 +25,24 @@ pub fn model_name() -> &'static str {
 }
 
 /// Starts a server on its own thread and runtime (so it outlives any one test's runtime).
+/// Starts a server on the model directory `dir` served as `served_name`, and removes the directory once the
+/// model has loaded (the engine holds the weights): for models the tests write.
+pub fn serve_model_dir(
+    dir: PathBuf,
+    served_name: &str,
+    tweak: impl FnOnce(&mut Config) + Send + 'static,
+) -> String {
+    let model_dir = dir.clone();
+    let name = served_name.to_string();
+    let base = start_server(move |config| {
+        config.model.source = llmserve::config::ModelSource::LocalDir(model_dir);
+        config.model.served_name = name;
+        tweak(config);
+    });
+    let _ = std::fs::remove_dir_all(dir);
+    base
+}
+
 pub fn start_server(tweak: impl FnOnce(&mut Config) + Send + 'static) -> String {
     start_server_with_addrs(tweak).0
 }

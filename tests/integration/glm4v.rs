@@ -13,7 +13,9 @@ use base64::Engine as _;
 use candle_core::{Device, Tensor};
 use serde_json::{json, Value};
 
-use crate::common::{assert_envelope, post_json, post_sse, sample, scrape, sse_data, start_server};
+use crate::common::{
+    assert_envelope, post_json, post_sse, sample, scrape, serve_model_dir, sse_data,
+};
 
 pub const SERVED_NAME: &str = "autoglm-phone-9b";
 /// The fixture's system prompt and user text (make_fixtures.py).
@@ -52,14 +54,7 @@ fn serve(
     dir: PathBuf,
     tweak: impl FnOnce(&mut llmserve::config::Config) + Send + 'static,
 ) -> String {
-    let model_dir = dir.clone();
-    let base = start_server(move |config| {
-        config.model.source = llmserve::config::ModelSource::LocalDir(model_dir);
-        config.model.served_name = SERVED_NAME.to_string();
-        tweak(config);
-    });
-    let _ = std::fs::remove_dir_all(dir);
-    base
+    serve_model_dir(dir, SERVED_NAME, tweak)
 }
 
 /// The server on the fixture model with AutoGLM's deployment settings (vLLM's `max_pixels` 5,000,000 and

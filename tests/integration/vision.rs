@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::common::{assert_envelope, post_json, post_sse, sse_data, start_server};
+use crate::common::{assert_envelope, post_json, post_sse, serve_model_dir, sse_data};
 use crate::tiny_vision::{self, IMAGE_SEQ_LEN};
 
 pub const SERVED_NAME: &str = "tiny-idefics3";
@@ -22,15 +22,7 @@ pub fn vision_server() -> &'static str {
 
 /// Starts a server on a fresh copy of the tiny model, removed once loaded (the engine holds the weights).
 fn serve_tiny_model(tweak: impl FnOnce(&mut llmserve::config::Config) + Send + 'static) -> String {
-    let dir = tiny_vision::write_model();
-    let model_dir = dir.clone();
-    let base = start_server(move |config| {
-        config.model.source = llmserve::config::ModelSource::LocalDir(model_dir);
-        config.model.served_name = SERVED_NAME.to_string();
-        tweak(config);
-    });
-    let _ = std::fs::remove_dir_all(dir);
-    base
+    serve_model_dir(tiny_vision::write_model(), SERVED_NAME, tweak)
 }
 
 /// A picture whose pixels depend on `pattern`, encoded as PNG or JPEG in a data URL.
