@@ -120,6 +120,8 @@ pub enum ServeError {
     Server(#[from] std::io::Error),
     #[error("{0}")]
     ModelLoad(String),
+    #[error("{0}")]
+    CpuKernels(String),
 }
 
 /// A bound server whose model loads in the background (probes answer 503 until it is ready).
@@ -282,6 +284,9 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
         .models_spec()
         .map_err(|e| ServeError::ModelLoad(e.to_string()))?;
     crate::state::redis_settings(&config).map_err(|e| ServeError::ModelLoad(e.to_string()))?;
+    let cpu_kernels = crate::engine::mistral::cpu_kernels::apply(config.cpu_kernels)
+        .map_err(ServeError::CpuKernels)?;
+    tracing::info!(cpu_kernels, "CPU matmul kernels");
     let mut state = AppState::new(config, spec.keys.clone());
     state.spans = spans;
     let state = web::Data::new(state);

@@ -14,8 +14,8 @@ use clap::Parser;
 use super::PAGED_ATTENTION_BUILT;
 use super::{
     check_chat_template, check_image_limits, classify_model, paged_attention, Config, ConfigError,
-    Dtype, EngineSettings, GpuMemory, Isq, LimitsConfig, LogFormat, ModelConfig, ModelSource,
-    PagedAttention, PagedAttnMode, QueueConfig, ResponsesStoreConfig, ServerConfig,
+    CpuKernels, Dtype, EngineSettings, GpuMemory, Isq, LimitsConfig, LogFormat, ModelConfig,
+    ModelSource, PagedAttention, PagedAttnMode, QueueConfig, ResponsesStoreConfig, ServerConfig,
     TelemetryConfig,
 };
 
@@ -242,6 +242,12 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_RESPONSES_STORE_TTL", default_value_t = 3600)]
     pub responses_store_ttl: u64,
 
+    /// CPU matmul kernels: `auto` (the best this CPU has), `avx512`, `avx2` or `scalar`. Outputs are the
+    /// same bits at every level; a lower one is slower and exists to test the kernels other CPUs run. A
+    /// level the CPU lacks is refused at start-up.
+    #[arg(long, env = "LLMSERVE_CPU_KERNELS", value_enum, default_value_t = CpuKernels::Auto)]
+    pub cpu_kernels: CpuKernels,
+
     /// Do not serve the built-in chat page at `/` (an API-only server: `/` is then a JSON 404).
     #[arg(long, env = "LLMSERVE_NO_UI", action = clap::ArgAction::SetTrue)]
     pub no_ui: bool,
@@ -292,6 +298,7 @@ impl Cli {
             responses_store_size,
             responses_store_mib,
             responses_store_ttl,
+            cpu_kernels,
             no_ui,
         } = self;
         let model_flags_given =
@@ -426,6 +433,7 @@ impl Cli {
                 max_model_len,
             },
             paged_attention_reason,
+            cpu_kernels,
             limits: LimitsConfig {
                 redis: limits_redis,
                 redis_ca_file: limits_redis_ca_file,

@@ -20,7 +20,9 @@ use serde::Deserialize;
 pub use cli::Cli;
 pub use models::{ModelsSpec, VersionDefaults, VersionSpec, VERSION_SEPARATOR};
 // The engine's own settings types, named here too: flags parse into them.
-pub use crate::engine::settings::{Dtype, EngineSettings, GpuMemory, Isq, PagedAttention};
+pub use crate::engine::settings::{
+    CpuKernels, Dtype, EngineSettings, GpuMemory, Isq, PagedAttention,
+};
 
 /// True in builds with the `cuda` feature: mistral.rs 0.8.1 has paged attention only with CUDA (or Metal).
 pub const PAGED_ATTENTION_BUILT: bool = cfg!(feature = "cuda");
@@ -64,6 +66,8 @@ pub struct Config {
     pub engine: EngineSettings,
     /// Why paged attention is on or off, for the start-up log.
     pub paged_attention_reason: &'static str,
+    /// `--cpu-kernels`: process-wide, set once at start-up.
+    pub cpu_kernels: CpuKernels,
     /// `--paged-attn` and its memory and block size, for versions that set their own mode.
     pub paged_mode: PagedAttnMode,
     pub paged_settings: PagedAttention,

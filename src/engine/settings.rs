@@ -30,6 +30,18 @@ pub enum Isq {
     Q6K,
 }
 
+/// Which instruction set the CPU matmul kernels use (`--cpu-kernels`). Every level gives the same output
+/// bits (the engine's kernels fix their order of operations); forcing a lower one tests, on a CPU with
+/// AVX-512, the kernels that CPUs without it run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuKernels {
+    /// The highest level the CPU supports.
+    Auto,
+    Avx512,
+    Avx2,
+    Scalar,
+}
+
 /// How much GPU memory the paged KV cache takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum GpuMemory {

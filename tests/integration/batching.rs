@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-use crate::common::{model_name, post_json, sample, scrape, start_server};
+use crate::common::{cache_dir, model_name, post_json, sample, scrape, start_server};
 
 /// Long enough for a wrong attention row to show; short enough for many rounds on two cores.
 const MAX_TOKENS: u64 = 24;
@@ -93,10 +93,26 @@ fn first_difference(solo: &Value, batched: &Value) -> String {
 /// asserting that every co-batched answer is the solo answer and that some decode steps carried several
 /// sequences. Returns the mean decode batch of each level.
 async fn assert_batch_invariant(base: &str, pool: &[Value], levels: &[(usize, usize)]) -> Vec<f64> {
+    let solo = solo_answers(base, pool).await;
+    assert_co_batched_as(base, pool, &solo, levels).await
+}
+
+/// Each prompt's answer served alone, by its messages' JSON.
+async fn solo_answers(base: &str, pool: &[Value]) -> HashMap<String, Value> {
     let mut solo = HashMap::new();
     for messages in pool {
         solo.insert(messages.to_string(), answer(base, messages).await);
     }
+    solo
+}
+
+/// `assert_batch_invariant` against solo answers given (perhaps another server's).
+async fn assert_co_batched_as(
+    base: &str,
+    pool: &[Value],
+    solo: &HashMap<String, Value>,
+    levels: &[(usize, usize)],
+) -> Vec<f64> {
     let mut compared = 0;
     let mut mismatches = Vec::new();
     let mut mean_batches = Vec::new();
@@ -192,4 +208,119 @@ async fn prompts_of_different_lengths_answer_co_batched_as_alone() {
          lengths did not share decode steps",
         mean_batches[1]
     );
+}
+
+/// The default model's weights requantized by candle into a K-quant file like llama.cpp's Q4_K_M of it:
+/// the 576-wide matrices in Q5_0 and Q4_0 (their width is not a multiple of 256), the FFN down
+/// projections in Q4_K, Q5_K and Q6_K by layer, the embedding in Q8_0. Every quantization type with a
+/// fixed-order kernel (candle patch 0005) is in it.
+fn k_quant_model() -> std::path::PathBuf {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    use candle_core::Device;
+
+    let source = llmserve::default_model::ensure(&cache_dir()).expect("the default model");
+    let dir = std::env::temp_dir().join(format!("llmserve-kquant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("SmolLM2-135M-Instruct.mixed-k.gguf");
+    let mut reader = std::fs::File::open(&source).unwrap();
+    let content = gguf_file::Content::read(&mut reader).unwrap();
+    let mut names: Vec<(String, u64)> = content
+        .tensor_infos
+        .iter()
+        .map(|(name, info)| (name.clone(), info.offset))
+        .collect();
+    names.sort_by_key(|(_, offset)| *offset);
+    let layer = |name: &str| -> usize {
+        name.split('.')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let tensors: Vec<(String, QTensor)> = names
+        .into_iter()
+        .map(|(name, _)| {
+            let tensor = content.tensor(&mut reader, &name, &Device::Cpu).unwrap();
+            let target = if tensor.shape().dims().len() != 2 || name == "token_embd.weight" {
+                None
+            } else if name.ends_with("ffn_down.weight") {
+                Some([GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q5K][layer(&name) % 3])
+            } else {
+                Some([GgmlDType::Q5_0, GgmlDType::Q4_0][layer(&name) % 2])
+            };
+            let tensor = match target {
+                Some(dtype) => {
+                    QTensor::quantize(&tensor.dequantize(&Device::Cpu).unwrap(), dtype).unwrap()
+                }
+                None => tensor,
+            };
+            (name, tensor)
+        })
+        .collect();
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    gguf_file::write(&mut out, &metadata, &refs).unwrap();
+    std::io::Write::flush(&mut out).unwrap();
+    path
+}
+
+/// Starts the binary on `model` at a forced CPU kernel level (a process of its own: the level is
+/// process-wide), checks from its log that the level is in force, and returns it with its base URL.
+fn serve_at_level(model: &std::path::Path, level: &str) -> (std::process::Child, String) {
+    let model = model.to_str().unwrap();
+    let (child, addr, lines) = crate::drain::spawn_server(&[
+        "--model",
+        model,
+        "--served-model-name",
+        model_name(),
+        "--cpu-kernels",
+        level,
+    ]);
+    let said =
+        lines.lock().unwrap().iter().any(|line| {
+            serde_json::from_str::<Value>(line).is_ok_and(|l| l["cpu_kernels"] == level)
+        });
+    assert!(
+        said,
+        "the server at --cpu-kernels {level} does not log that level"
+    );
+    (child, format!("http://{addr}"))
+}
+
+/// patches/candle-core-0.10.2/0005 end to end: on a file of Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K
+/// tensors, eight different prompts of several lengths answer co-batched exactly as alone at the AVX2
+/// level, and a server forced to the scalar kernels (and, on a CPU with AVX-512, one at the AVX-512
+/// level) answers them co-batched with the same tokens and the same logprobs, bit for bit.
+#[tokio::test]
+async fn a_k_quant_model_answers_the_same_at_every_kernel_level_alone_or_co_batched() {
+    let model = k_quant_model();
+    let pool: Vec<Value> = SUBJECTS[..8]
+        .iter()
+        .enumerate()
+        .map(|(i, subject)| messages(TEMPLATES[i % TEMPLATES.len()], subject))
+        .collect();
+    let (mut avx2, base) = serve_at_level(&model, "avx2");
+    let solo = solo_answers(&base, &pool).await;
+    assert_co_batched_as(&base, &pool, &solo, &[(8, 1)]).await;
+    avx2.kill().unwrap();
+    let _ = avx2.wait();
+    let avx512 =
+        std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| info.contains(" avx512vnni"));
+    let others: &[&str] = if avx512 {
+        &["scalar", "avx512"]
+    } else {
+        &["scalar"]
+    };
+    for level in others {
+        let (mut server, base) = serve_at_level(&model, level);
+        println!("--cpu-kernels {level}:");
+        assert_co_batched_as(&base, &pool, &solo, &[(8, 1)]).await;
+        server.kill().unwrap();
+        let _ = server.wait();
+    }
+    let _ = std::fs::remove_dir_all(model.parent().unwrap());
 }

@@ -213,21 +213,46 @@ fn decode_attention_merges_its_tiles() {
     step.assert_batch_invariant(&batched);
 }
 
-/// The blocks of a Q8_0 tensor: each block's scale and its 32 values.
+/// The blocks of a Q8_0, Q4_0 or Q5_0 tensor: each block's scale and its 32 values, unpacked from the
+/// GGUF layouts (Q8_0: f16 scale, 32 bytes; Q4_0: f16 scale, 16 bytes of two 4-bit values, low nibbles
+/// first, each minus 8; Q5_0: f16 scale, 32 high bits, then Q4_0's nibbles, each minus 16).
 fn q8_0_blocks(tensor: &candle_core::quantized::QTensor) -> Vec<(f32, [i8; 32])> {
+    use candle_core::quantized::GgmlDType;
     let bytes = tensor.data().unwrap();
-    bytes
-        .chunks_exact(34)
-        .map(|block| {
-            let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-            (d, std::array::from_fn(|i| block[2 + i] as i8))
-        })
-        .collect()
+    let nibble = |qs: &[u8], i: usize| if i < 16 { qs[i] & 15 } else { qs[i - 16] >> 4 };
+    let scale = |block: &[u8]| half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+    match tensor.dtype() {
+        GgmlDType::Q8_0 => bytes
+            .chunks_exact(34)
+            .map(|block| (scale(block), std::array::from_fn(|i| block[2 + i] as i8)))
+            .collect(),
+        GgmlDType::Q4_0 => bytes
+            .chunks_exact(18)
+            .map(|block| {
+                let qs = &block[2..];
+                (
+                    scale(block),
+                    std::array::from_fn(|i| nibble(qs, i) as i8 - 8),
+                )
+            })
+            .collect(),
+        GgmlDType::Q5_0 => bytes
+            .chunks_exact(22)
+            .map(|block| {
+                let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+                let qs = &block[6..];
+                let value = |i: usize| (nibble(qs, i) | (((qh >> i) & 1) as u8) << 4) as i8 - 16;
+                (scale(block), std::array::from_fn(value))
+            })
+            .collect(),
+        other => panic!("no unpacking for {other:?}"),
+    }
 }
 
-/// One output of the Q8_0 × Q8_0 matmul, step by step as every kernel must compute it (candle's
-/// `dot_q8_0_q8_0_blocks`, patch 0003): per block, in order, the exact integer dot product of the 32 byte
-/// pairs, accumulated as `fma(dx * dy, dot, acc)` from zero.
+/// One output of the Q8_0 × Q8_0 matmul (and, since patch 0005, Q4_0 or Q5_0 × Q8_0), step by step as
+/// every kernel must compute it (candle's `dot_q8_values_blocks`, patches 0003 and 0005): per block, in
+/// order, the exact integer dot product of the 32 value pairs, accumulated as `fma(dx * dy, dot, acc)`
+/// from zero.
 fn q8_0_dot(weights: &[(f32, [i8; 32])], activations: &[(f32, [i8; 32])]) -> f32 {
     let mut acc = 0f32;
     for ((dx, x), (dy, y)) in weights.iter().zip(activations) {
@@ -349,4 +374,304 @@ fn quantized_matmul_refuses_buffers_shorter_than_its_shape() {
         matmul((usize::MAX, k, n), &lhs, &rhs, &mut dst).is_err(),
         "an overflowing shape"
     );
+}
+
+/// Serializes the tests that force a kernel level: the level is process-wide. (Tests that only multiply
+/// need not take it: every level gives the same bits, which is what the test below proves.)
+static KERNEL_LEVEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// patches/candle-core-0.10.2/0005: Q4_0 and Q5_0 weights join Q8_0's kernels, and the kernel level can
+/// be forced. At every level this CPU supports (scalar, AVX2 and, where reported, AVX-512), every output
+/// of a Q8_0, Q4_0 or Q5_0 matmul, for 1 to 33 rows, must be exactly the dot product defined above: so
+/// levels agree bit for bit, and a row's output is the same alone or co-batched. Without the patch the
+/// Q4_0 and Q5_0 outputs are upstream's `vec_dot` sums (eight lanes per block), and levels cannot be
+/// forced.
+#[test]
+fn quantized_matmul_gives_the_same_bits_at_every_kernel_level() {
+    use candle_core::quantized::cpu_kernels::{self, KernelLevel};
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use candle_core::Module;
+
+    let _level = KERNEL_LEVEL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (k, n) = (320, 83);
+    let cpu = &Device::Cpu;
+    let levels: Vec<KernelLevel> = KernelLevel::ALL
+        .into_iter()
+        .filter(|&level| level <= cpu_kernels::supported())
+        .collect();
+    assert!(
+        levels.contains(&KernelLevel::Avx2),
+        "the test build targets AVX2"
+    );
+    eprintln!("kernel levels tested: {levels:?}");
+    for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q5_0] {
+        let weights = QTensor::quantize(
+            &Tensor::from_vec(values(11, n * k), (n, k), cpu).unwrap(),
+            dtype,
+        )
+        .unwrap();
+        let weight_blocks = q8_0_blocks(&weights);
+        let matmul = QMatMul::from_qtensor(weights).unwrap();
+        let kb = k / 32;
+        for &level in &levels {
+            cpu_kernels::set_level(Some(level)).unwrap();
+            for m in [1, 2, 3, 4, 5, 9, 17, 33] {
+                let x = Tensor::from_vec(values(200 + m as u64, m * k), (m, k), cpu).unwrap();
+                let x_blocks = q8_0_blocks(&QTensor::quantize(&x, GgmlDType::Q8_0).unwrap());
+                let out: Vec<f32> = matmul
+                    .forward(&x)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                for row in 0..m {
+                    for col in 0..n {
+                        let want = q8_0_dot(
+                            &weight_blocks[col * kb..(col + 1) * kb],
+                            &x_blocks[row * kb..(row + 1) * kb],
+                        );
+                        assert_eq!(
+                            out[row * n + col].to_bits(),
+                            want.to_bits(),
+                            "{dtype:?} at {level:?}, {m} rows: ({row}, {col}) is {}, the dot product is {want}",
+                            out[row * n + col]
+                        );
+                    }
+                }
+            }
+        }
+    }
+    cpu_kernels::set_level(None).unwrap();
+    // A level above the CPU's is refused, and names the highest one.
+    if cpu_kernels::supported() < KernelLevel::Avx512 {
+        assert_eq!(
+            cpu_kernels::set_level(Some(KernelLevel::Avx512)),
+            Err(cpu_kernels::supported())
+        );
+    }
+}
+
+/// A K-quant super-block as the fixed-order kernels use it: the two scales (`dmin` zero for Q6_K), the
+/// 256 integer values, and per sub-block its integer scale and min (Q6_K: sixteen sub-blocks of 16 values
+/// and no mins; Q4_K and Q5_K: eight of 32).
+struct SuperBlock {
+    d: f32,
+    dmin: f32,
+    values: [i32; 256],
+    scales: Vec<i32>,
+    mins: Vec<i32>,
+}
+
+/// The super-blocks of a Q4_K, Q5_K or Q6_K tensor, unpacked from the GGUF layouts:
+/// - Q4_K (144 bytes): f16 `d`, f16 `dmin`, 12 bytes of eight 6-bit scales and mins, 128 bytes of 4-bit
+///   values (64-value chunk `j`: the low nibbles of bytes `32j..32j + 32`, then their high nibbles);
+/// - Q5_K (176 bytes): as Q4_K with 32 bytes of high bits before the nibbles (chunk `j` takes bits `2j`
+///   and `2j + 1` of each byte);
+/// - Q6_K (210 bytes): 128 bytes of low nibbles, 64 of 2-bit high parts, sixteen i8 scales, f16 `d`; the
+///   values are `q - 32`.
+fn k_super_blocks(tensor: &candle_core::quantized::QTensor) -> Vec<SuperBlock> {
+    use candle_core::quantized::GgmlDType;
+    let f16_at = |b: &[u8], i: usize| half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
+    // The 6-bit scale and min of sub-block j, packed in 12 bytes.
+    let scale_min = |p: &[u8], j: usize| -> (i32, i32) {
+        if j < 4 {
+            (i32::from(p[j] & 63), i32::from(p[j + 4] & 63))
+        } else {
+            (
+                i32::from((p[j + 4] & 15) | ((p[j - 4] >> 6) << 4)),
+                i32::from((p[j + 4] >> 4) | ((p[j] >> 6) << 4)),
+            )
+        }
+    };
+    let four_bit = |b: &[u8], packed: &[u8], qh: Option<&[u8]>| -> SuperBlock {
+        let mut values = [0i32; 256];
+        for j in 0..4 {
+            for l in 0..32 {
+                let byte = packed[32 * j + l];
+                let high = |bit: usize| qh.map_or(0, |qh| i32::from((qh[l] >> bit) & 1) << 4);
+                values[64 * j + l] = i32::from(byte & 15) + high(2 * j);
+                values[64 * j + 32 + l] = i32::from(byte >> 4) + high(2 * j + 1);
+            }
+        }
+        let (scales, mins) = (0..8).map(|j| scale_min(&b[4..16], j)).unzip();
+        SuperBlock {
+            d: f16_at(b, 0),
+            dmin: f16_at(b, 2),
+            values,
+            scales,
+            mins,
+        }
+    };
+    let bytes = tensor.data().unwrap();
+    match tensor.dtype() {
+        GgmlDType::Q4K => bytes
+            .chunks_exact(144)
+            .map(|b| four_bit(b, &b[16..], None))
+            .collect(),
+        GgmlDType::Q5K => bytes
+            .chunks_exact(176)
+            .map(|b| four_bit(b, &b[48..], Some(&b[16..48])))
+            .collect(),
+        GgmlDType::Q6K => bytes
+            .chunks_exact(210)
+            .map(|b| {
+                let (ql, qh) = (&b[..128], &b[128..192]);
+                let mut values = [0i32; 256];
+                for half in 0..2 {
+                    for l in 0..32 {
+                        let (low_a, low_b, high) =
+                            (ql[64 * half + l], ql[64 * half + 32 + l], qh[32 * half + l]);
+                        let v = |low: u8, pair: u8| {
+                            i32::from(low | (((high >> (2 * pair)) & 3) << 4)) - 32
+                        };
+                        values[128 * half + l] = v(low_a & 15, 0);
+                        values[128 * half + 32 + l] = v(low_b & 15, 1);
+                        values[128 * half + 64 + l] = v(low_a >> 4, 2);
+                        values[128 * half + 96 + l] = v(low_b >> 4, 3);
+                    }
+                }
+                SuperBlock {
+                    d: f16_at(b, 208),
+                    dmin: 0.0,
+                    values,
+                    scales: b[192..208].iter().map(|&s| i32::from(s as i8)).collect(),
+                    mins: vec![0; 16],
+                }
+            })
+            .collect(),
+        other => panic!("no unpacking for {other:?}"),
+    }
+}
+
+/// The Q8_K blocks of activations: f32 scale, 256 i8 values (then 16 i16 sums, recomputed here).
+fn q8k_blocks(tensor: &candle_core::quantized::QTensor) -> Vec<(f32, [i32; 256])> {
+    let bytes = tensor.data().unwrap();
+    bytes
+        .chunks_exact(292)
+        .map(|b| {
+            let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            (d, std::array::from_fn(|i| i32::from(b[4 + i] as i8)))
+        })
+        .collect()
+}
+
+/// One output of a K-quant × Q8_K matmul as every kernel must compute it (candle's `dot_k_q8k_exact`,
+/// patch 0005): per super-block, in order, `A` = sum over sub-blocks of scale × (exact integer dot of
+/// the value pairs), `B` = sum over sub-blocks of min × (sum of its activations), then
+/// `acc = fma(dx * dy, A, acc)` and `acc = fma(-(dmin * dy), B, acc)`, from zero.
+fn k_quant_dot(weights: &[SuperBlock], activations: &[(f32, [i32; 256])]) -> f32 {
+    let mut acc = 0f32;
+    for (x, (dy, y)) in weights.iter().zip(activations) {
+        let size = 256 / x.scales.len();
+        let (mut a, mut b) = (0i32, 0i32);
+        for (j, (&scale, &min)) in x.scales.iter().zip(&x.mins).enumerate() {
+            let range = j * size..(j + 1) * size;
+            let dot: i32 = range.clone().map(|i| x.values[i] * y[i]).sum();
+            a += scale * dot;
+            b += min * range.map(|i| y[i]).sum::<i32>();
+        }
+        acc = (x.d * dy).mul_add(a as f32, acc);
+        acc = (-(x.dmin * dy)).mul_add(b as f32, acc);
+    }
+    acc
+}
+
+/// patches/candle-core-0.10.2/0005: the K-quants' products (Q4_K, Q5_K, Q6_K weights × Q8_K activations)
+/// sum exact integers per super-block and then take fixed float steps. At every level this CPU supports,
+/// for 1 to 19 rows, every output must be exactly the dot product defined above. Upstream's AVX2 and
+/// scalar kernels sum floats per lane and then the lanes, in orders that differ from this one and from
+/// each other. The reference's unpacking is checked too: its dot products must be the product of the
+/// dequantized weights and activations, to float rounding.
+#[test]
+fn k_quant_matmul_gives_the_same_bits_at_every_kernel_level_and_batch_size() {
+    use candle_core::quantized::cpu_kernels::{self, KernelLevel};
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use candle_core::Module;
+
+    let _level = KERNEL_LEVEL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (k, n) = (512, 45);
+    let kb = k / 256;
+    let cpu = &Device::Cpu;
+    let levels: Vec<KernelLevel> = KernelLevel::ALL
+        .into_iter()
+        .filter(|&level| level <= cpu_kernels::supported())
+        .collect();
+    let m = 19;
+    let x = Tensor::from_vec(values(300, m * k), (m, k), cpu).unwrap();
+    let x_q8k = QTensor::quantize(&x, GgmlDType::Q8K).unwrap();
+    let activations = q8k_blocks(&x_q8k);
+    let x_dequantized = x_q8k.dequantize(cpu).unwrap();
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+        let weights = QTensor::quantize(
+            &Tensor::from_vec(values(21, n * k), (n, k), cpu).unwrap(),
+            dtype,
+        )
+        .unwrap();
+        let blocks = k_super_blocks(&weights);
+        let want = |row: usize, col: usize| {
+            k_quant_dot(
+                &blocks[col * kb..(col + 1) * kb],
+                &activations[row * kb..(row + 1) * kb],
+            )
+        };
+        // The reference against the dequantized product.
+        let dequantized = weights.dequantize(cpu).unwrap();
+        let exact: Vec<f32> = x_dequantized
+            .matmul(&dequantized.t().unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let norms = |t: &Tensor| -> Vec<f32> {
+            t.sqr()
+                .unwrap()
+                .sum(1)
+                .unwrap()
+                .sqrt()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let (x_norms, w_norms) = (norms(&x_dequantized), norms(&dequantized));
+        for row in 0..m {
+            for col in 0..n {
+                let (v, e) = (want(row, col), exact[row * n + col]);
+                assert!(
+                    (v - e).abs() <= 1e-5 * x_norms[row] * w_norms[col],
+                    "{dtype:?} ({row}, {col}): the reference says {v}, the dequantized product {e}"
+                );
+            }
+        }
+        let matmul = QMatMul::from_qtensor(weights).unwrap();
+        for &level in &levels {
+            cpu_kernels::set_level(Some(level)).unwrap();
+            for rows in [1, 2, 5, 16, 19] {
+                let got: Vec<f32> = matmul
+                    .forward(&x.narrow(0, 0, rows).unwrap())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                for row in 0..rows {
+                    for col in 0..n {
+                        let want = want(row, col);
+                        assert_eq!(
+                            got[row * n + col].to_bits(),
+                            want.to_bits(),
+                            "{dtype:?} at {level:?}, {rows} rows: ({row}, {col}) is {}, the dot product is {want}",
+                            got[row * n + col]
+                        );
+                    }
+                }
+            }
+        }
+    }
+    cpu_kernels::set_level(None).unwrap();
 }

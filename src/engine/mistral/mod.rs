@@ -22,6 +22,7 @@ use super::{
     Submitted,
 };
 
+pub mod cpu_kernels;
 mod embed;
 mod events;
 mod load;
