@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the test-only tools that do not come from cargo or pip: Prometheus and promtool (Debian's
 # `prometheus` package) for the metrics and alert-rule tests, Node.js with npm for the Node SDK tests,
-# redis-server for the limits shared across replicas, Chromium for the browser tests, and podman, runc and mmdebstrap for the container
-# image test. Idempotent; needs root or sudo for apt.
+# redis-server for the limits shared across replicas, Chromium for the browser tests, podman, runc and mmdebstrap for the container
+# image test, and qemu-user to run the binary on a CPU without AVX2. Idempotent; needs root or sudo for apt.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
@@ -18,6 +18,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 # The Redis TLS test makes its CA and server certificate with openssl.
 command -v openssl >/dev/null || missing+=(openssl)
+# The start-up CPU check (tests/integration/startup.rs) runs the binary on emulated CPUs without AVX2.
+command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo -n); else
   echo "test-tools: need root (or sudo) to apt-get install ${missing[*]}" >&2

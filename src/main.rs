@@ -6,6 +6,8 @@ use clap::Parser;
 use llmserve::config::Cli;
 use llmserve::{server, telemetry};
 
+mod cpu_check;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // `llmserve keys new [ID]`: a fresh API key and its `[[keys]]` table, then exit.

@@ -79,3 +79,52 @@ fn a_missing_model_or_bad_flag_fails_before_binding() {
     assert_eq!(code, 2, "{output}");
     assert!(output.contains("--max-num-seqs"), "{output}");
 }
+
+/// The build targets x86-64-v3 (AVX2 and friends). On an older CPU the binary must say so and exit 1
+/// instead of dying of SIGILL (src/cpu_check.rs). Run under qemu-user on emulated CPUs: a Nehalem (SSE4.2,
+/// no AVX) and a Sandy Bridge (AVX, no AVX2) are refused with the message; a Haswell and qemu's `max` CPU
+/// pass the check and print the version.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn a_cpu_without_avx2_gets_a_message_instead_of_sigill() {
+    let qemu = "qemu-x86_64";
+    if Command::new(qemu).arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "qemu-x86_64 is missing: scripts/test-tools.sh installs it (Debian qemu-user)"
+        );
+        eprintln!("skipped: no qemu-x86_64 (scripts/test-tools.sh installs it)");
+        return;
+    }
+    let binary = env!("CARGO_BIN_EXE_llmserve");
+    for cpu in ["Nehalem", "SandyBridge"] {
+        let out = Command::new(qemu)
+            .args(["-cpu", cpu, binary, "--version"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cpu}: {stderr}");
+        // qemu may warn first about features its emulator lacks.
+        let message = stderr
+            .lines()
+            .find(|line| line.starts_with("llmserve: "))
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("llmserve: this CPU lacks AVX2")
+                && message.contains("target-cpu=x86-64"),
+            "{cpu}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{cpu}: nothing else runs");
+    }
+    // Haswell, the first x86-64-v3 CPU, and qemu's `max` pass.
+    for cpu in ["Haswell", "max"] {
+        let out = Command::new(qemu)
+            .args(["-cpu", cpu, binary, "--version"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("llmserve "),
+            "{cpu} has AVX2: {out:?}"
+        );
+    }
+}
