@@ -3,6 +3,7 @@ import json
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 
@@ -12,6 +13,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def models_listed(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+            return r.status == 200 and bool(json.load(r).get("data"))
+    except OSError:
+        return False
+
+
 def wait_ready(port, proc, limit=600):
     """Seconds until GET /v1/models lists a model; raises if the process exits or `limit` passes."""
     started = time.perf_counter()
@@ -19,10 +28,14 @@ def wait_ready(port, proc, limit=600):
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
-                # llmserve answers 200 with an empty list while its model loads.
-                if r.status == 200 and json.load(r).get("data"):
+            # llmserve lists its configured models while they load: its readiness probe says when they
+            # are loaded (503 until then). Peers have no such route (404) and list a model once loaded.
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
+                if r.status == 200:
                     return time.perf_counter() - started
+        except urllib.error.HTTPError as error:
+            if error.code == 404 and models_listed(port):
+                return time.perf_counter() - started
         except OSError:
             pass
         time.sleep(0.2)
