@@ -123,6 +123,7 @@ pub struct Metrics {
     limits_shared: IntGauge,
     engine_steps: IntCounterVec,
     engine_step_sequences: IntCounterVec,
+    prefix_cache_hits: IntCounterVec,
     /// The engine's own counts at the last scrape, per version: the counters advance by the difference.
     engine_steps_seen: Mutex<HashMap<(String, String), StepCounts>>,
     process: ProcessMetrics,
@@ -194,6 +195,7 @@ impl Metrics {
             http_request_duration: histogram(&r, "llmserve_http_request_duration_seconds", "HTTP request duration (to the end of the body) by route template.", HTTP_DURATION_BUCKETS.to_vec(), &["route", "method"]),
             engine_steps: counter(&r, "llmserve_engine_steps_total", "Forward steps the engine ran, by kind: prompt (prefill) or decode.", &["model", "model_version", "kind"]),
             engine_step_sequences: counter(&r, "llmserve_engine_step_sequences_total", "Sequences carried by those steps: divided by the steps, the batch size continuous batching achieved.", &["model", "model_version", "kind"]),
+            prefix_cache_hits: counter(&r, "llmserve_prefix_cache_hits_total", "Requests whose prompt started from the engine's prefix cache: the cached prefix was not prefilled again.", &["model", "model_version"]),
             engine_steps_seen: Mutex::default(),
             process: ProcessMetrics::new(&r),
             registry: r,
@@ -291,6 +293,9 @@ impl Metrics {
                 .with_label_values(&[model, version, kind])
                 .inc_by(advance(sequences, sequences_before));
         }
+        self.prefix_cache_hits
+            .with_label_values(&[model, version])
+            .inc_by(advance(counts.prefix_cache_hits, last.prefix_cache_hits));
         *last = counts;
     }
 

@@ -287,6 +287,7 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     let cpu_kernels = crate::engine::mistral::cpu_kernels::apply(config.cpu_kernels)
         .map_err(ServeError::CpuKernels)?;
     tracing::info!(cpu_kernels, "CPU matmul kernels");
+    crate::engine::mistral::prefix_cache::limit_bytes(config.prefix_cache_bytes);
     let mut state = AppState::new(config, spec.keys.clone());
     state.spans = spans;
     let state = web::Data::new(state);

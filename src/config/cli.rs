@@ -38,8 +38,10 @@ pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 5;
 pub const DEFAULT_PORT: u16 = 8080;
 /// Finished sequences kept for prefix reuse with paged attention (mistral.rs's default). Without paged
-/// attention the default is 0: see `Cli::prefix_cache_n`.
+/// attention (CPU) the default is 0, the cache is opt-in: see `Cli::prefix_cache_n`.
 pub const DEFAULT_PREFIX_CACHE_N: usize = 16;
+/// The prefix cache's KV budget without paged attention.
+pub const DEFAULT_PREFIX_CACHE_MIB: usize = 1024;
 
 /// llmserve: an OpenAI-compatible LLM server on mistral.rs.
 ///
@@ -99,12 +101,19 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_DRAIN_TIMEOUT", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
     pub drain_timeout: u64,
 
-    /// Finished sequences whose KV cache the engine keeps to reuse for prompts sharing a prefix; 0 turns
-    /// the prefix cache off. Default: 16 with paged attention; without it (CPU) only 0 is accepted:
-    /// mistral.rs 0.8.1's prefix cache without paged attention stalls batching (at 16 concurrent streams
-    /// with shared prompts the server stopped making progress, docs/benchmarks.md).
+    /// Finished sequences whose KV cache the engine keeps to reuse for prompts sharing a prefix (an agent's
+    /// system prompt and history); 0 turns the prefix cache off. Default: 16 with paged attention, 0
+    /// without it (CPU), where it is opt-in: a hit's answer is computed from KV that an earlier step
+    /// computed in another batch, so it may differ from the cold answer in the last bits of its logits
+    /// (docs/benchmarks.md, "An agent's traffic").
     #[arg(long, env = "LLMSERVE_PREFIX_CACHE_N")]
     pub prefix_cache_n: Option<usize>,
+
+    /// MiB of KV the prefix cache keeps without paged attention (all models together); the least recently
+    /// used entries go first. An entry holds its sequence's whole KV: an agent's 4,000-token history is
+    /// about 180 MiB of it for SmolLM2-135M in f32.
+    #[arg(long, env = "LLMSERVE_PREFIX_CACHE_MIB", default_value_t = DEFAULT_PREFIX_CACHE_MIB)]
+    pub prefix_cache_mib: usize,
 
     /// Activation dtype. `auto` is f32 on CPU (candle's f16/bf16 CPU kernels are emulated: the default
     /// model decoded 41 tok/s in f16 and 51 in f32) and mistral.rs's choice on GPUs.
@@ -270,6 +279,7 @@ impl Cli {
             queue_timeout,
             drain_timeout,
             prefix_cache_n,
+            prefix_cache_mib,
             dtype,
             paged_attn,
             paged_attn_gpu_memory,
@@ -376,9 +386,6 @@ impl Cli {
             block_size: paged_attn_block_size,
         };
         let (paged_attention, paged_attention_reason) = paged_attention(paged_attn, settings)?;
-        if paged_attention.is_none() && prefix_cache_n.is_some_and(|n| n > 0) {
-            return Err(ConfigError::PrefixCacheWithoutPagedAttention);
-        }
         let served_name = match served_model_name {
             Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyServedName),
             Some(name) => name,
@@ -434,6 +441,7 @@ impl Cli {
             },
             paged_attention_reason,
             cpu_kernels,
+            prefix_cache_bytes: prefix_cache_mib.saturating_mul(1024 * 1024),
             limits: LimitsConfig {
                 redis: limits_redis,
                 redis_ca_file: limits_redis_ca_file,
@@ -627,8 +635,11 @@ mod tests {
             ConfigError::EmptyServedName
         );
         assert_eq!(
-            parse(&["--paged-attn", "off", "--prefix-cache-n", "16"]).unwrap_err(),
-            ConfigError::PrefixCacheWithoutPagedAttention
+            parse(&["--paged-attn", "off", "--prefix-cache-n", "16"])
+                .unwrap()
+                .engine
+                .prefix_cache_n,
+            16
         );
         assert_eq!(
             parse(&["--paged-attn", "off", "--prefix-cache-n", "0"])

@@ -68,6 +68,8 @@ pub struct Config {
     pub paged_attention_reason: &'static str,
     /// `--cpu-kernels`: process-wide, set once at start-up.
     pub cpu_kernels: CpuKernels,
+    /// `--prefix-cache-mib`: the prefix cache's KV budget without paged attention, process-wide.
+    pub prefix_cache_bytes: usize,
     /// `--paged-attn` and its memory and block size, for versions that set their own mode.
     pub paged_mode: PagedAttnMode,
     pub paged_settings: PagedAttention,
@@ -183,11 +185,6 @@ pub enum ConfigError {
     ZeroBodyDeadline,
     #[error("--queue-timeout must be at least 1 second (leave it unset for no limit)")]
     ZeroQueueTimeout,
-    #[error(
-        "--prefix-cache-n: the prefix cache needs paged attention (a CUDA build); without it, \
-         mistral.rs 0.8.1's prefix cache stalls batching (docs/benchmarks.md): leave it at 0"
-    )]
-    PrefixCacheWithoutPagedAttention,
     #[error("--paged-attn on needs a build with the `cuda` feature (mistral.rs has no paged attention on CPU)")]
     PagedAttentionNotBuilt,
     #[error("--paged-attn-gpu-memory must be a fraction in (0, 1] or MiB > 1, got `{0}`")]

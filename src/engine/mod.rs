@@ -308,6 +308,8 @@ pub struct StepCounts {
     pub prompt_sequences: u64,
     pub decode_steps: u64,
     pub decode_sequences: u64,
+    /// Requests that started from the prefix cache (their prompt's shared prefix not prefilled again).
+    pub prefix_cache_hits: u64,
 }
 
 #[cfg(test)]

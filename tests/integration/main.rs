@@ -23,6 +23,7 @@ mod logs;
 mod metrics;
 mod openai_node;
 mod openai_python;
+mod prefix_cache;
 mod registry;
 mod reliability;
 mod schema_fuzz;

@@ -27,6 +27,7 @@ mod embed;
 mod events;
 mod load;
 pub mod pixel_images;
+pub mod prefix_cache;
 mod request;
 
 pub use embed::{is_embedding_dir, MistralEmbedder};
@@ -269,6 +270,7 @@ impl Engine for MistralEngine {
             prompt_sequences: counts.prompt_sequences as u64,
             decode_steps: counts.decode_steps as u64,
             decode_sequences: counts.decode_sequences as u64,
+            prefix_cache_hits: logger.prefix_cache_stats().0 as u64,
         }
     }
 }
