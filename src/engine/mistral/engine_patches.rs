@@ -330,6 +330,26 @@ fn quantized_matmul_refuses_buffers_shorter_than_its_shape() {
     );
 }
 
+/// Every output of an `m` × `n` matmul equals `want(row, col)` bit for bit.
+fn assert_outputs_are(
+    out: &[f32],
+    m: usize,
+    n: usize,
+    what: &str,
+    want: impl Fn(usize, usize) -> f32,
+) {
+    for row in 0..m {
+        for col in 0..n {
+            let (got, want) = (out[row * n + col], want(row, col));
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{what}, {m} rows: ({row}, {col}) is {got}, the dot product is {want}"
+            );
+        }
+    }
+}
+
 /// Serializes the tests that force a kernel level: the level is process-wide. (Tests that only multiply
 /// need not take it: every level gives the same bits, which is what the test below proves.)
 static KERNEL_LEVEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -382,20 +402,18 @@ fn quantized_matmul_gives_the_same_bits_at_every_kernel_level() {
                     .unwrap()
                     .to_vec1()
                     .unwrap();
-                for row in 0..m {
-                    for col in 0..n {
-                        let want = q8_0_dot(
+                assert_outputs_are(
+                    &out,
+                    m,
+                    n,
+                    &format!("{dtype:?} at {level:?}"),
+                    |row, col| {
+                        q8_0_dot(
                             &weight_blocks[col * kb..(col + 1) * kb],
                             &x_blocks[row * kb..(row + 1) * kb],
-                        );
-                        assert_eq!(
-                            out[row * n + col].to_bits(),
-                            want.to_bits(),
-                            "{dtype:?} at {level:?}, {m} rows: ({row}, {col}) is {}, the dot product is {want}",
-                            out[row * n + col]
-                        );
-                    }
-                }
+                        )
+                    },
+                );
             }
         }
     }
@@ -614,17 +632,7 @@ fn k_quant_matmul_gives_the_same_bits_at_every_kernel_level_and_batch_size() {
                     .unwrap()
                     .to_vec1()
                     .unwrap();
-                for row in 0..rows {
-                    for col in 0..n {
-                        let want = want(row, col);
-                        assert_eq!(
-                            got[row * n + col].to_bits(),
-                            want.to_bits(),
-                            "{dtype:?} at {level:?}, {rows} rows: ({row}, {col}) is {}, the dot product is {want}",
-                            got[row * n + col]
-                        );
-                    }
-                }
+                assert_outputs_are(&got, rows, n, &format!("{dtype:?} at {level:?}"), want);
             }
         }
     }
