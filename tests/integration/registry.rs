@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -130,10 +130,12 @@ fn drive(
     addr: SocketAddr,
     workers: usize,
     stop: Arc<AtomicBool>,
+    answered: Answered,
 ) -> Vec<tokio::task::JoinHandle<Vec<Outcome>>> {
     (0..workers)
         .map(|worker| {
             let stop = stop.clone();
+            let answered = answered.clone();
             tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 let mut n = 0;
@@ -149,7 +151,9 @@ fn drive(
                         "temperature": 0,
                         "stream": stream,
                     });
-                    outcomes.push(send(addr, body, stream).await);
+                    let outcome = send(addr, body, stream).await;
+                    answered.lock().unwrap().push(outcome.sent);
+                    outcomes.push(outcome);
                 }
                 outcomes
             })
@@ -240,6 +244,31 @@ async fn send(addr: SocketAddr, body: Value, stream: bool) -> Outcome {
     }
 }
 
+/// When each request the workers finished was sent, as they finish: the test waits on it for traffic.
+type Answered = Arc<Mutex<Vec<Instant>>>;
+
+/// Waits until `n` requests sent at or after `from` were answered, so that a window holds enough
+/// requests however slow the machine is (a fixed sleep held 27 of the 30 needed on a loaded CI run).
+async fn wait_answered_since(answered: &Answered, from: Instant, n: usize) {
+    let started = Instant::now();
+    loop {
+        let count = answered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|sent| **sent >= from)
+            .count();
+        if count >= n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "only {count} of {n} requests answered in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Versions of the requests sent and answered wholly inside `from..to`.
 fn versions_within(outcomes: &[Outcome], from: Instant, to: Instant) -> Vec<String> {
     outcomes
@@ -291,12 +320,18 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
     wait_ready_versions(addr, &["smollm2@v1", "smollm2@v2"]).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = drive(addr, 4, stop.clone());
-    let mut marks = vec![("start", Instant::now())];
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let answered = Answered::default();
+    // Each change is marked when it was requested and when its call returned: a window between two changes
+    // runs from the first's return to the second's request, so no request in it can see either change half done.
+    let start = Instant::now();
+    let mut marks = vec![("start", start, start)];
+    let workers = drive(addr, 4, stop.clone(), answered.clone());
+    // Each window waits for answered requests, not for seconds: a window's assertions need traffic in it.
+    let last_mark = |marks: &Vec<(&str, Instant, Instant)>| marks.last().unwrap().2;
+    wait_answered_since(&answered, last_mark(&marks), 8).await;
 
     // 100/0 → 50/50.
-    marks.push(("50/50", Instant::now()));
+    let requested = Instant::now();
     let (status, alias) = admin(
         addr,
         reqwest::Method::PUT,
@@ -306,10 +341,11 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
     .await;
     assert_eq!(status, 200, "{alias}");
     assert_eq!(alias["weights"]["smollm2@v2"], 50);
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    marks.push(("50/50", requested, Instant::now()));
+    wait_answered_since(&answered, last_mark(&marks), 40).await;
 
     // 50/50 → 0/100.
-    marks.push(("0/100", Instant::now()));
+    let requested = Instant::now();
     let (status, _) = admin(
         addr,
         reqwest::Method::PUT,
@@ -318,7 +354,8 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
     )
     .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    marks.push(("0/100", requested, Instant::now()));
+    wait_answered_since(&answered, last_mark(&marks), 8).await;
 
     // A new version through the file: the reload loads it and changes nothing else (the weights shifted
     // above stand: the file's `chat` line did not change).
@@ -335,7 +372,7 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
     let rss_with_v3 = resident_mib(pid);
 
     // Promote v3, then roll back to v2.
-    marks.push(("promote v3", Instant::now()));
+    let requested = Instant::now();
     let (status, alias) = admin(
         addr,
         reqwest::Method::POST,
@@ -344,8 +381,9 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
     )
     .await;
     assert_eq!(status, 200, "{alias}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    marks.push(("roll back", Instant::now()));
+    marks.push(("promote v3", requested, Instant::now()));
+    wait_answered_since(&answered, last_mark(&marks), 8).await;
+    let requested = Instant::now();
     let (status, alias) = admin(
         addr,
         reqwest::Method::POST,
@@ -358,11 +396,13 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
         alias["weights"],
         json!({"smollm2@v1": 0, "smollm2@v2": 100})
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    marks.push(("roll back", requested, Instant::now()));
+    wait_answered_since(&answered, last_mark(&marks), 8).await;
 
     // Unload the old version: refused while an alias routes to it (`smollm2`, the model's own name,
     // routes to its first version), accepted once that alias moved.
-    marks.push(("unload v1", Instant::now()));
+    let now = Instant::now();
+    marks.push(("unload v1", now, now));
     let (status, refused) = admin(
         addr,
         reqwest::Method::DELETE,
@@ -416,7 +456,8 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
     }
     let rss_after_unload = resident_mib(pid);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    marks.push(("end", Instant::now()));
+    let now = Instant::now();
+    marks.push(("end", now, now));
     stop.store(true, Ordering::SeqCst);
     let mut outcomes = Vec::new();
     for worker in workers {
@@ -431,9 +472,12 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
         failures.len(),
         outcomes.len()
     );
-    let at = |name: &str| marks.iter().find(|(n, _)| *n == name).unwrap().1;
+    let mark = |name: &str| *marks.iter().find(|(n, _, _)| *n == name).unwrap();
+    // A window opens when its change is in force and closes when the next is requested.
+    let opens = |name: &str| mark(name).2;
+    let closes = |name: &str| mark(name).1;
     let only = |from: &str, to: &str, version: &str| {
-        let seen = versions_within(&outcomes, at(from), at(to));
+        let seen = versions_within(&outcomes, opens(from), closes(to));
         assert!(!seen.is_empty(), "no request between {from} and {to}");
         assert!(seen.iter().all(|v| v == version), "{from}..{to}: {seen:?}");
         seen.len()
@@ -443,7 +487,7 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
     only("promote v3", "roll back", "smollm2@v3");
     only("roll back", "unload v1", "smollm2@v2");
     // The 50/50 split: Pearson's chi-square with one degree of freedom under 10.83 (p = 0.001).
-    let split = versions_within(&outcomes, at("50/50"), at("0/100"));
+    let split = versions_within(&outcomes, opens("50/50"), closes("0/100"));
     let v1 = split.iter().filter(|v| *v == "smollm2@v1").count() as f64;
     let v2 = split.iter().filter(|v| *v == "smollm2@v2").count() as f64;
     assert_eq!(v1 + v2, split.len() as f64);
