@@ -98,6 +98,7 @@ pub async fn chat(
     log.set_model(&model.requested, &model.name, &model.version);
     let info = model.engine.info();
     validate::model::check(&chat.generation, chat.image_count(), &model.name, info)?;
+    validate::model::check_messages(&model.name, info)?;
     let parse_tools = chat.tools.is_some();
     let prompts = vec![Prompt::Chat(chat.messages)];
     let prepared = plan(budget, model, chat.generation, prompts, log).await?;

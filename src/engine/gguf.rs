@@ -10,9 +10,10 @@ use candle_core::Device;
 
 use super::EngineError;
 
-/// `general.architecture` values mistral.rs 0.8.1 builds a GGUF model for (`pipeline/gguf.rs`); any other
-/// value panics inside its loader, so we refuse it first.
+/// `general.architecture` values mistral.rs 0.8.1 builds a GGUF model for (`pipeline/gguf.rs`, with
+/// `gemma3` added by engine patch 0015); any other value panics inside its loader, so we refuse it first.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "gemma3",
     "llama",
     "mistral3",
     "phi2",

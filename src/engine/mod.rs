@@ -231,6 +231,9 @@ pub struct ModelInfo {
     pub context_length: usize,
     /// Whether `image_url` content parts can be served.
     pub accepts_images: bool,
+    /// Whether the model renders chat messages (it has a chat template). A base model without one, such
+    /// as a pretrained GGUF, serves prompts only.
+    pub chat_template: bool,
     /// Images one request may carry (`--max-images`).
     pub max_images: usize,
     /// Token ids run from 0 to `vocab_size - 1` (bounds `logit_bias` keys).

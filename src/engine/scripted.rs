@@ -82,6 +82,7 @@ pub fn engine(
         info: ModelInfo {
             context_length: 64,
             accepts_images: false,
+            chat_template: true,
             max_images: 8,
             vocab_size: 100,
             fill_in_middle: None,

@@ -36,6 +36,7 @@ pub async fn tokenize(
         (None, Some(messages)) => {
             // The same validation and rendering as a chat request.
             let chat = validate::chat(ChatCompletionRequest::from_messages(messages))?;
+            validate::model::check_messages(&model.name, model.engine.info())?;
             Prompt::Chat(chat.messages)
         }
         _ => {

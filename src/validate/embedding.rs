@@ -163,6 +163,7 @@ mod tests {
         let mut info = ModelInfo {
             context_length: 512,
             accepts_images: false,
+            chat_template: true,
             max_images: 8,
             vocab_size: 10,
             fill_in_middle: None,

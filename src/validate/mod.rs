@@ -917,6 +917,7 @@ mod tests {
         let info = ModelInfo {
             context_length: 10,
             accepts_images: false,
+            chat_template: true,
             max_images: 8,
             vocab_size: 6,
             fill_in_middle: None,

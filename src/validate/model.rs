@@ -5,6 +5,21 @@ use crate::engine::ModelInfo;
 use crate::error::ValidationError;
 use crate::generation::request::ValidatedGeneration;
 
+/// Refuses chat messages for a model without a chat template (a base model serves prompts only), as vLLM
+/// does: a 400 that says where to go, not the engine's failure to render.
+pub fn check_messages(model: &str, info: &ModelInfo) -> Result<(), ValidationError> {
+    if info.chat_template {
+        return Ok(());
+    }
+    Err(ValidationError::invalid(
+        "messages",
+        format!(
+            "`{model}` has no chat template (a base model): send a prompt to POST /v1/completions, or \
+             serve it with --chat-template"
+        ),
+    ))
+}
+
 /// Refuses what this model cannot take, before anything is counted or submitted.
 pub fn check(
     generation: &ValidatedGeneration,

@@ -50,6 +50,16 @@ pub fn spawn_server(extra: &[&str]) -> (Child, SocketAddr, Lines) {
     (child, addr, lines)
 }
 
+/// A spawned server, killed if the test fails before it stops it.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])

@@ -15,6 +15,7 @@ mod disconnect;
 mod drain;
 mod embeddings;
 mod errors;
+mod gemma3;
 mod glm4v;
 mod gpu;
 mod grpc;

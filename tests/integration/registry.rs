@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::{cache_dir, client, sse_data};
-use crate::drain::{signal, spawn_server, wait_exit, Lines};
+use crate::drain::{signal, spawn_server, wait_exit, Lines, Server};
 
 /// The admin key and the client key of the models file (`[[keys]]`, plaintext here: hashed at load).
 const TOKEN: &str = "sk-test-admin-0123456789";
@@ -41,16 +41,6 @@ fn models_file(dir: &Path, versions: &[&str], aliases: &str) -> PathBuf {
     let path = dir.join("llmserve.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// The spawned server, killed if the test fails before it stops it.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn temp_dir(name: &str) -> PathBuf {

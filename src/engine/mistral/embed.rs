@@ -75,6 +75,7 @@ impl MistralEmbedder {
                 context_length: field("max_position_embeddings")
                     .unwrap_or(super::FALLBACK_CONTEXT_LENGTH),
                 accepts_images: false,
+                chat_template: false,
                 max_images: 8,
                 vocab_size: field("vocab_size").unwrap_or(0),
                 fill_in_middle: None,

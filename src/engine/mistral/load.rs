@@ -124,6 +124,7 @@ impl MistralEngine {
             info: ModelInfo {
                 context_length,
                 accepts_images: tokens.accepts_images,
+                chat_template: tokens.chat_template,
                 max_images: options.max_images,
                 vocab_size: tokens.vocabulary.len(),
                 fill_in_middle: tokens.vocabulary.fill_in_middle(),
@@ -250,6 +251,8 @@ pub(super) struct ModelTokens {
     unlisted_ends: Vec<String>,
     /// Whether the model takes images, and how it marks them in a prompt.
     accepts_images: bool,
+    /// Whether the pipeline has a chat template to render messages with.
+    chat_template: bool,
     prefixer: Option<Arc<dyn MultimodalPromptPrefixer>>,
     /// The special tokens of the model's prompt processor (GLM-4.1V's image markers, for one).
     processor_tokens: Vec<String>,
@@ -259,7 +262,7 @@ pub(super) struct ModelTokens {
 
 impl ModelTokens {
     async fn of<P: Pipeline + ?Sized>(pipeline: &tokio::sync::Mutex<P>) -> anyhow::Result<Self> {
-        let (metadata, category, processor_tokens) = {
+        let (metadata, category, processor_tokens, chat_template) = {
             let pipeline = pipeline.lock().await;
             let processor = pipeline.get_processor();
             let tokens: Vec<String> = processor
@@ -267,7 +270,15 @@ impl ModelTokens {
                 .iter()
                 .map(|t| t.to_string())
                 .collect();
-            (pipeline.get_metadata(), pipeline.category(), tokens)
+            let chat_template = pipeline
+                .get_chat_template()
+                .is_some_and(|template| template.has_chat_template());
+            (
+                pipeline.get_metadata(),
+                pipeline.category(),
+                tokens,
+                chat_template,
+            )
         };
         let accepts_images = metadata
             .modalities
@@ -309,6 +320,7 @@ impl ModelTokens {
             grammars,
             unlisted_ends,
             accepts_images,
+            chat_template,
             prefixer,
             processor_tokens,
             image_placeholder,
