@@ -39,12 +39,16 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def servers(model, slots, threads, llmserve=None, baseline=None):
-    """name -> (binary, argv builder, version command)."""
+def servers(model, slots, threads, llmserve=None, baseline=None, chat_template=None):
+    """name -> (binary, argv builder, version command). `chat_template`: a Jinja file every server renders
+    chat with (for a base model whose GGUF has none; mistral.rs's server takes no file and is left out)."""
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target"))
     model_dir, model_file = os.path.dirname(model), os.path.basename(model)
+    template_llmserve = ["--chat-template", chat_template] if chat_template else []
+    template_llama_cpp = ["--jinja", "--chat-template-file", chat_template] if chat_template else []
     llmserve_argv = lambda binary, port: [binary, "--model", model, "--port", str(port),  # noqa: E731
-                                          "--max-num-seqs", str(slots), "--max-queue", "1024"]
+                                          "--max-num-seqs", str(slots), "--max-queue", "1024",
+                                          *template_llmserve]
     specs = {
         "llmserve": (
             llmserve or os.path.join(target, "release", "llmserve"),
@@ -62,10 +66,13 @@ def servers(model, slots, threads, llmserve=None, baseline=None):
             os.path.join(PEERS, "llama.cpp", "build", "bin", "llama-server"),
             # -c is the total context, shared by the -np slots: 16 x 1024 tokens.
             lambda binary, port: [binary, "-m", model, "--alias", "llama.cpp", "--port", str(port),
-                                  "-c", str(1024 * slots), "-np", str(slots), "-t", str(threads)],
+                                  "-c", str(1024 * slots), "-np", str(slots), "-t", str(threads),
+                                  *template_llama_cpp],
             lambda binary: [binary, "--version"],
         ),
     }
+    if chat_template:
+        del specs["mistralrs"]
     if baseline:
         # Another llmserve build (e.g. before an engine patch), run the same way: an A/B in one run.
         specs["llmserve-baseline"] = (baseline, llmserve_argv, lambda binary: [binary, "--version"])
@@ -229,6 +236,8 @@ def main():
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true", help="levels 1,4,16, one repetition, 15 s")
+    parser.add_argument("--chat-template", help="a Jinja chat template file given to every server (a base "
+                        "model's GGUF has none)")
     parser.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     parser.add_argument("--plot", default=os.path.join(ROOT, "docs", "bench", "comparison.png"))
     parser.add_argument("--doc", default=os.path.join(ROOT, "docs", "benchmarks.md"))
@@ -236,7 +245,7 @@ def main():
     if args.quick:
         args.levels, args.repeats, args.duration = "1,4,16", 1, 15
 
-    specs = servers(args.model, args.slots, args.threads, args.llmserve, args.baseline)
+    specs = servers(args.model, args.slots, args.threads, args.llmserve, args.baseline, args.chat_template)
     names = args.servers.split(",") + (["llmserve-baseline"] if args.baseline else [])
     chosen = {}
     for name in names:

@@ -205,8 +205,8 @@ async fn decode_counts(base: &str) -> (f64, f64) {
     )
 }
 
-/// A Gemma chat template (turns of `user` and `model`), written for the test.
-const CHAT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+/// A Gemma chat template (turns of `user` and `model`), the one the benchmark gives both servers.
+const CHAT_TEMPLATE: &str = include_str!("../../bench/templates/gemma.jinja");
 
 #[tokio::test]
 async fn gemma3_answers_co_batched_as_alone_and_renders_its_chat_template() {
