@@ -193,6 +193,30 @@ async fn gemma3_gguf_tokenizes_and_continues_as_llama_cpp_does() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    // The same refusal by every way in: streamed, the Responses API (which names its own field), and a
+    // percent-encoded path.
+    let refusals = [
+        (
+            "/v1/chat/completions",
+            json!({"model": SERVED_NAME, "messages": [{"role": "user", "content": "Hi"}], "stream": true}),
+            "messages",
+        ),
+        (
+            "/v1/responses",
+            json!({"model": SERVED_NAME, "input": "Hi", "max_output_tokens": 4}),
+            "input",
+        ),
+        (
+            "/%761/chat/completions",
+            json!({"model": SERVED_NAME, "messages": [{"role": "user", "content": "Hi"}]}),
+            "messages",
+        ),
+    ];
+    for (path, request, param) in refusals {
+        let (status, body) = post_json(&base, path, request).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["param"], param, "{path}: {body}");
+    }
 }
 
 /// Decode steps the engine ran and the sequences they carried.
