@@ -1,7 +1,7 @@
 //! Co-batched requests answer exactly as they do alone: *different* prompts in flight together, greedy,
 //! compared token for token and logprob for logprob with the same requests served one at a time. The
 //! engine's own step counts (`llmserve_engine_step_sequences_total` above `llmserve_engine_steps_total`)
-//! prove that the concurrent requests really shared forward steps.
+//! prove that the concurrent requests really shared forward steps, decode and prompt steps alike.
 //!
 //! Before patches/mistralrs-core-0.8.1/0001 most co-batched answers were another request's answer.
 
@@ -65,13 +65,20 @@ async fn answer(base: &str, messages: &Value) -> Value {
     json!({"choice": body["choices"][0], "completion_tokens": body["usage"]["completion_tokens"]})
 }
 
-/// Decode steps the engine ran and the sequences they carried, from `/metrics`.
-async fn decode_counts(base: &str) -> (f64, f64) {
+/// Steps of one kind (`decode` or `prompt`) the engine ran and the sequences they carried, from
+/// `/metrics`.
+async fn step_counts(base: &str, kind: &str) -> (f64, f64) {
     let text = scrape(&format!("{base}/metrics")).await;
-    let labels = [("model", model_name()), ("kind", "decode")];
+    let labels = [("model", model_name()), ("kind", kind)];
     let steps = sample(&text, "llmserve_engine_steps_total", &labels).unwrap_or(0.0);
     let sequences = sample(&text, "llmserve_engine_step_sequences_total", &labels).unwrap_or(0.0);
     (steps, sequences)
+}
+
+/// The mean batch of each kind of step at one concurrency level.
+struct MeanBatches {
+    decode: f64,
+    prompt: f64,
 }
 
 /// Where two answers part, for the failure message.
@@ -91,8 +98,12 @@ fn first_difference(solo: &Value, batched: &Value) -> String {
 
 /// Serves every prompt alone first, then `rounds` rounds of `concurrency` different prompts at once,
 /// asserting that every co-batched answer is the solo answer and that some decode steps carried several
-/// sequences. Returns the mean decode batch of each level.
-async fn assert_batch_invariant(base: &str, pool: &[Value], levels: &[(usize, usize)]) -> Vec<f64> {
+/// sequences. Returns the mean decode and prompt batches of each level.
+async fn assert_batch_invariant(
+    base: &str,
+    pool: &[Value],
+    levels: &[(usize, usize)],
+) -> Vec<MeanBatches> {
     let solo = solo_answers(base, pool).await;
     assert_co_batched_as(base, pool, &solo, levels).await
 }
@@ -112,12 +123,13 @@ async fn assert_co_batched_as(
     pool: &[Value],
     solo: &HashMap<String, Value>,
     levels: &[(usize, usize)],
-) -> Vec<f64> {
+) -> Vec<MeanBatches> {
     let mut compared = 0;
     let mut mismatches = Vec::new();
     let mut mean_batches = Vec::new();
     for &(concurrency, rounds) in levels {
-        let (steps_before, sequences_before) = decode_counts(base).await;
+        let (steps_before, sequences_before) = step_counts(base, "decode").await;
+        let (prompt_steps_before, prompts_before) = step_counts(base, "prompt").await;
         for round in 0..rounds {
             let group: Vec<&Value> = (0..concurrency)
                 .map(|i| &pool[(round * concurrency + i) % pool.len()])
@@ -135,18 +147,25 @@ async fn assert_co_batched_as(
                 }
             }
         }
-        let (steps, sequences) = decode_counts(base).await;
+        let (steps, sequences) = step_counts(base, "decode").await;
         let (steps, sequences) = (steps - steps_before, sequences - sequences_before);
+        let (prompt_steps, prompts) = step_counts(base, "prompt").await;
+        let (prompt_steps, prompts) = (prompt_steps - prompt_steps_before, prompts - prompts_before);
         println!(
             "concurrency {concurrency}: {rounds} rounds, {steps} decode steps carrying {sequences} \
-             sequences (mean batch {:.2})",
-            sequences / steps.max(1.0)
+             sequences (mean batch {:.2}), {prompt_steps} prompt steps carrying {prompts} (mean batch \
+             {:.2})",
+            sequences / steps.max(1.0),
+            prompts / prompt_steps.max(1.0)
         );
         assert!(
             sequences > steps,
             "at concurrency {concurrency} no decode step carried two sequences: nothing was co-batched"
         );
-        mean_batches.push(sequences / steps);
+        mean_batches.push(MeanBatches {
+            decode: sequences / steps,
+            prompt: prompts / prompt_steps.max(1.0),
+        });
     }
     assert!(
         mismatches.is_empty(),
@@ -201,12 +220,21 @@ async fn prompts_of_different_lengths_answer_co_batched_as_alone() {
         .collect();
     let mean_batches = assert_batch_invariant(&base, &pool, &[(4, 4), (8, 2), (16, 1)]).await;
     // Eight requests of four lengths, two of each: equal-length buckets would carry at most two sequences
-    // per decode step. Decoding across lengths carries them all, less the ramp up and down of a round.
+    // per step. Decoding across lengths carries them all, less the ramp up and down of a round.
     assert!(
-        mean_batches[1] > 4.0,
+        mean_batches[1].decode > 4.0,
         "at concurrency 8 over four lengths the mean decode batch was {:.2}: sequences of different \
          lengths did not share decode steps",
-        mean_batches[1]
+        mean_batches[1].decode
+    );
+    // And packed prompt steps (mistralrs patch 0016) prefill prompts of different lengths together: the
+    // eight arrive within one step or two, so a mean above two prompts per step is out of reach of
+    // equal-length groups.
+    assert!(
+        mean_batches[1].prompt > 2.0,
+        "at concurrency 8 over four lengths the mean prompt batch was {:.2}: prompts of different \
+         lengths were not prefilled together",
+        mean_batches[1].prompt
     );
 }
 

@@ -2,7 +2,7 @@
 //! The patches that need a whole model are proven by the integration tests their headers name.
 
 use candle_core::{Device, Tensor};
-use mistralrs::core::layers::{Sdpa, SdpaParams};
+use mistralrs::core::layers::{prompt_mask, KvCache, Sdpa, SdpaParams};
 
 /// A decode step's shapes: several sequences, one query token each, grouped-query heads. The KV length is
 /// the step's: 37 fits in one of patch 0010's 64-position tiles; 203 spans three whole tiles and a partial
@@ -211,6 +211,226 @@ fn decode_attention_merges_its_tiles() {
     );
     step.assert_matches_reference(&batched);
     step.assert_batch_invariant(&batched);
+}
+
+/// One sequence of a prompt step: `new` queries at positions `past..past + new` over its `past + new`
+/// keys and values, (1, heads, positions, head_dim).
+struct Prompt {
+    past: usize,
+    new: usize,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+}
+
+impl Prompt {
+    fn new(seed: u64, past: usize, new: usize) -> Self {
+        let total = past + new;
+        let cpu = &Device::Cpu;
+        let tensor = |seed: u64, heads: usize, len: usize| {
+            Tensor::from_vec(
+                values(seed, heads * len * HEAD_DIM),
+                (1, heads, len, HEAD_DIM),
+                cpu,
+            )
+            .unwrap()
+        };
+        Prompt {
+            past,
+            new,
+            q: tensor(seed, HEADS, new),
+            k: tensor(seed + 1, KV_HEADS, total),
+            v: tensor(seed + 2, KV_HEADS, total),
+        }
+    }
+
+    /// A KV cache holding the sequence's `past` positions, as a prefix-cache hit starts with.
+    fn cache(&self) -> KvCache {
+        let mut cache = KvCache::new_normal(2, 4096, 512);
+        if self.past > 0 {
+            cache
+                .append(
+                    &self.k.narrow(2, 0, self.past).unwrap(),
+                    &self.v.narrow(2, 0, self.past).unwrap(),
+                )
+                .unwrap();
+        }
+        cache
+    }
+
+    /// softmax(q·k / sqrt(d)) · v in f64 for one head and query, over the positions it may see: up to its
+    /// own, and within the last `window` if given.
+    fn reference(&self, head: usize, query: usize, window: Option<usize>) -> Vec<f64> {
+        let kv_head = head / (HEADS / KV_HEADS);
+        let rows = |t: &Tensor, h: usize| -> Vec<Vec<f32>> {
+            t.get(0).unwrap().get(h).unwrap().to_vec2().unwrap()
+        };
+        let q = &rows(&self.q, head)[query];
+        let (k, v) = (rows(&self.k, kv_head), rows(&self.v, kv_head));
+        let q_pos = self.past + query;
+        let first = window.map_or(0, |w| (q_pos + 1).saturating_sub(w));
+        let scores: Vec<f64> = (first..=q_pos)
+            .map(|pos| {
+                q.iter()
+                    .zip(&k[pos])
+                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                    .sum::<f64>()
+                    / (HEAD_DIM as f64).sqrt()
+            })
+            .collect();
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        let mut out = vec![0.0; HEAD_DIM];
+        for (pos, weight) in (first..=q_pos).zip(weights) {
+            for (o, &x) in out.iter_mut().zip(&v[pos]) {
+                *o += weight / total * f64::from(x);
+            }
+        }
+        out
+    }
+
+    /// `got` (1, heads, new, head_dim) against the reference.
+    fn assert_matches_reference(&self, got: &Tensor, window: Option<usize>) {
+        let got: Vec<Vec<Vec<f32>>> = got.get(0).unwrap().to_vec3().unwrap();
+        for (head, queries) in got.iter().enumerate() {
+            for (query, row) in queries.iter().enumerate() {
+                for (g, want) in row.iter().zip(self.reference(head, query, window)) {
+                    assert!(
+                        (f64::from(*g) - want).abs() < 1e-4,
+                        "past {} head {head} query {query}: {g} against the reference {want}",
+                        self.past
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// patches/mistralrs-core-0.8.1/0016: the prompt kernel, rebuilt on the decode kernel's tiles, over four
+/// 64-position tiles past a cached prefix: causal, and with a 100-position window (a Gemma 3 local layer),
+/// where the late queries' first tiles are wholly masked and skipped.
+#[test]
+fn prompt_attention_matches_the_reference_across_tiles_and_windows() {
+    let prompt = Prompt::new(11, 70, 150);
+    for window in [None, Some(100)] {
+        let mask = prompt_mask(prompt.new, prompt.past, window, &Device::Cpu, candle_core::DType::F32)
+            .unwrap();
+        let out = Sdpa
+            .run_attention(
+                &prompt.q,
+                &prompt.k,
+                &prompt.v,
+                Some(&mask),
+                None,
+                &Step::params(),
+            )
+            .unwrap();
+        assert!(
+            out.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite()),
+            "NaN or inf in the output"
+        );
+        prompt.assert_matches_reference(&out, window);
+    }
+}
+
+/// patches/mistralrs-core-0.8.1/0016: a packed prompt step (several sequences' new tokens in one row, each
+/// sequence with its own cache, cached prefix or not, one new token or many) gives each sequence exactly
+/// the attention it gets when prefilled alone, appends each one's keys to its own cache only, and matches
+/// the reference.
+#[test]
+fn a_packed_prompt_step_gives_each_sequence_its_own_attention() {
+    let prompts = [
+        Prompt::new(20, 0, 37),
+        Prompt::new(30, 70, 5),
+        Prompt::new(40, 10, 1),
+        Prompt::new(50, 130, 90),
+    ];
+    for window in [None, Some(100)] {
+        let new = |t: &Tensor, p: &Prompt| t.narrow(2, p.past, p.new).unwrap();
+        let cat = |pick: &dyn Fn(&Prompt) -> Tensor| {
+            Tensor::cat(&prompts.iter().map(pick).collect::<Vec<_>>(), 2).unwrap()
+        };
+        let q = cat(&|p| p.q.clone());
+        let k = cat(&|p| new(&p.k, p));
+        let v = cat(&|p| new(&p.v, p));
+        let lens: Vec<usize> = prompts.iter().map(|p| p.new).collect();
+        let mut rows: Vec<KvCache> = prompts.iter().map(Prompt::cache).collect();
+        let packed = Sdpa
+            .run_packed_prompt(&q, &k, &v, &lens, &mut rows, &Step::params(), window)
+            .unwrap();
+        let mut start = 0;
+        for (prompt, row) in prompts.iter().zip(&rows) {
+            let mut alone = [prompt.cache()];
+            let solo = Sdpa
+                .run_packed_prompt(
+                    &prompt.q,
+                    &new(&prompt.k, prompt),
+                    &new(&prompt.v, prompt),
+                    &[prompt.new],
+                    &mut alone,
+                    &Step::params(),
+                    window,
+                )
+                .unwrap();
+            let in_pack = packed.narrow(2, start, prompt.new).unwrap();
+            start += prompt.new;
+            assert_eq!(
+                in_pack.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                solo.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "past {} new {}: packed and alone differ",
+                prompt.past,
+                prompt.new
+            );
+            prompt.assert_matches_reference(&in_pack, window);
+            let cached = row.k().unwrap().expect("a filled cache");
+            assert_eq!(cached.dim(2).unwrap(), prompt.past + prompt.new);
+            assert_eq!(
+                cached.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                prompt.k.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "past {}: the cache holds another sequence's keys",
+                prompt.past
+            );
+        }
+    }
+}
+
+/// patches/mistralrs-core-0.8.1/0016: a prefix-cache hit prefills its prompt's last token alone, over the
+/// cached keys; that query comes out bit for bit as it does in the cold prompt's step, causal or windowed
+/// (so a hit answers as the cold prompt does). It went through the decode kernel, whose tiles merge in
+/// another order, or, windowed, start elsewhere.
+#[test]
+fn a_prompt_s_last_token_after_a_prefix_cache_hit_rounds_as_in_the_cold_prompt() {
+    let cold = Prompt::new(60, 0, 200);
+    let last = cold.new - 1;
+    let hit = Prompt {
+        past: last,
+        new: 1,
+        q: cold.q.narrow(2, last, 1).unwrap(),
+        k: cold.k.clone(),
+        v: cold.v.clone(),
+    };
+    for window in [None, Some(100)] {
+        let run = |prompt: &Prompt| {
+            let new = |t: &Tensor| t.narrow(2, prompt.past, prompt.new).unwrap();
+            Sdpa.run_packed_prompt(
+                &prompt.q,
+                &new(&prompt.k),
+                &new(&prompt.v),
+                &[prompt.new],
+                &mut [prompt.cache()],
+                &Step::params(),
+                window,
+            )
+            .unwrap()
+        };
+        let in_cold = run(&cold).narrow(2, last, 1).unwrap();
+        assert_eq!(
+            run(&hit).flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            in_cold.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "window {window:?}: the hit's last query differs from the cold prompt's"
+        );
+    }
 }
 
 /// The blocks of a Q8_0, Q4_0 or Q5_0 tensor: each block's scale and its 32 values, unpacked from the
