@@ -37,9 +37,6 @@ pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 /// Seconds between SSE keep-alive comments on an otherwise silent stream (proxies cut ~60 s of silence).
 pub const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 5;
 pub const DEFAULT_PORT: u16 = 8080;
-/// Finished sequences kept for prefix reuse with paged attention (mistral.rs's default). Without paged
-/// attention (CPU) the default is 0, the cache is opt-in: see `Cli::prefix_cache_n`.
-pub const DEFAULT_PREFIX_CACHE_N: usize = 16;
 /// The prefix cache's KV budget without paged attention.
 pub const DEFAULT_PREFIX_CACHE_MIB: usize = 1024;
 
@@ -102,10 +99,10 @@ pub struct Cli {
     pub drain_timeout: u64,
 
     /// Finished sequences whose KV cache the engine keeps to reuse for prompts sharing a prefix (an agent's
-    /// system prompt and history); 0 turns the prefix cache off. Default: 16 with paged attention, 0
-    /// without it (CPU), where it is opt-in: a hit's answer is computed from KV that an earlier step
-    /// computed in another batch, so it may differ from the cold answer in the last bits of its logits
-    /// (docs/benchmarks.md, "An agent's traffic").
+    /// system prompt and history); 0 turns the prefix cache off. Default: 16 where a hit answers exactly
+    /// as the cold prompt does: with paged attention, and on CPU for GGUF models whose prompts the engine
+    /// packs (llama family, Gemma 3; engine patch 0016); 0 for other models without paged attention,
+    /// where hits would split the CPU batches (docs/benchmarks.md, "An agent's traffic").
     #[arg(long, env = "LLMSERVE_PREFIX_CACHE_N")]
     pub prefix_cache_n: Option<usize>,
 
@@ -413,11 +410,6 @@ impl Cli {
         if grpc_port.is_some_and(|grpc| grpc != 0 && taken.contains(&Some(grpc))) {
             return Err(ConfigError::GrpcPortTaken);
         }
-        let default_prefix_cache_n = if paged_attention.is_some() {
-            DEFAULT_PREFIX_CACHE_N
-        } else {
-            0
-        };
         let config = Config {
             model: ModelConfig {
                 source,
@@ -430,7 +422,7 @@ impl Cli {
             cache_dir,
             engine: EngineSettings {
                 max_num_seqs,
-                prefix_cache_n: prefix_cache_n.unwrap_or(default_prefix_cache_n),
+                prefix_cache_n,
                 dtype,
                 paged_attention,
                 chat_template,
@@ -639,14 +631,14 @@ mod tests {
                 .unwrap()
                 .engine
                 .prefix_cache_n,
-            16
+            Some(16)
         );
         assert_eq!(
             parse(&["--paged-attn", "off", "--prefix-cache-n", "0"])
                 .unwrap()
                 .engine
                 .prefix_cache_n,
-            0
+            Some(0)
         );
     }
 

@@ -328,11 +328,6 @@ pub fn version_spec(
     let (paged, paged_attention_reason) =
         paged_attention(mode, defaults.paged_settings).map_err(|e| invalid(e.to_string()))?;
     engine.paged_attention = paged;
-    if paged.is_none() && defaults.engine.paged_attention.is_some() {
-        // The paged default (16 entries) does not carry over to a version without paged attention,
-        // where the prefix cache is opt-in (`--prefix-cache-n`).
-        engine.prefix_cache_n = 0;
-    }
     let mut queue = defaults.queue;
     if let Some(waiting) = fields.max_queue {
         queue.max_waiting = waiting;

@@ -100,7 +100,7 @@ impl VersionDefaults {
         VersionDefaults {
             engine: EngineSettings {
                 max_num_seqs: 16,
-                prefix_cache_n: 0,
+                prefix_cache_n: None,
                 dtype: Dtype::Auto,
                 paged_attention: None,
                 chat_template: None,

@@ -24,6 +24,12 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "qwen3moe",
 ];
 
+/// The architectures whose models the engine decodes as ragged batches and prefills as packed ones
+/// (engine patches 0006, 0015, 0016: `Model::Llama`, which `mistral3` files load as too, and
+/// `Model::Gemma3`): prompts of any lengths and cached prefixes share steps, and a prefix-cache hit
+/// answers bit for bit as the cold prompt does.
+pub const PACKED_PROMPT_ARCHITECTURES: &[&str] = &["gemma3", "llama", "mistral3"];
+
 /// GGUF `general.file_type` for "mostly Q8_0" (llama.cpp's `LLAMA_FTYPE_MOSTLY_Q8_0`).
 const FILE_TYPE_MOSTLY_Q8_0: u32 = 7;
 

@@ -62,8 +62,9 @@ pub struct PagedAttention {
 pub struct EngineSettings {
     /// Sequences generated at once.
     pub max_num_seqs: usize,
-    /// Finished sequences kept for prefix reuse; 0 disables the prefix cache.
-    pub prefix_cache_n: usize,
+    /// Finished sequences kept for prefix reuse; 0 disables the prefix cache. `None`: the model's default
+    /// (`prefix_cache_entries`).
+    pub prefix_cache_n: Option<usize>,
     pub dtype: Dtype,
     /// `None`: no paged attention (CPU builds, or turned off).
     pub paged_attention: Option<PagedAttention>,
@@ -78,4 +79,69 @@ pub struct EngineSettings {
     pub max_images: usize,
     /// Prompt + completion tokens a request may use, below the model's own context (vLLM's `--max-model-len`).
     pub max_model_len: Option<usize>,
+}
+
+/// Finished sequences the prefix cache keeps by default where it is on (mistral.rs's default).
+pub const DEFAULT_PREFIX_CACHE_N: usize = 16;
+
+impl EngineSettings {
+    /// The prefix cache's entries for a model: as set, or by default 16 where a hit answers exactly as
+    /// the cold prompt does and shares steps with other prompts (paged attention, or `packs_prompts`: a
+    /// model whose prompt steps the engine packs, engine patch 0016), 0 elsewhere: on CPU a hit's
+    /// cached-prefix length would keep it out of other prompts' batches.
+    pub fn prefix_cache_entries(&self, packs_prompts: bool) -> usize {
+        self.prefix_cache_n
+            .unwrap_or(if self.paged_attention.is_some() || packs_prompts {
+                DEFAULT_PREFIX_CACHE_N
+            } else {
+                0
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(prefix_cache_n: Option<usize>, paged: bool) -> EngineSettings {
+        EngineSettings {
+            max_num_seqs: 16,
+            prefix_cache_n,
+            dtype: Dtype::Auto,
+            paged_attention: paged.then_some(PagedAttention {
+                memory: GpuMemory::Utilization(0.9),
+                block_size: 32,
+            }),
+            chat_template: None,
+            isq: None,
+            max_image_pixels: None,
+            max_images: 1,
+            max_model_len: None,
+        }
+    }
+
+    #[test]
+    fn the_prefix_cache_is_on_by_default_only_where_hits_answer_as_cold_prompts() {
+        let packs_prompts = true;
+        assert_eq!(
+            settings(None, true).prefix_cache_entries(!packs_prompts),
+            16
+        );
+        assert_eq!(
+            settings(None, false).prefix_cache_entries(packs_prompts),
+            16
+        );
+        assert_eq!(
+            settings(None, false).prefix_cache_entries(!packs_prompts),
+            0
+        );
+        assert_eq!(
+            settings(Some(0), false).prefix_cache_entries(packs_prompts),
+            0
+        );
+        assert_eq!(
+            settings(Some(4), false).prefix_cache_entries(!packs_prompts),
+            4
+        );
+    }
 }

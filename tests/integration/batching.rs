@@ -150,7 +150,8 @@ async fn assert_co_batched_as(
         let (steps, sequences) = step_counts(base, "decode").await;
         let (steps, sequences) = (steps - steps_before, sequences - sequences_before);
         let (prompt_steps, prompts) = step_counts(base, "prompt").await;
-        let (prompt_steps, prompts) = (prompt_steps - prompt_steps_before, prompts - prompts_before);
+        let (prompt_steps, prompts) =
+            (prompt_steps - prompt_steps_before, prompts - prompts_before);
         println!(
             "concurrency {concurrency}: {rounds} rounds, {steps} decode steps carrying {sequences} \
              sequences (mean batch {:.2}), {prompt_steps} prompt steps carrying {prompts} (mean batch \

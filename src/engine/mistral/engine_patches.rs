@@ -314,8 +314,14 @@ impl Prompt {
 fn prompt_attention_matches_the_reference_across_tiles_and_windows() {
     let prompt = Prompt::new(11, 70, 150);
     for window in [None, Some(100)] {
-        let mask = prompt_mask(prompt.new, prompt.past, window, &Device::Cpu, candle_core::DType::F32)
-            .unwrap();
+        let mask = prompt_mask(
+            prompt.new,
+            prompt.past,
+            window,
+            &Device::Cpu,
+            candle_core::DType::F32,
+        )
+        .unwrap();
         let out = Sdpa
             .run_attention(
                 &prompt.q,
@@ -327,7 +333,12 @@ fn prompt_attention_matches_the_reference_across_tiles_and_windows() {
             )
             .unwrap();
         assert!(
-            out.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite()),
+            out.flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .all(|x| x.is_finite()),
             "NaN or inf in the output"
         );
         prompt.assert_matches_reference(&out, window);

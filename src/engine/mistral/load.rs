@@ -60,9 +60,12 @@ impl MistralEngine {
         };
         let built = match target {
             LoadTarget::Gguf { dir, files } => {
+                let mut packs_prompts = true;
                 for file in &files {
                     let path = dir.join(file);
                     let architecture = gguf::check_architecture(&path)?;
+                    packs_prompts &= gguf::PACKED_PROMPT_ARCHITECTURES
+                        .contains(&architecture.to_ascii_lowercase().as_str());
                     let dtype = gguf::dominant_dtype(&path)?;
                     tracing::info!(path = %path.display(), architecture, quantization = ?dtype, "loading GGUF");
                     if dtype == candle_core::quantized::GgmlDType::Q4_1 {
@@ -71,7 +74,9 @@ impl MistralEngine {
                         );
                     }
                 }
-                load_gguf(dir, files, &options, template).await
+                let prefix_cache_n = options.prefix_cache_entries(packs_prompts);
+                tracing::info!(prefix_cache_n, "prefix cache");
+                load_gguf(dir, files, &options, prefix_cache_n, template).await
             }
             LoadTarget::Safetensors(dir) => {
                 let load = SafetensorsLoad {
@@ -188,7 +193,8 @@ impl SafetensorsLoad {
         paged: Option<PagedAttentionConfig>,
         device: &Device,
     ) -> anyhow::Result<(Model, ModelTokens)> {
-        let prefix_cache_n = (options.prefix_cache_n > 0).then_some(options.prefix_cache_n);
+        let prefix_cache_n = options.prefix_cache_entries(false);
+        let prefix_cache_n = (prefix_cache_n > 0).then_some(prefix_cache_n);
         let dtype = model_dtype(options.dtype, device);
         // Both builders, then `build` in two steps, to read the tokenizer off the pipeline in between.
         let (pipeline, scheduler, config) = match self.multimodal {
@@ -357,6 +363,7 @@ pub(super) async fn load_gguf(
     dir: PathBuf,
     files: Vec<String>,
     options: &EngineSettings,
+    prefix_cache_n: usize,
     chat_template: Option<String>,
 ) -> anyhow::Result<(Model, ModelTokens)> {
     let device = mistralrs::best_device(false)?;
@@ -399,8 +406,8 @@ pub(super) async fn load_gguf(
         },
     };
     let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
-        .with_no_prefix_cache(options.prefix_cache_n == 0)
-        .with_prefix_cache_n(options.prefix_cache_n)
+        .with_no_prefix_cache(prefix_cache_n == 0)
+        .with_prefix_cache_n(prefix_cache_n)
         .build()
         .await;
     Ok((Model::new(runner), tokens))
