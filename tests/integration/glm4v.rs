@@ -361,7 +361,7 @@ async fn co_batched_image_requests_answer_as_they_do_alone() {
         (steps, sequences)
     };
     let (steps_before, sequences_before) = decode_counts().await;
-    for round in 0..2 {
+    for round in 0..3 {
         let together = futures::future::join_all(
             bodies
                 .iter()
@@ -376,12 +376,14 @@ async fn co_batched_image_requests_answer_as_they_do_alone() {
             );
         }
     }
-    // They really shared steps: the engine's decode steps carried more than one sequence on average.
+    // They really shared steps: some decode steps carried more than one sequence. (How many depends on
+    // when the three requests reach the engine, which on a machine busy with other tests is apart; a
+    // mean above 1.5 failed there once.)
     let (steps, sequences) = decode_counts().await;
-    let mean = (sequences - sequences_before) / (steps - steps_before);
+    let (steps, sequences) = (steps - steps_before, sequences - sequences_before);
     assert!(
-        mean > 1.5,
-        "mean decode batch {mean}: the requests did not run together"
+        sequences > steps,
+        "{steps} decode steps carried {sequences} sequences: the requests never ran together"
     );
 }
 

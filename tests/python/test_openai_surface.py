@@ -138,9 +138,14 @@ class City(pydantic.BaseModel):
 
 
 def test_structured_output(client, model):
+    # JSON mode constrains every token to a JSON prefix; as OpenAI documents, the object is whole unless the
+    # answer was cut at max_tokens. A prompt the small model answers within them ("Describe Paris as JSON."
+    # nests objects past 60 tokens since the prompt kernel of engine patch 0016 rounds differently).
     completion = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Describe Paris as JSON."}], max_tokens=60, temperature=0,
-        response_format={"type": "json_object"})
+        model=model,
+        messages=[{"role": "user", "content": 'Give the capital of France as a JSON object with the key "capital".'}],
+        max_tokens=60, temperature=0, response_format={"type": "json_object"})
+    assert completion.choices[0].finish_reason == "stop", completion.choices[0].message.content
     assert isinstance(json.loads(completion.choices[0].message.content), dict)
 
     parsed = client.chat.completions.parse(
