@@ -29,6 +29,26 @@ fn values(seed: u64, n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// softmax(q·k / sqrt(d)) · v in f64 over the (key, value) pairs a query may see.
+fn reference_attention(q: &[f32], visible: &[(Vec<f64>, Vec<f64>)]) -> Vec<f64> {
+    let scores: Vec<f64> = visible
+        .iter()
+        .map(|(k, _)| {
+            q.iter().zip(k).map(|(&a, b)| f64::from(a) * b).sum::<f64>() / (HEAD_DIM as f64).sqrt()
+        })
+        .collect();
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut out = vec![0.0; HEAD_DIM];
+    for ((_, v), weight) in visible.iter().zip(weights) {
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += weight / total * x;
+        }
+    }
+    out
+}
+
 struct Step {
     kv_len: usize,
     q: Vec<f32>,
@@ -123,28 +143,10 @@ impl Step {
                 .map(|&x| f64::from(x))
                 .collect()
         };
-        let positions = self.masked[row]..self.kv_len;
-        let scores: Vec<f64> = positions
-            .clone()
-            .map(|pos| {
-                let k = at(&self.k, pos);
-                q.iter()
-                    .zip(&k)
-                    .map(|(&a, b)| f64::from(a) * b)
-                    .sum::<f64>()
-                    / (HEAD_DIM as f64).sqrt()
-            })
+        let visible: Vec<(Vec<f64>, Vec<f64>)> = (self.masked[row]..self.kv_len)
+            .map(|pos| (at(&self.k, pos), at(&self.v, pos)))
             .collect();
-        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-        let total: f64 = weights.iter().sum();
-        let mut out = vec![0.0; HEAD_DIM];
-        for (pos, weight) in positions.zip(weights) {
-            for (o, v) in out.iter_mut().zip(at(&self.v, pos)) {
-                *o += weight / total * v;
-            }
-        }
-        out
+        reference_attention(q, &visible)
     }
 
     fn assert_matches_reference(&self, batched: &[f32]) {
@@ -269,25 +271,11 @@ impl Prompt {
         let (k, v) = (rows(&self.k, kv_head), rows(&self.v, kv_head));
         let q_pos = self.past + query;
         let first = window.map_or(0, |w| (q_pos + 1).saturating_sub(w));
-        let scores: Vec<f64> = (first..=q_pos)
-            .map(|pos| {
-                q.iter()
-                    .zip(&k[pos])
-                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                    .sum::<f64>()
-                    / (HEAD_DIM as f64).sqrt()
-            })
+        let as_f64 = |row: &[f32]| row.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        let visible: Vec<(Vec<f64>, Vec<f64>)> = (first..=q_pos)
+            .map(|pos| (as_f64(&k[pos]), as_f64(&v[pos])))
             .collect();
-        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-        let total: f64 = weights.iter().sum();
-        let mut out = vec![0.0; HEAD_DIM];
-        for (pos, weight) in (first..=q_pos).zip(weights) {
-            for (o, &x) in out.iter_mut().zip(&v[pos]) {
-                *o += weight / total * f64::from(x);
-            }
-        }
-        out
+        reference_attention(q, &visible)
     }
 
     /// `got` (1, heads, new, head_dim) against the reference.
