@@ -23,6 +23,18 @@ for overlay in "$here"/overlays/*/; do
     || { echo "k8s: FAILED: overlay $name does not validate" >&2; exit 1; }
   NODE_MODULES="$node_modules" node "$here/validate-crds.mjs" "$rendered/$name.yaml" >/dev/null \
     || { echo "k8s: FAILED: the custom resources of overlay $name do not validate" >&2; exit 1; }
+  # A Deployment an HPA scales must not set `replicas`: every apply would reset the HPA's count to it.
+  "$(dirname "$validate")/python" - "$rendered/$name.yaml" <<'PY' \
+    || { echo "k8s: FAILED: overlay $name sets replicas on a Deployment its HPA scales" >&2; exit 1; }
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+bad = [d["metadata"]["name"] for d in docs
+       if d["kind"] == "Deployment" and d["metadata"]["name"] in scaled and "replicas" in d["spec"]]
+if bad:
+    print("replicas set on HPA-scaled Deployment(s): " + ", ".join(bad), file=sys.stderr)
+    sys.exit(1)
+PY
   echo "k8s: ok: overlay $name validates"
 done
 if [ -n "${1:-}" ]; then
