@@ -23,16 +23,24 @@ for overlay in "$here"/overlays/*/; do
     || { echo "k8s: FAILED: overlay $name does not validate" >&2; exit 1; }
   NODE_MODULES="$node_modules" node "$here/validate-crds.mjs" "$rendered/$name.yaml" >/dev/null \
     || { echo "k8s: FAILED: the custom resources of overlay $name do not validate" >&2; exit 1; }
-  # A Deployment an HPA scales must not set `replicas`: every apply would reset the HPA's count to it.
+  # A Deployment an HPA scales must not set `replicas` (every apply would reset the HPA's count to it), and
+  # no Deployment's selector may match another Deployment's pods (the stable track would count the canary's).
   "$(dirname "$validate")/python" - "$rendered/$name.yaml" <<'PY' \
-    || { echo "k8s: FAILED: overlay $name sets replicas on a Deployment its HPA scales" >&2; exit 1; }
+    || { echo "k8s: FAILED: overlay $name: a Deployment's replicas or selector (above)" >&2; exit 1; }
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+deployments = [d for d in docs if d["kind"] == "Deployment"]
 scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
-bad = [d["metadata"]["name"] for d in docs
-       if d["kind"] == "Deployment" and d["metadata"]["name"] in scaled and "replicas" in d["spec"]]
-if bad:
-    print("replicas set on HPA-scaled Deployment(s): " + ", ".join(bad), file=sys.stderr)
+faults = [f"{d['metadata']['name']} sets replicas, but an HPA scales it"
+          for d in deployments if d["metadata"]["name"] in scaled and "replicas" in d["spec"]]
+for d in deployments:
+    wanted = d["spec"]["selector"]["matchLabels"].items()
+    for other in deployments:
+        labels = other["spec"]["template"]["metadata"]["labels"]
+        if other is not d and all(labels.get(k) == v for k, v in wanted):
+            faults.append(f"{d['metadata']['name']}'s selector matches {other['metadata']['name']}'s pods")
+if faults:
+    print("\n".join(faults), file=sys.stderr)
     sys.exit(1)
 PY
   echo "k8s: ok: overlay $name validates"
