@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 /// server without keys) also sees the details.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthStatus {
-    /// `ok`, `loading`, `draining`, `overloaded` or `failed`.
+    /// `ok`, `loading`, `draining` or `failed`.
     pub status: String,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub details: Option<HealthDetails>,

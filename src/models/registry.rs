@@ -386,8 +386,6 @@ impl ModelRegistry {
                     } else {
                         "no version of it is ready".to_string()
                     })
-                } else if ready.iter().all(|m| m.admission.queue_full()) {
-                    Some("the request queue is full".to_string())
                 } else {
                     None
                 };

@@ -1,5 +1,10 @@
 //! Kubernetes-style probes: liveness (the process serves HTTP; never about models), readiness (not
-//! draining, and every alias has a ready version with room in its queue) and startup (ready once).
+//! draining, and every alias has a loaded version) and startup (ready once).
+//!
+//! A full queue is load, not unreadiness: a busy replica that left the Service would push its load onto
+//! the others until they left too, clients would get the ingress's 503 instead of our 429 with
+//! `Retry-After`, and an inference gateway's endpoint picker (which only sees Ready pods) could no longer
+//! weigh it by its queue gauges.
 //! Anyone may ask; only a caller whose key may read the models learns more than the status word.
 
 use actix_web::http::StatusCode;
@@ -33,7 +38,6 @@ fn status(state: &AppState, caller: &Principal, probe: Probe) -> HttpResponse {
             let why = alias.reason.clone().unwrap_or_default();
             let word = match why.as_str() {
                 "loading" => "loading",
-                "the request queue is full" => "overloaded",
                 _ => "failed",
             };
             (word, Some(format!("`{}`: {why}", alias.alias)))
@@ -103,11 +107,12 @@ pub async fn live(anyone: Guarded<policy::Public>, state: web::Data<AppState>) -
 }
 
 /// Readiness: 200 only when the server is not draining and every alias (every model id a client may
-/// send without a version) has a ready version with room in its queue; `models` says which are not.
+/// send without a version) has a loaded version; `models` says which are not. A full queue stays ready
+/// (its requests get 429 with Retry-After; `requests_waiting` and the queue gauges show the load).
 /// `/health` is an alias.
 #[utoipa::path(get, path = "/health/ready", tag = "Health",
     responses((status = 200, description = "Ready", body = HealthStatus),
-              (status = 503, description = "Not ready: a model loading, failed or with its queue full, or the server draining", body = HealthStatus)))]
+              (status = 503, description = "Not ready: a model loading or failed, or the server draining", body = HealthStatus)))]
 pub async fn ready(anyone: Guarded<policy::Public>, state: web::Data<AppState>) -> HttpResponse {
     status(&state, &anyone.caller, Probe::Ready)
 }

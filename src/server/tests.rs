@@ -253,13 +253,17 @@ async fn beyond_the_queue_requests_get_429_with_retry_after_at_admission() {
     assert_eq!(second.headers().get("retry-after").unwrap(), "1");
     let body: Value = serde_json::from_slice(&read_body(second).await).unwrap();
     assert_eq!(body["error"]["code"], "overloaded");
-    // The queue (size 0) is full: readiness sends traffic elsewhere.
+    // The queue (size 0) is full: that is load, not unreadiness, so the replica stays in the Service
+    // (and its clients keep getting this 429, not a balancer's 503).
     let ready = call_service(
         &service,
         TestRequest::get().uri("/health/ready").to_request(),
     )
     .await;
-    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(ready.status().as_u16(), 200);
+    let body: Value = serde_json::from_slice(&read_body(ready).await).unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["requests_running"], 1);
     drop(first);
     assert_eq!(admission(&state).requests_running(), 0);
 }
