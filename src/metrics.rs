@@ -16,7 +16,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::engine::StepCounts;
+use crate::engine::{KvCacheState, StepCounts};
 
 /// vLLM's `time_to_first_token_seconds` buckets.
 const TTFT_BUCKETS: &[f64] = &[
@@ -121,6 +121,11 @@ pub struct Metrics {
     key_requests: IntCounterVec,
     key_tokens: IntCounterVec,
     limits_shared: IntGauge,
+    limits_replicas: IntGauge,
+    num_requests_waiting: IntGauge,
+    num_requests_running: IntGauge,
+    kv_cache_usage: Gauge,
+    cache_config_info: IntGaugeVec,
     engine_steps: IntCounterVec,
     engine_step_sequences: IntCounterVec,
     prefix_cache_hits: IntCounterVec,
@@ -193,6 +198,13 @@ impl Metrics {
             limits_shared: registered(&r, IntGauge::new("llmserve_limits_shared", "1 while per-key limits are shared through Redis (--limits-redis); 0 while Redis is unreachable and this replica limits alone.").expect("valid gauge")),
             key_tokens: counter(&r, "llmserve_key_tokens_total", "Tokens per API key by kind: prompt or completion (what the key's token limit counts).", &["key_id", "kind"]),
             http_request_duration: histogram(&r, "llmserve_http_request_duration_seconds", "HTTP request duration (to the end of the body) by route template.", HTTP_DURATION_BUCKETS.to_vec(), &["route", "method"]),
+            limits_replicas: registered(&r, IntGauge::new("llmserve_limits_replicas", "With --limits-redis: the live replicas Redis last counted, what each key's limits are divided by while Redis is unreachable.").expect("valid gauge")),
+            // The model-server protocol of the Gateway API Inference Extension: one unlabelled series per
+            // pod (the endpoint picker reads each by name alone, so no version label may split them).
+            num_requests_waiting: registered(&r, IntGauge::new("llmserve_num_requests_waiting", "Generation requests waiting for a slot, all models of this server together (the endpoint picker's queue length).").expect("valid gauge")),
+            num_requests_running: registered(&r, IntGauge::new("llmserve_num_requests_running", "Generation requests holding a slot, all models of this server together.").expect("valid gauge")),
+            kv_cache_usage: registered(&r, Gauge::new("llmserve_kv_cache_usage_perc", "Fraction (0-1) of the paged KV cache's blocks in use after the engine's last step, all models together; 0 without paged attention (CPU), where KV memory is per sequence.").expect("valid gauge")),
+            cache_config_info: gauge(&r, "llmserve_cache_config_info", "1, labelled with the paged KV cache's block size (tokens) and usable blocks; absent without paged attention.", &["block_size", "num_gpu_blocks"]),
             engine_steps: counter(&r, "llmserve_engine_steps_total", "Forward steps the engine ran, by kind: prompt (prefill) or decode.", &["model", "model_version", "kind"]),
             engine_step_sequences: counter(&r, "llmserve_engine_step_sequences_total", "Sequences carried by those steps: divided by the steps, the batch size continuous batching achieved.", &["model", "model_version", "kind"]),
             prefix_cache_hits: counter(&r, "llmserve_prefix_cache_hits_total", "Requests whose prompt started from the engine's prefix cache: the cached prefix was not prefilled again.", &["model", "model_version"]),
@@ -260,6 +272,27 @@ impl Metrics {
         self.engine_sequences
             .with_label_values(labels)
             .set(engine_sequences as i64);
+    }
+
+    /// The whole server's load and KV cache, for an inference gateway's endpoint picker: totals over every
+    /// loaded version, the KV use weighted by each cache's blocks.
+    pub fn set_server_load(&self, running: usize, waiting: usize, caches: &[KvCacheState]) {
+        self.num_requests_running.set(running as i64);
+        self.num_requests_waiting.set(waiting as i64);
+        let total_blocks: usize = caches.iter().map(|c| c.total_blocks).sum();
+        let used: f64 = caches.iter().map(|c| c.usage * c.total_blocks as f64).sum();
+        self.kv_cache_usage.set(if total_blocks == 0 {
+            0.0
+        } else {
+            (used / total_blocks as f64).clamp(0.0, 1.0)
+        });
+        // One series: a changed configuration (a model swapped) replaces the old labels.
+        self.cache_config_info.reset();
+        if let Some(first) = caches.first() {
+            self.cache_config_info
+                .with_label_values(&[&first.block_size.to_string(), &total_blocks.to_string()])
+                .set(1);
+        }
     }
 
     /// The engine's step counts, read at scrape time. A count below the last one seen (an engine reloaded)
@@ -406,6 +439,10 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every series.
+    pub fn set_limits_replicas(&self, replicas: u32) {
+        self.limits_replicas.set(i64::from(replicas));
+    }
+
     pub fn set_limits_shared(&self, shared: bool) {
         self.limits_shared.set(i64::from(shared));
     }
@@ -564,6 +601,61 @@ mod tests {
         assert_eq!(
             token_buckets(8192),
             vec![1., 2., 5., 10., 20., 50., 100., 200., 500., 1000., 2000., 5000.]
+        );
+    }
+
+    /// The series an inference gateway's endpoint picker reads by name: one per server, KV use weighted
+    /// by each cache's size, and one cache-config series that follows a swapped model.
+    #[test]
+    fn the_server_load_is_one_series_each_whatever_the_models() {
+        let metrics = Metrics::new();
+        let series = |text: &str, name: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect()
+        };
+        metrics.set_server_load(0, 0, &[]);
+        let text = metrics.render();
+        assert_eq!(
+            series(&text, "llmserve_kv_cache_usage_perc"),
+            ["llmserve_kv_cache_usage_perc 0"]
+        );
+        assert!(series(&text, "llmserve_cache_config_info").is_empty());
+
+        let cache = |total_blocks, usage| KvCacheState {
+            block_size: 32,
+            total_blocks,
+            usage,
+        };
+        metrics.set_server_load(3, 7, &[cache(100, 0.5), cache(300, 0.1)]);
+        let text = metrics.render();
+        assert_eq!(
+            series(&text, "llmserve_num_requests_running"),
+            ["llmserve_num_requests_running 3"]
+        );
+        assert_eq!(
+            series(&text, "llmserve_num_requests_waiting"),
+            ["llmserve_num_requests_waiting 7"]
+        );
+        // (50 + 30) of 400 blocks.
+        assert_eq!(
+            series(&text, "llmserve_kv_cache_usage_perc"),
+            ["llmserve_kv_cache_usage_perc 0.2"]
+        );
+        assert_eq!(
+            series(&text, "llmserve_cache_config_info"),
+            ["llmserve_cache_config_info{block_size=\"32\",num_gpu_blocks=\"400\"} 1"]
+        );
+        metrics.set_server_load(0, 0, &[cache(50, 1.0)]);
+        let text = metrics.render();
+        assert_eq!(
+            series(&text, "llmserve_cache_config_info"),
+            ["llmserve_cache_config_info{block_size=\"32\",num_gpu_blocks=\"50\"} 1"]
+        );
+        assert_eq!(
+            series(&text, "llmserve_kv_cache_usage_perc"),
+            ["llmserve_kv_cache_usage_perc 1"]
         );
     }
 

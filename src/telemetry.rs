@@ -502,8 +502,9 @@ impl Drop for LogLine {
             .zip(facts.admitted_after)
             .map(|(first, admitted)| first.saturating_sub(admitted).as_secs_f64() * 1000.0);
         let _entered = self.span.enter();
-        // Probes run every few seconds: they stay out of the info log.
-        if self.path.starts_with("/health") {
+        // Probes and scrapes run every few seconds: they stay out of the info log (a refused scrape, a
+        // scraper without its key, does not: it falls to the anonymous budget below).
+        if self.path.starts_with("/health") || (self.path == "/metrics" && self.status < 400) {
             tracing::debug!(method = %self.method, path = %self.path, status = self.status, duration_ms, "request");
             return;
         }

@@ -301,6 +301,23 @@ pub trait Engine: Send + Sync {
     fn step_counts(&self) -> StepCounts {
         StepCounts::default()
     }
+
+    /// The paged KV cache after the engine's last step; `None` without paged attention (or before the
+    /// first step).
+    fn kv_cache(&self) -> Option<KvCacheState> {
+        None
+    }
+}
+
+/// How full a paged KV cache is, for an inference gateway that routes by it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KvCacheState {
+    /// Tokens per block.
+    pub block_size: usize,
+    /// Usable blocks.
+    pub total_blocks: usize,
+    /// Fraction of them in use, 0 to 1.
+    pub usage: f64,
 }
 
 /// How many forward steps the engine ran and how many sequences they carried: sequences / steps is the

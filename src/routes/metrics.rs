@@ -16,8 +16,12 @@ pub async fn metrics(
     _reader: Guarded<policy::MetricsRead>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let (mut running, mut waiting, mut caches) = (0, 0, Vec::new());
     for version in state.models.ready_versions() {
         let engine = &version.engine;
+        running += version.admission.requests_running();
+        waiting += version.admission.requests_waiting();
+        caches.extend(engine.kv_cache());
         state
             .metrics
             .record_engine_steps(&version.name, &version.version, engine.step_counts());
@@ -29,8 +33,12 @@ pub async fn metrics(
             engine.sequences_alive(),
         );
     }
+    state.metrics.set_server_load(running, waiting, &caches);
     if let Some(shared) = state.limiter.shared() {
         state.metrics.set_limits_shared(shared);
+    }
+    if let Some(replicas) = state.limiter.replicas() {
+        state.metrics.set_limits_replicas(replicas);
     }
     let draining = state.models.is_draining();
     for alias in state.models.readiness() {

@@ -10,6 +10,15 @@ use crate::drain::{signal, spawn_server, wait_exit};
 #[tokio::test]
 async fn json_logs_carry_one_complete_line_per_request() {
     let (mut child, addr, lines) = spawn_server(&["--model-version", "v7"]);
+    // Scrapes and probes, every few seconds in a cluster, stay out of the info log.
+    for path in ["/metrics", "/health/ready"] {
+        let scraped = client()
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(scraped.status(), 200, "{path}");
+    }
     let response = client()
         .post(format!("http://{addr}/v1/chat/completions"))
         .header("x-request-id", "log-test-1")
@@ -68,6 +77,12 @@ async fn json_logs_carry_one_complete_line_per_request() {
         );
     }
     assert_eq!(entry["client_disconnected"], false);
+    for line in lines.lock().unwrap().iter() {
+        assert!(
+            !line.contains("\"path\":\"/metrics\"") && !line.contains("\"path\":\"/health"),
+            "a scrape or probe in the info log: {line}"
+        );
+    }
     // The prompt is never logged.
     assert!(!line.contains("\"Hi\""));
 }

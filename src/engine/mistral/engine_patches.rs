@@ -857,3 +857,22 @@ fn k_quant_matmul_gives_the_same_bits_at_every_kernel_level_and_batch_size() {
     }
     cpu_kernels::set_level(None).unwrap();
 }
+
+/// Patch 0017: the engine's logger carries the paged KV cache's use for `llmserve_kv_cache_usage_perc`:
+/// nothing before the paged scheduler's first step (and never without paged attention), then what it
+/// recorded last.
+#[test]
+fn the_engine_logger_carries_the_paged_kv_cache_usage() {
+    use mistralrs::core::{IntervalLogger, KvCacheUsage};
+    let logger = IntervalLogger::new(std::time::Duration::from_secs(3600), None);
+    assert_eq!(logger.kv_cache_usage(), None);
+    for usage in [0.25, 0.75] {
+        let recorded = KvCacheUsage {
+            block_size: 32,
+            total_blocks: 1000,
+            usage,
+        };
+        logger.set_kv_cache_usage(recorded);
+        assert_eq!(logger.kv_cache_usage(), Some(recorded));
+    }
+}

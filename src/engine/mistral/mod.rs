@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use super::sampler::{PickerSettings, TokenPicker};
 use super::vocab::Vocabulary;
 use super::{
-    Engine, EngineError, GenerationRequest, ModelInfo, OutputConstraint, Prompt, StepCounts,
-    Submitted,
+    Engine, EngineError, GenerationRequest, KvCacheState, ModelInfo, OutputConstraint, Prompt,
+    StepCounts, Submitted,
 };
 
 pub mod cpu_kernels;
@@ -272,6 +272,17 @@ impl Engine for MistralEngine {
             decode_sequences: counts.decode_sequences as u64,
             prefix_cache_hits: logger.prefix_cache_stats().0 as u64,
         }
+    }
+
+    fn kv_cache(&self) -> Option<KvCacheState> {
+        // Recorded by the paged-attention scheduler after each step
+        // (patches/mistralrs-core-0.8.1/0017-kv-cache-usage.patch).
+        let usage = self.model.inner().get_logger(None).ok()?.kv_cache_usage()?;
+        Some(KvCacheState {
+            block_size: usage.block_size,
+            total_blocks: usage.total_blocks,
+            usage: usage.usage,
+        })
     }
 }
 
