@@ -330,6 +330,11 @@ impl ApiError {
                     Some("response_not_found"),
                     None,
                 ),
+                ResponsesError::StoreUnavailable => retry(
+                    S::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    RETRY_AFTER_SECS,
+                ),
             },
             ApiError::ModelNotFound(_) => parts(
                 S::NOT_FOUND,

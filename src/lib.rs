@@ -5,7 +5,8 @@
 //! modules at the end serve every layer (`error` joins the layers' own error types into `ApiError`).
 //! - `main.rs`: thin: flags → [`config::Config`] → [`telemetry::init`] → [`server::start`].
 //! - [`server`]: start-up, the drain, the HTTP `app` (served by `main` and by the tests), the metrics and
-//!   gRPC ports beside it, SIGHUP (reload). [`state`]: what every front reads. [`config`]: the typed
+//!   gRPC ports beside it, SIGHUP (reload); [`reload`] applies the models file again when its content
+//!   changes. [`state`]: what every front reads. [`config`]: the typed
 //!   configuration (`config::cli`: the flags; `config::file`: the models file; `config::models`: the
 //!   registry's desired state; `config::keys`: keys, roles, limits), which names the engine's settings
 //!   types.
@@ -18,7 +19,8 @@
 //!   reflection; errors as gRPC statuses). [`front`]: what both do with a wire request before the core.
 //! - [`responses`]: the Responses API on the chat path: `responses::input` turns a Responses request (items,
 //!   instructions, a stored conversation) into a chat request, `responses::output` the chat answer into
-//!   output items, `responses::store` keeps responses (bounded, per key) for `previous_response_id`.
+//!   output items, `responses::store` keeps responses (bounded, per key) for `previous_response_id`, in
+//!   this process or (`responses::shared_store`) in Redis for every replica.
 //! - [`validate`]: wire request → validated request (defaults, bounds), and `validate::model`, the checks
 //!   that need the resolved model. [`remote_images`]: `http(s)` image URLs fetched, when allowed.
 //! - [`models`]: the registry of versions (each its own engine and admission queue) and aliases (weights
@@ -30,7 +32,7 @@
 //!   HTTP route but the probes, `grpc::service` on every call); `gateway::quota` holds each key's request,
 //!   token and concurrency budget over a sliding minute, reserved at admission, settled at the response's
 //!   end; `gateway::shared` keeps those windows in Redis for every replica (`--limits-redis`), falling
-//!   back to this process's when Redis does not answer.
+//!   back to this process's when Redis does not answer; `gateway::redis_link` is the one Redis client.
 //! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
 //!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
 //!   stop filtering, logprobs, tool-call parsing, fill-in-the-middle, echo, `best_of`; out come
@@ -85,6 +87,7 @@ pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod otlp;
+pub mod reload;
 pub mod remote_images;
 pub mod responses;
 pub mod routes;

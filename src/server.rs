@@ -246,6 +246,7 @@ impl RunningServer {
             };
             let _ = tokio::time::timeout(ABORT_GRACE, idle).await;
         }
+        state.limiter.stop().await;
         tokio::spawn(handle.stop(true));
         server.await?;
         side_servers.stop().await;
@@ -290,7 +291,11 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     crate::engine::mistral::prefix_cache::limit_bytes(config.prefix_cache_bytes);
     let mut state = AppState::new(config, spec.keys.clone());
     state.spans = spans;
+    state.limiter.start();
     let state = web::Data::new(state);
+    if let (Some(path), Some(every)) = (&state.config.models_file, state.config.models_file_poll) {
+        crate::reload::spawn_models_file_watch(state.clone(), path, every);
+    }
     let app_state = state.clone();
     // HTTP clients do not half-close; a read EOF means the client is gone. Without this, actix keeps a
     // non-streaming handler (and its engine sequence) running until the answer is complete.

@@ -70,7 +70,15 @@ impl AppState {
             },
             spans: None,
             remote_images: config.server.allow_remote_images.then(RemoteImages::new),
-            responses: Arc::new(ResponseStore::new(config.server.responses_store)),
+            responses: Arc::new(
+                ResponseStore::new(
+                    config.server.responses_store,
+                    redis_settings(&config)
+                        .expect("server::start checks --limits-redis")
+                        .as_ref(),
+                )
+                .expect("server::start checks --limits-redis"),
+            ),
             models: ModelRegistry::new(
                 metrics.clone(),
                 Arc::new(MistralLoader),

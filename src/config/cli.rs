@@ -15,8 +15,8 @@ use super::PAGED_ATTENTION_BUILT;
 use super::{
     check_chat_template, check_image_limits, classify_model, paged_attention, Config, ConfigError,
     CpuKernels, Dtype, EngineSettings, GpuMemory, Isq, LimitsConfig, LogFormat, ModelConfig,
-    ModelSource, PagedAttention, PagedAttnMode, QueueConfig, ResponsesStoreConfig, ServerConfig,
-    TelemetryConfig,
+    ModelSource, PagedAttention, PagedAttnMode, QueueConfig, ResponsesBackend,
+    ResponsesStoreConfig, ServerConfig, TelemetryConfig,
 };
 
 /// Largest request body accepted before answering 413; chat histories with a few base64 screenshots fit.
@@ -39,6 +39,8 @@ pub const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 5;
 pub const DEFAULT_PORT: u16 = 8080;
 /// The prefix cache's KV budget without paged attention.
 pub const DEFAULT_PREFIX_CACHE_MIB: usize = 1024;
+/// Seconds between checks of the models file (a ConfigMap update reaches a pod within about a minute).
+pub const DEFAULT_CONFIG_POLL_SECS: u64 = 10;
 
 /// llmserve: an OpenAI-compatible LLM server on mistral.rs.
 ///
@@ -52,6 +54,12 @@ pub struct Cli {
     /// --model-version (the other flags become every version's defaults).
     #[arg(long = "config", env = "LLMSERVE_CONFIG")]
     pub models_file: Option<PathBuf>,
+
+    /// Seconds between checks of the models file's content; a changed file is applied as on SIGHUP (a
+    /// Kubernetes ConfigMap mounted as a directory changes under a running pod). 0: only SIGHUP and
+    /// `POST /admin/reload` reload it.
+    #[arg(long = "config-poll", env = "LLMSERVE_CONFIG_POLL", default_value_t = DEFAULT_CONFIG_POLL_SECS)]
+    pub models_file_poll: u64,
 
     /// Model to serve: a `.gguf` file, a local model directory (GGUF or safetensors), or a Hugging Face
     /// repo id (needs hub access). Default: SmolLM2-135M-Instruct, fetched into --cache-dir when absent.
@@ -215,7 +223,7 @@ pub struct Cli {
     /// Keep per-key limits in Redis, so that every replica enforces one budget per key:
     /// `redis://[user:password@]host[:port]`, `rediss://…` for TLS, or several URLs, comma-separated, for
     /// the nodes of a Redis Cluster. If Redis cannot be reached a replica serves on its own share of each
-    /// limit (divided by --limits-replicas) until it can. Unset: limits per process.
+    /// limit (divided by the live replicas it last counted there) until it can. Unset: limits per process.
     #[arg(long, env = "LLMSERVE_LIMITS_REDIS")]
     pub limits_redis: Option<String>,
 
@@ -224,7 +232,9 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_LIMITS_REDIS_CA_FILE")]
     pub limits_redis_ca_file: Option<PathBuf>,
 
-    /// Replicas sharing the limits: while Redis is unreachable each replica allows this fraction of them.
+    /// The fewest replicas the limits are divided by while Redis is unreachable: each replica then allows
+    /// its share, divided by the live replicas Redis last counted (each renews a 6 s lease every 2 s and
+    /// leaves when it stops), never by fewer than this.
     #[arg(long, env = "LLMSERVE_LIMITS_REPLICAS", default_value_t = 1)]
     pub limits_replicas: u32,
 
@@ -233,9 +243,14 @@ pub struct Cli {
     #[arg(long, env = "LLMSERVE_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
     pub cors_allow_origin: Vec<String>,
 
-    /// Stored responses kept for `GET /v1/responses/{id}` and `previous_response_id`, per API key (in
-    /// memory, per process; each key's least recently used go first, and never another key's). 0 keeps
-    /// none.
+    /// Where stored responses live: `memory` (this process; another replica or a restart forgets them) or
+    /// `redis` (the --limits-redis server, so that `previous_response_id` works on every replica; the same
+    /// per-key partitions and bounds).
+    #[arg(long, env = "LLMSERVE_RESPONSES_STORE", value_enum, default_value_t = ResponsesBackend::Memory)]
+    pub responses_store: ResponsesBackend,
+
+    /// Stored responses kept for `GET /v1/responses/{id}` and `previous_response_id`, per API key (each
+    /// key's least recently used go first, and never another key's). 0 keeps none.
     #[arg(long, env = "LLMSERVE_RESPONSES_STORE_SIZE", default_value_t = 1000)]
     pub responses_store_size: usize,
 
@@ -265,6 +280,7 @@ impl Cli {
         // Every flag, by name, with no `..`: a new flag must be used here or the build fails.
         let Cli {
             models_file,
+            models_file_poll,
             model,
             multimodal,
             served_model_name,
@@ -305,6 +321,7 @@ impl Cli {
             responses_store_size,
             responses_store_mib,
             responses_store_ttl,
+            responses_store,
             cpu_kernels,
             no_ui,
         } = self;
@@ -328,6 +345,9 @@ impl Cli {
         }
         if limits_replicas == 0 {
             return Err(ConfigError::ZeroReplicas);
+        }
+        if responses_store == ResponsesBackend::Redis && limits_redis.is_none() {
+            return Err(ConfigError::ResponsesStoreWithoutRedis);
         }
         for origin in &cors_allow_origin {
             let valid = origin == "*"
@@ -417,6 +437,7 @@ impl Cli {
                 version,
             },
             models_file,
+            models_file_poll: (models_file_poll > 0).then(|| Duration::from_secs(models_file_poll)),
             paged_mode: paged_attn,
             paged_settings: settings,
             cache_dir,
@@ -460,6 +481,7 @@ impl Cli {
                     capacity: responses_store_size,
                     max_bytes: responses_store_mib.saturating_mul(1024 * 1024),
                     ttl: Duration::from_secs(responses_store_ttl),
+                    backend: responses_store,
                 },
                 ui: !no_ui,
             },

@@ -62,6 +62,8 @@ pub struct Config {
     pub model: ModelConfig,
     /// `--config`: the models file, read (and checked) again on reload.
     pub models_file: Option<PathBuf>,
+    /// `--config-poll`: how often the models file's content is checked for a change; `None`: never.
+    pub models_file_poll: Option<Duration>,
     /// What the engine is loaded with (each version's default).
     pub engine: EngineSettings,
     /// Why paged attention is on or off, for the start-up log.
@@ -148,6 +150,16 @@ pub struct ResponsesStoreConfig {
     pub capacity: usize,
     pub max_bytes: usize,
     pub ttl: Duration,
+    pub backend: ResponsesBackend,
+}
+
+/// `--responses-store`: where stored responses live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResponsesBackend {
+    /// In this process.
+    Memory,
+    /// In the `--limits-redis` server, shared by every replica.
+    Redis,
 }
 
 /// Logs and trace export.
@@ -213,6 +225,10 @@ pub enum ConfigError {
     BadLimitsRedis(String),
     #[error("--limits-replicas must be at least 1")]
     ZeroReplicas,
+    #[error(
+        "--responses-store redis keeps responses in the --limits-redis server: set --limits-redis"
+    )]
+    ResponsesStoreWithoutRedis,
     #[error("--cors-allow-origin takes `*` or origins like `https://chat.example.com`, got `{0}`")]
     BadCorsOrigin(String),
 }

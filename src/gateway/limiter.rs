@@ -47,6 +47,29 @@ impl Limiter {
             Limiter::Shared(shared) => Some(shared.is_shared()),
         }
     }
+
+    /// With Redis: what each limit is divided by should Redis become unreachable (the live replicas it
+    /// last counted).
+    pub fn replicas(&self) -> Option<u32> {
+        match self {
+            Limiter::Local(_) => None,
+            Limiter::Shared(shared) => Some(shared.replicas()),
+        }
+    }
+
+    /// With Redis: leaves the live replicas (the server is stopping).
+    pub async fn stop(&self) {
+        if let Limiter::Shared(shared) = self {
+            shared.leave().await;
+        }
+    }
+
+    /// Starts what runs in the background (with Redis: this replica's heartbeat and lease renewals).
+    pub fn start(&self) {
+        if let Limiter::Shared(shared) = self {
+            shared.start();
+        }
+    }
 }
 
 /// A request's hold on its key's budget; cheap to clone into the hook that settles it. Dropped

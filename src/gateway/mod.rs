@@ -7,6 +7,7 @@
 pub mod access;
 pub mod limiter;
 pub mod quota;
+pub mod redis_link;
 pub mod shared;
 
 use std::sync::{Arc, RwLock};

@@ -8,6 +8,7 @@
 
 pub mod input;
 pub mod output;
+pub mod shared_store;
 pub mod store;
 
 /// A Responses request the API refuses, or a response that is not there.
@@ -25,6 +26,10 @@ pub enum ResponsesError {
     /// `GET`/`DELETE` of an id that is not stored for this caller.
     #[error("Response with id '{0}' not found.")]
     NotFound(String),
+    /// The shared store (`--responses-store redis`) did not answer: whether the response exists is
+    /// unknown, so no 404 is claimed.
+    #[error("The response store is unavailable; retry shortly.")]
+    StoreUnavailable,
 }
 
 impl ResponsesError {

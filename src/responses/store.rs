@@ -1,10 +1,11 @@
-//! Stored responses, for `GET /v1/responses/{id}` and `previous_response_id`: in memory, bounded by count,
-//! bytes and age; the least recently used go first. Each API key has its own partition within those
-//! bounds: a response is visible only to the key that made it, and no key's responses can push out
-//! another key's (the worst case in memory is the byte bound times the keys that store responses).
+//! Stored responses, for `GET /v1/responses/{id}` and `previous_response_id`: bounded by count, bytes and
+//! age; the least recently used go first. Each API key has its own partition within those bounds: a
+//! response is visible only to the key that made it, and no key's responses can push out another key's
+//! (the worst case is the byte bound times the keys that store responses).
 //!
-//! In memory on purpose: a restart or another replica forgets them, as the README says; a client that
-//! needs a conversation to outlive that sends its whole input (or `store: false` and does so always).
+//! [`ResponseStore`] is where they live (`--responses-store`): [`MemoryStore`] in this process (a
+//! restart or another replica forgets them), or [`super::shared_store::RedisStore`] in the Redis that
+//! holds the limits, so that a continuation works on whichever replica a balancer picks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,11 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use super::shared_store::RedisStore;
+use super::ResponsesError;
 use crate::api::responses::ResponseObject;
-use crate::config::ResponsesStoreConfig;
+use crate::config::{ResponsesBackend, ResponsesStoreConfig};
+use crate::gateway::redis_link::{RedisSettings, SharedLimitsError};
 
 /// A stored response and the conversation it ends: the chat messages of its input (after any earlier
 /// responses', without `instructions`) and its own output, which a continuing response starts from.
@@ -61,17 +65,68 @@ impl Partition {
     }
 }
 
-/// The bounded store: a partition per owner (the API key id that made a response; `None` on a server
-/// without keys), each within the configured bounds.
+/// Where stored responses live.
+pub enum ResponseStore {
+    Memory(MemoryStore),
+    Redis(Arc<RedisStore>),
+}
+
+impl ResponseStore {
+    /// The store `--responses-store` names; `redis`: the `--limits-redis` server.
+    pub fn new(
+        limits: ResponsesStoreConfig,
+        redis: Option<&RedisSettings>,
+    ) -> Result<Self, SharedLimitsError> {
+        Ok(match (limits.backend, redis) {
+            (ResponsesBackend::Redis, Some(settings)) => {
+                ResponseStore::Redis(Arc::new(RedisStore::new(limits, settings)?))
+            }
+            // Config refuses `redis` without --limits-redis.
+            _ => ResponseStore::Memory(MemoryStore::new(limits)),
+        })
+    }
+
+    /// Keeps a response for its owner. In Redis the write goes on in the background (a stream's last
+    /// event is not held for it); until it lands this replica answers for it itself.
+    pub fn put(&self, owner: Option<&str>, stored: StoredResponse) {
+        match self {
+            ResponseStore::Memory(store) => store.put(owner, stored),
+            ResponseStore::Redis(store) => store.put(owner, stored),
+        }
+    }
+
+    /// The response `id`, if `owner` made it and it is still kept.
+    pub async fn get(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+    ) -> Result<Option<StoredResponse>, ResponsesError> {
+        match self {
+            ResponseStore::Memory(store) => Ok(store.get(owner, id)),
+            ResponseStore::Redis(store) => store.get(owner, id).await,
+        }
+    }
+
+    /// Forgets the response `id`; whether `owner` had one by that id.
+    pub async fn delete(&self, owner: Option<&str>, id: &str) -> Result<bool, ResponsesError> {
+        match self {
+            ResponseStore::Memory(store) => Ok(store.delete(owner, id)),
+            ResponseStore::Redis(store) => store.delete(owner, id).await,
+        }
+    }
+}
+
+/// The bounded store in this process: a partition per owner (the API key id that made a response;
+/// `None` on a server without keys), each within the configured bounds.
 #[derive(Debug)]
-pub struct ResponseStore {
+pub struct MemoryStore {
     limits: ResponsesStoreConfig,
     partitions: Mutex<HashMap<Option<String>, Partition>>,
 }
 
-impl ResponseStore {
+impl MemoryStore {
     pub fn new(limits: ResponsesStoreConfig) -> Self {
-        ResponseStore {
+        MemoryStore {
             limits,
             partitions: Mutex::new(HashMap::new()),
         }
@@ -152,7 +207,7 @@ impl ResponseStore {
 }
 
 /// What a stored response holds, as JSON text (images inline as data URLs dominate it).
-fn approximate_bytes(stored: &StoredResponse) -> usize {
+pub(super) fn approximate_bytes(stored: &StoredResponse) -> usize {
     let response = serde_json::to_string(&*stored.response).map_or(0, |s| s.len());
     let conversation: usize = stored
         .conversation
@@ -163,12 +218,12 @@ fn approximate_bytes(stored: &StoredResponse) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::responses::ResponseStatus;
     use std::time::Duration;
 
-    fn response(id: &str, text_bytes: usize) -> StoredResponse {
+    pub(crate) fn response(id: &str, text_bytes: usize) -> StoredResponse {
         let response = ResponseObject {
             id: id.to_string(),
             object: "response".into(),
@@ -204,12 +259,13 @@ mod tests {
             capacity,
             max_bytes,
             ttl,
+            backend: ResponsesBackend::Memory,
         }
     }
 
     #[test]
     fn least_recently_used_go_first_and_owners_see_only_their_own() {
-        let store = ResponseStore::new(limits(2, 1 << 20, Duration::from_secs(60)));
+        let store = MemoryStore::new(limits(2, 1 << 20, Duration::from_secs(60)));
         store.put(None, response("a", 1));
         store.put(None, response("b", 1));
         assert!(store.get(None, "a").is_some(), "a is now the most recent");
@@ -231,7 +287,7 @@ mod tests {
 
     #[test]
     fn one_key_filling_its_store_never_evicts_another_keys() {
-        let store = ResponseStore::new(limits(3, 1 << 20, Duration::from_secs(60)));
+        let store = MemoryStore::new(limits(3, 1 << 20, Duration::from_secs(60)));
         store.put(Some("victim"), response("v1", 1));
         for i in 0..100 {
             store.put(Some("flood"), response(&format!("f{i}"), 1));
@@ -247,7 +303,7 @@ mod tests {
 
     #[test]
     fn bytes_and_age_bound_the_store() {
-        let store = ResponseStore::new(limits(100, 4_000, Duration::from_secs(60)));
+        let store = MemoryStore::new(limits(100, 4_000, Duration::from_secs(60)));
         store.put(None, response("a", 1_500));
         store.put(None, response("b", 1_500));
         store.put(None, response("c", 1_500));
@@ -263,7 +319,7 @@ mod tests {
         );
         assert_eq!(store.len(), 2, "and nothing else evicted for it");
 
-        let store = ResponseStore::new(limits(100, 1 << 20, Duration::ZERO));
+        let store = MemoryStore::new(limits(100, 1 << 20, Duration::ZERO));
         store.put(None, response("a", 1));
         std::thread::sleep(Duration::from_millis(2));
         assert!(store.get(None, "a").is_none(), "expired");

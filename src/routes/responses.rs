@@ -64,6 +64,7 @@ pub async fn create_response(
             state
                 .responses
                 .get(owner.as_deref(), id)
+                .await?
                 .ok_or_else(|| ResponsesError::PreviousNotFound(id.to_string()))?
                 .conversation
         }
@@ -135,6 +136,7 @@ pub async fn create_response(
     responses(
         (status = 200, description = "The response", body = ResponseObject),
         (status = 404, description = "No stored response by that id for this caller", body = crate::api::errors::ErrorResponse),
+        (status = 503, description = "The shared response store (`--responses-store redis`) did not answer (`store_unavailable`), with Retry-After", body = crate::api::errors::ErrorResponse),
     )
 )]
 pub async fn retrieve_response(
@@ -146,6 +148,7 @@ pub async fn retrieve_response(
     let stored = state
         .responses
         .get(caller.key_id.as_deref(), &id)
+        .await?
         .ok_or(ResponsesError::NotFound(id))?;
     Ok(HttpResponse::Ok().json(&*stored.response))
 }
@@ -159,6 +162,7 @@ pub async fn retrieve_response(
     responses(
         (status = 200, description = "Deleted", body = DeletedResponse),
         (status = 404, description = "No stored response by that id for this caller", body = crate::api::errors::ErrorResponse),
+        (status = 503, description = "The shared response store (`--responses-store redis`) did not answer (`store_unavailable`), with Retry-After", body = crate::api::errors::ErrorResponse),
     )
 )]
 pub async fn delete_response(
@@ -167,7 +171,11 @@ pub async fn delete_response(
 ) -> Result<HttpResponse, ApiError> {
     let (caller, _, path) = guarded.into_parts();
     let id = path.into_inner();
-    if !state.responses.delete(caller.key_id.as_deref(), &id) {
+    if !state
+        .responses
+        .delete(caller.key_id.as_deref(), &id)
+        .await?
+    {
         return Err(ResponsesError::NotFound(id).into());
     }
     Ok(HttpResponse::Ok().json(DeletedResponse {
