@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the test-only tools that do not come from cargo or pip: Prometheus and promtool (Debian's
 # `prometheus` package) for the metrics and alert-rule tests, Node.js with npm for the Node SDK tests,
-# redis-server for the limits shared across replicas, Chromium for the browser tests, podman, runc and mmdebstrap for the container
+# redis-server and haproxy for the replicas that share limits and stored responses, Chromium for the browser tests, podman, runc and mmdebstrap for the container
 # image test, and qemu-user to run the binary on a CPU without AVX2. Idempotent; needs root or sudo for apt.
 set -euo pipefail
 missing=()
@@ -16,6 +16,8 @@ command -v chromium >/dev/null || missing+=(chromium)
 # Limits shared across replicas (tests/integration/shared_limits.rs) start their own on a free port.
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+# Replicas behind a real load balancer (tests/integration/replicas.rs): Debian's HAProxy.
+command -v haproxy >/dev/null || missing+=(haproxy)
 # The Redis TLS test makes its CA and server certificate with openssl.
 command -v openssl >/dev/null || missing+=(openssl)
 # The start-up CPU check (tests/integration/startup.rs) runs the binary on emulated CPUs without AVX2.

@@ -16,8 +16,20 @@ pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 /// Starts `llmserve` on a free port with the default model and JSON logs; returns the child, its address
 /// and its log lines.
 pub fn spawn_server(extra: &[&str]) -> (Child, SocketAddr, Lines) {
+    spawn_server_on(0, extra)
+}
+
+/// [`spawn_server`] on a port of the caller's choosing (a replica restarted where its balancer expects
+/// it).
+pub fn spawn_server_on(port: u16, extra: &[&str]) -> (Child, SocketAddr, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llmserve"))
-        .args(["--port", "0", "--log-format", "json", "--cache-dir"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--log-format",
+            "json",
+            "--cache-dir",
+        ])
         .arg(cache_dir())
         .args(extra)
         .stdout(Stdio::piped())
@@ -32,13 +44,16 @@ pub fn spawn_server(extra: &[&str]) -> (Child, SocketAddr, Lines) {
         let mut tx = Some(tx);
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             kept.lock().unwrap().push(line.clone());
-            if let Some(address) = line
+            // Our own "listening" line carries `address`; actix's lines (one per port, the metrics
+            // port's first) say "listening" too, without it.
+            let address = line
                 .contains("listening")
                 .then(|| serde_json::from_str::<serde_json::Value>(&line).ok())
                 .flatten()
-            {
-                if let (Some(tx), Some(addr)) = (tx.take(), address["address"].as_str()) {
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                .and_then(|entry| entry["address"].as_str()?.parse::<SocketAddr>().ok());
+            if let Some(addr) = address {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr);
                 }
             }
         }

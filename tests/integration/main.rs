@@ -27,6 +27,7 @@ mod openai_python;
 mod prefix_cache;
 mod registry;
 mod reliability;
+mod replicas;
 mod schema_fuzz;
 mod shared_limits;
 mod sse;

@@ -19,7 +19,7 @@ use crate::drain::{signal, spawn_server, wait_exit};
 
 const KEY: &str = "sk-test-shared-5e7a9c1b3d";
 
-struct Killed(Child);
+pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -28,7 +28,7 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,10 +37,10 @@ fn free_port() -> u16 {
 }
 
 /// The ACL user the replicas log in as (managed Redis has no anonymous default user).
-const REDIS_USER: &str = "llmserve";
-const REDIS_PASSWORD: &str = "s3cret-redis-pw";
+pub const REDIS_USER: &str = "llmserve";
+pub const REDIS_PASSWORD: &str = "s3cret-redis-pw";
 
-fn start_redis(port: u16) -> Killed {
+pub fn start_redis(port: u16) -> Killed {
     start_redis_with(port, &["--port", &port.to_string()])
 }
 
