@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Renders every overlay with `kubectl kustomize` and validates it strictly: core kinds against the Kubernetes
-# schemas (PyPI kubernetes-validate), custom resources (HTTPRoute, ServiceMonitor, PrometheusRule) with the
-# npm kubernetes-models schemas (validate-crds.mjs); the PrometheusRule must match deploy/observability/.
-# With a base URL, also asks a running llmserve for every probe path the rendered Deployments name, so that
-# the manifests can only point at endpoints the binary serves.
+# schemas (PyPI kubernetes-validate); HTTPRoute, ServiceMonitor, PrometheusRule and KEDA ScaledObject with the
+# npm kubernetes-models schemas (validate-crds.mjs names the upstream versions); the InferencePool against the
+# CRD schema of the Gateway API Inference Extension v1.6.0 vendored in schemas/, and how the objects fit
+# together (check-rendered.py); the PrometheusRule must match deploy/observability/.
+# With a base URL, also asks a running llmserve for every probe path the rendered Deployments name, and reads
+# its /metrics as the endpoint picker does, so that the manifests can only point at what the binary serves.
 # Usage: deploy/k8s/validate.sh [BASE_URL]      (run by deploy/image-test.sh against the container)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,26 +25,10 @@ for overlay in "$here"/overlays/*/; do
     || { echo "k8s: FAILED: overlay $name does not validate" >&2; exit 1; }
   NODE_MODULES="$node_modules" node "$here/validate-crds.mjs" "$rendered/$name.yaml" >/dev/null \
     || { echo "k8s: FAILED: the custom resources of overlay $name do not validate" >&2; exit 1; }
-  # A Deployment an HPA scales must not set `replicas` (every apply would reset the HPA's count to it), and
-  # no Deployment's selector may match another Deployment's pods (the stable track would count the canary's).
-  "$(dirname "$validate")/python" - "$rendered/$name.yaml" <<'PY' \
-    || { echo "k8s: FAILED: overlay $name: a Deployment's replicas or selector (above)" >&2; exit 1; }
-import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-deployments = [d for d in docs if d["kind"] == "Deployment"]
-scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
-faults = [f"{d['metadata']['name']} sets replicas, but an HPA scales it"
-          for d in deployments if d["metadata"]["name"] in scaled and "replicas" in d["spec"]]
-for d in deployments:
-    wanted = d["spec"]["selector"]["matchLabels"].items()
-    for other in deployments:
-        labels = other["spec"]["template"]["metadata"]["labels"]
-        if other is not d and all(labels.get(k) == v for k, v in wanted):
-            faults.append(f"{d['metadata']['name']}'s selector matches {other['metadata']['name']}'s pods")
-if faults:
-    print("\n".join(faults), file=sys.stderr)
-    sys.exit(1)
-PY
+  # How the objects fit together (replicas under an autoscaler, selectors, models files and keys, network
+  # policies, the InferencePool against its vendored schema, the endpoint picker's configuration).
+  "$(dirname "$validate")/python" "$here/check-rendered.py" "$rendered/$name.yaml" \
+    || { echo "k8s: FAILED: overlay $name: how its objects fit together (above)" >&2; exit 1; }
   echo "k8s: ok: overlay $name validates"
 done
 if [ -n "${1:-}" ]; then
@@ -55,4 +41,14 @@ if [ -n "${1:-}" ]; then
   ports="$(cat "$rendered"/*.yaml | sed -n 's/^ *-\{0,1\} *containerPort: \([0-9]*\)$/\1/p' | sort -u | tr '\n' ' ')"
   case " $ports" in *" 8080 "*) ;; *) echo "k8s: FAILED: no container port 8080 (ports: $ports)" >&2; exit 1 ;; esac
   echo "k8s: ok: every probe path answers 200 ($(echo $paths)); container ports $ports"
+  # The endpoint picker's metric names (overlays/inference-pool/epp-config.yaml): each gauge one unlabelled
+  # series. (The container has no --metrics-port and no keys: /metrics is on the API port and open.)
+  curl -fsS --max-time 10 -o "$rendered/metrics.txt" "${1%/}/metrics" \
+    || { echo "k8s: FAILED: GET /metrics does not answer 200" >&2; exit 1; }
+  for overlay in "$here"/overlays/*/; do
+    "$(dirname "$validate")/python" "$here/check-rendered.py" "$rendered/$(basename "$overlay").yaml" \
+      --metrics "$rendered/metrics.txt" \
+      || { echo "k8s: FAILED: the running llmserve's /metrics lacks what the endpoint picker reads" >&2; exit 1; }
+  done
+  echo "k8s: ok: /metrics serves the endpoint picker's gauges, one unlabelled series each"
 fi
