@@ -10,6 +10,7 @@ pub mod input;
 pub mod output;
 pub mod shared_store;
 pub mod store;
+pub mod stored;
 
 /// A Responses request the API refuses, or a response that is not there.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::store::{approximate_bytes, StoredResponse};
+use super::stored::StoredResponse;
 use super::ResponsesError;
 use crate::api::responses::ResponseObject;
 use crate::config::ResponsesStoreConfig;
@@ -139,7 +139,7 @@ impl RedisStore {
 
     /// Keeps a response for its owner: at once in the pending set, in Redis as soon as it answers.
     pub fn put(self: &Arc<Self>, owner: Option<&str>, stored: StoredResponse) {
-        if self.limits.capacity == 0 || approximate_bytes(&stored) > self.limits.max_bytes {
+        if self.limits.capacity == 0 || stored.approximate_bytes() > self.limits.max_bytes {
             return;
         }
         let record = Record {
@@ -264,7 +264,7 @@ impl RedisStore {
 mod tests {
     use super::*;
     use crate::config::ResponsesBackend;
-    use crate::responses::store::tests::response;
+    use crate::responses::stored::tests::response;
     use std::process::{Child, Command, Stdio};
     use std::time::Instant;
 

@@ -11,21 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::Value;
-
 use super::shared_store::RedisStore;
+pub use super::stored::StoredResponse;
 use super::ResponsesError;
-use crate::api::responses::ResponseObject;
 use crate::config::{ResponsesBackend, ResponsesStoreConfig};
 use crate::gateway::redis_link::{RedisSettings, SharedLimitsError};
-
-/// A stored response and the conversation it ends: the chat messages of its input (after any earlier
-/// responses', without `instructions`) and its own output, which a continuing response starts from.
-#[derive(Debug, Clone)]
-pub struct StoredResponse {
-    pub response: Arc<ResponseObject>,
-    pub conversation: Arc<Vec<Value>>,
-}
 
 #[derive(Debug)]
 struct Entry {
@@ -135,7 +125,7 @@ impl MemoryStore {
     /// Keeps a response for its owner; the owner's least recently used go while its partition is over
     /// its bounds. One larger than the whole byte bound is not kept.
     pub fn put(&self, owner: Option<&str>, stored: StoredResponse) {
-        let bytes = approximate_bytes(&stored);
+        let bytes = stored.approximate_bytes();
         if self.limits.capacity == 0 || bytes > self.limits.max_bytes {
             return;
         }
@@ -206,53 +196,11 @@ impl MemoryStore {
     }
 }
 
-/// What a stored response holds, as JSON text (images inline as data URLs dominate it).
-pub(super) fn approximate_bytes(stored: &StoredResponse) -> usize {
-    let response = serde_json::to_string(&*stored.response).map_or(0, |s| s.len());
-    let conversation: usize = stored
-        .conversation
-        .iter()
-        .map(|m| serde_json::to_string(m).map_or(0, |s| s.len()))
-        .sum();
-    response + conversation
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::api::responses::ResponseStatus;
+    use crate::responses::stored::tests::response;
     use std::time::Duration;
-
-    pub(crate) fn response(id: &str, text_bytes: usize) -> StoredResponse {
-        let response = ResponseObject {
-            id: id.to_string(),
-            object: "response".into(),
-            created_at: 0,
-            status: ResponseStatus::Completed,
-            error: None,
-            incomplete_details: None,
-            instructions: None,
-            max_output_tokens: None,
-            model: "m".into(),
-            output: Vec::new(),
-            parallel_tool_calls: true,
-            previous_response_id: None,
-            store: true,
-            temperature: 1.0,
-            top_p: 1.0,
-            text: Value::Null,
-            tool_choice: Value::Null,
-            tools: Vec::new(),
-            truncation: "disabled".into(),
-            usage: None,
-            user: None,
-            metadata: Default::default(),
-        };
-        StoredResponse {
-            response: Arc::new(response),
-            conversation: Arc::new(vec![Value::String("x".repeat(text_bytes))]),
-        }
-    }
 
     fn limits(capacity: usize, max_bytes: usize, ttl: Duration) -> ResponsesStoreConfig {
         ResponsesStoreConfig {
