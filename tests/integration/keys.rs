@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::common::cache_dir;
-use crate::drain::{signal, spawn_server, wait_exit};
+use crate::drain::{signal, spawn_binary, wait_exit};
 use crate::openai_python::pytest;
 
 /// Key name → (plaintext key, the `[[keys]]` fields after `key`).
@@ -59,9 +59,12 @@ fn keys_roles_and_limits_with_the_official_sdk_and_no_key_in_the_logs() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = models_file(&dir);
     let file_arg = file.display().to_string();
-    let (mut child, addr, lines) = spawn_server(&[
+    // The suite reloads the file itself (and checks what the reload changed): no polling beside it.
+    let (mut child, addr, lines) = spawn_binary(&[
         "--config",
         &file_arg,
+        "--config-poll",
+        "0",
         "--cors-allow-origin",
         "https://chat.example.com",
     ]);

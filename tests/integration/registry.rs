@@ -1,8 +1,9 @@
 //! Many versions in one server (the real binary, real engines): a weighted canary shifted 100/0 → 50/50 →
 //! 0/100 under a steady load of streaming and non-streaming requests, a reload that adds a version, promote,
 //! roll back, unload: zero failed requests, zero truncated streams, every answer naming its version.
-//! Also: a broken models file changes nothing, SIGHUP with the same file is a no-op, and an unloaded
-//! version's memory comes back.
+//! Also: a broken models file changes nothing, SIGHUP with the same file is a no-op, an unloaded
+//! version's memory comes back, and a models file swapped as the kubelet swaps a ConfigMap's is applied
+//! without a signal.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::{cache_dir, client, sse_data};
-use crate::drain::{signal, spawn_server, wait_exit, Lines, Server};
+use crate::drain::{signal, spawn_binary, wait_exit, Lines, Server};
 
 /// The admin key and the client key of the models file (`[[keys]]`, plaintext here: hashed at load).
 const TOKEN: &str = "sk-test-admin-0123456789";
@@ -302,7 +303,8 @@ async fn a_canary_is_shifted_promoted_rolled_back_and_unloaded_under_load_with_n
         "chat = { \"smollm2@v1\" = 100, \"smollm2@v2\" = 0 }",
     );
     let file_arg = file.display().to_string();
-    let (child, addr, lines) = spawn_server(&["--config", &file_arg]);
+    // Reloads come from this test (and it checks what each changed): no polling beside them.
+    let (child, addr, lines) = spawn_binary(&["--config", &file_arg, "--config-poll", "0"]);
     let mut child = Server(child);
     let pid = child.0.id();
     let (_, models) = admin(addr, reqwest::Method::GET, "/admin/models", None).await;
@@ -520,7 +522,8 @@ async fn a_broken_models_file_changes_nothing_and_sighup_with_the_same_file_is_a
     let dir = temp_dir("reload");
     let file = models_file(&dir, &["v1"], "chat = { \"smollm2@v1\" = 100 }");
     let file_arg = file.display().to_string();
-    let (child, addr, lines) = spawn_server(&["--config", &file_arg]);
+    // Reloads come from this test (and it checks what each changed): no polling beside them.
+    let (child, addr, lines) = spawn_binary(&["--config", &file_arg, "--config-poll", "0"]);
     let mut child = Server(child);
     let (_, before) = admin(addr, reqwest::Method::GET, "/admin/models", None).await;
 
@@ -605,6 +608,64 @@ async fn a_broken_models_file_changes_nothing_and_sighup_with_the_same_file_is_a
         .map(|m| m["model"].as_str().unwrap())
         .collect();
     assert_eq!(aliases, ["smollm2", "chat"]);
+
+    signal(&child.0, "TERM");
+    assert_eq!(wait_exit(&mut child.0, Duration::from_secs(30)), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A ConfigMap mounted as a directory, as the kubelet lays it out: the file is a link through `..data`,
+/// itself a link to a timestamped directory, and an update swaps `..data` in one rename. Nobody signals
+/// the server; `--config-poll` sees the content change and applies it (a new key), and a broken update is
+/// refused with nothing changed.
+#[actix_web::test]
+async fn a_models_file_swapped_as_a_configmap_is_applied_without_a_signal() {
+    let dir = temp_dir("configmap");
+    let publish = |generation: &str, text: &str| {
+        let data = dir.join(format!("..{generation}"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("llmserve.toml"), text).unwrap();
+        let link = dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("..{generation}"), &link).unwrap();
+        std::fs::rename(&link, dir.join("..data")).unwrap();
+    };
+    let written = models_file(&dir, &["v1"], "chat = { \"smollm2@v1\" = 100 }");
+    let first = std::fs::read_to_string(&written).unwrap();
+    std::fs::remove_file(&written).unwrap();
+    publish("2026_12_07_1", &first);
+    std::os::unix::fs::symlink("..data/llmserve.toml", dir.join("llmserve.toml")).unwrap();
+    let file_arg = dir.join("llmserve.toml").display().to_string();
+    let (child, addr, lines) = spawn_binary(&["--config", &file_arg, "--config-poll", "1"]);
+    let mut child = Server(child);
+
+    const NEW_KEY: &str = "sk-test-new-after-swap-5b7d";
+    let models = |key: &'static str| async move {
+        client()
+            .get(format!("http://{addr}/v1/models"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(models(NEW_KEY).await, 401);
+    publish(
+        "2026_12_07_2",
+        &format!("{first}\n[[keys]]\nid = \"new\"\nkey = \"{NEW_KEY}\"\nrole = \"user\"\n"),
+    );
+    wait_log(&lines, "keys replaced").await;
+    assert_eq!(models(NEW_KEY).await, 200);
+    assert_eq!(models(USER_KEY).await, 200);
+
+    publish("2026_12_07_3", "[[models]\nname = ");
+    wait_log(&lines, "reload refused").await;
+    assert_eq!(
+        models(NEW_KEY).await,
+        200,
+        "a broken update changes nothing"
+    );
 
     signal(&child.0, "TERM");
     assert_eq!(wait_exit(&mut child.0, Duration::from_secs(30)), 0);
