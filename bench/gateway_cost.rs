@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use llmserve::config::keys::{hash_key, Action, KeySpec, KeysSpec, Limits};
 use llmserve::gateway::quota::Quotas;
-use llmserve::gateway::shared::{RedisSettings, SharedQuotas};
+use llmserve::gateway::redis_quota::{RedisSettings, SharedQuotas};
 use llmserve::gateway::Gateway;
 
 const KEYS: usize = 100;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """llmbench: a serving benchmark for any OpenAI-compatible server (llmserve, mistral.rs, llama.cpp, vLLM).
 
-Definitions follow vLLM's benchmark_serving (shared/design/BENCHMARKING.md):
+Definitions follow vLLM's benchmark_serving (benchmarks/serve.py in vLLM):
   TTFT  send -> first SSE chunk with non-empty text (role-only chunks do not count)
   ITL   gaps between successive content chunks
   TPOT  per request: (E2E - TTFT) / (output tokens - 1)

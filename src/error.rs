@@ -103,6 +103,11 @@ impl ValidationError {
     }
 }
 
+/// Every way a request can fail, whatever layer refused it: each layer's own error type converts into it
+/// (`?` does the conversion), and [`ApiError::envelope`] with the status, `type`, `code` and `param` of
+/// OpenAI's error envelope is derived in one exhaustive match (`parts`), so a new failure cannot reach a
+/// client without a status. The HTTP front writes it as JSON (`routes::errors`), the gRPC front as a
+/// status (`grpc::status`), a stream that already sent its 200 as an error event.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]

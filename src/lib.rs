@@ -20,7 +20,7 @@
 //! - [`responses`]: the Responses API on the chat path: `responses::input` turns a Responses request (items,
 //!   instructions, a stored conversation) into a chat request, `responses::output` the chat answer into
 //!   output items, `responses::store` keeps responses (bounded, per key) for `previous_response_id`, in
-//!   this process or (`responses::shared_store`) in Redis for every replica.
+//!   this process or (`responses::redis_store`) in Redis for every replica.
 //! - [`validate`]: wire request → validated request (defaults, bounds), and `validate::model`, the checks
 //!   that need the resolved model. [`remote_images`]: `http(s)` image URLs fetched, when allowed.
 //! - [`models`]: the registry of versions (each its own engine and admission queue) and aliases (weights
@@ -31,8 +31,9 @@
 //!   → a `Principal` (its role's actions, its models, its limits; `routes::auth` asks for it on every
 //!   HTTP route but the probes, `grpc::service` on every call); `gateway::quota` holds each key's request,
 //!   token and concurrency budget over a sliding minute, reserved at admission, settled at the response's
-//!   end; `gateway::shared` keeps those windows in Redis for every replica (`--limits-redis`), falling
-//!   back to this process's when Redis does not answer; `gateway::redis_link` is the one Redis client.
+//!   end; `gateway::redis_quota` keeps those windows in Redis for every replica (`--limits-redis`),
+//!   falling back to this process's when Redis does not answer; `gateway::redis_link` is the one Redis
+//!   client.
 //! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
 //!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
 //!   stop filtering, logprobs, tool-call parsing, fill-in-the-middle, echo, `best_of`; out come
@@ -46,7 +47,7 @@
 //! - Shared: [`api`] (wire types only),
 //!   [`error`] (`ApiError` and its statuses, one match), [`tools`] (`tools::prompt`: tools into the prompt
 //!   and grammars; `tools::parser`: calls out of the text), [`stop`], [`telemetry`] (request ids, one log
-//!   line per request or call, feeding [`metrics`]), [`otlp`], [`memory`], [`ids`], [`default_model`]
+//!   line per request or call, feeding [`metrics`]), [`otlp`], [`process_memory`], [`ids`], [`default_model`]
 //!   (SmolLM2 from PyPI).
 //!
 //! # Data flow
@@ -82,11 +83,11 @@ pub mod gateway;
 pub mod generation;
 pub mod grpc;
 pub mod ids;
-pub mod memory;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod otlp;
+pub mod process_memory;
 pub mod reload;
 pub mod remote_images;
 pub mod responses;

@@ -12,7 +12,7 @@ use crate::config::{Config, ModelsSpec};
 use crate::extract::BodyLimit;
 use crate::otlp::SpanExporter;
 use crate::state::AppState;
-use crate::{grpc, memory, openapi, routes, telemetry};
+use crate::{grpc, openapi, process_memory, routes, telemetry};
 
 /// The application: routes, the JSON body limit, request ids and logs, JSON 404s.
 pub fn app(
@@ -329,7 +329,7 @@ pub fn start(config: Config) -> Result<RunningServer, ServeError> {
     let server = http.run();
     start_models(state.clone(), spec, server.handle())?;
     let watched = state.clone();
-    memory::spawn_idle_trimmer(move || {
+    process_memory::spawn_idle_trimmer(move || {
         watched.models.load() != (0, 0)
             || watched
                 .models

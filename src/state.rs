@@ -9,7 +9,7 @@ use crate::config::keys::KeysSpec;
 use crate::config::Config;
 use crate::gateway::limiter::Limiter;
 use crate::gateway::quota::Quotas;
-use crate::gateway::shared::{RedisSettings, SharedQuotas};
+use crate::gateway::redis_quota::{RedisSettings, SharedQuotas};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::models::loading::MistralLoader;
@@ -41,7 +41,7 @@ pub struct AppState {
 /// The Redis behind `--limits-redis`, when set: its URLs parsed and its CA file read.
 pub fn redis_settings(
     config: &Config,
-) -> Result<Option<RedisSettings>, crate::gateway::shared::SharedLimitsError> {
+) -> Result<Option<RedisSettings>, crate::gateway::redis_quota::SharedLimitsError> {
     config
         .limits
         .redis

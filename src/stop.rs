@@ -1,7 +1,7 @@
 //! Stop sequences cut from generated text as it streams: nothing at or after a stop string reaches the client.
 //!
-//! The engine stops at stop strings but does not trim streamed text (ENGINE.md), and a stop string can span
-//! several tokens, so text that could be the start of a stop string is held back until it is decided.
+//! The engine stops at stop strings but does not trim streamed text (mistral.rs 0.8.1), and a stop string can
+//! span several tokens, so text that could be the start of a stop string is held back until it is decided.
 
 /// What to send after a piece of text has been pushed.
 #[derive(Debug, PartialEq, Eq)]

@@ -71,7 +71,7 @@ pub fn check_architecture(path: &Path) -> Result<String, EngineError> {
 /// Rewrites `src` to `dst` with every `from` tensor requantized to Q8_0; returns how many were converted.
 ///
 /// candle has no SIMD kernel for Q4_1, so Q4_1 files decode ~3× slower than Q8_0 on CPU
-/// (shared/design/ENGINE.md, "CPU speed"); Q8_0 keeps the Q4_1 weights' information.
+/// (docs/benchmarks.md); Q8_0 keeps the Q4_1 weights' information.
 pub fn requantize_to_q8_0(src: &Path, dst: &Path, from: GgmlDType) -> Result<usize, EngineError> {
     let load_err =
         |e: candle_core::Error| EngineError::Load(format!("requantizing {}: {e}", src.display()));

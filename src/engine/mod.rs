@@ -167,6 +167,10 @@ pub enum EngineFinish {
     Length,
 }
 
+/// What an engine reports for one submitted sequence, in order: any number of `Text`, then one `Finished`
+/// (or an [`EngineError`] in its place). Engine-neutral: `engine::mistral` translates mistral.rs's
+/// responses into these, `engine::scripted` plays them back in HTTP-layer tests, and
+/// `generation::choices` turns them into per-choice events with stop strings and logprobs applied.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
     /// Newly generated text; `tokens` is how many sampled tokens it covers, `logprobs` (when asked for)
@@ -198,6 +202,10 @@ pub struct Submitted {
     pub held: EngineHold,
 }
 
+/// Why an engine could not load, accept or finish a request. The variants decide the client's status in
+/// `error.rs` (`Rejected` and `ConstraintFailed` are the request's fault: 400; `Unavailable` 503;
+/// `Internal`, `Load` and `UnsupportedArchitecture` are ours: 500, their text kept out of the client's
+/// message where it could carry internals).
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum EngineError {
     /// The engine refused the request's content (e.g. its chat template failed on these messages).

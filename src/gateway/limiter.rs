@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::quota::{QuotaError, Quotas, RateHeaders};
-use super::shared::{Hold, SharedQuotas};
+use super::redis_quota::{Hold, SharedQuotas};
 use crate::config::keys::Limits;
 
 /// Where the limits live: this process, or Redis (with this process as the fallback).

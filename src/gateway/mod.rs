@@ -8,7 +8,7 @@ pub mod access;
 pub mod limiter;
 pub mod quota;
 pub mod redis_link;
-pub mod shared;
+pub mod redis_quota;
 
 use std::sync::{Arc, RwLock};
 

@@ -1,7 +1,7 @@
 //! One link to the Redis behind `--limits-redis`: its URLs checked, a client for one server or a Redis
 //! Cluster (TLS with a private CA when asked), a multiplexed connection made on first use and kept, and
-//! scripts run within a deadline. The per-key limits ([`super::shared`]) and the shared Responses store
-//! (`crate::responses::store`) each hold one.
+//! scripts run within a deadline. The per-key limits ([`super::redis_quota`]) and the shared Responses
+//! store (`crate::responses::redis_store`) each hold one.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

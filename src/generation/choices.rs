@@ -32,6 +32,9 @@ pub struct ChoiceText {
     pub logprobs: Vec<TokenLogprob>,
 }
 
+/// One choice's progress, as every front consumes it: text that passed the stop filter (with its
+/// logprobs), then `Finished` with the reason and counts, or `Failed` if the engine failed mid-way. A
+/// request with `n` choices interleaves the choices' events, each tagged with its index.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChoiceEvent {
     Text(ChoiceText),

@@ -28,8 +28,8 @@ use crate::config::models::{AliasSpec, ModelsSpec, VersionSpec};
 use crate::engine::{Engine, EngineError};
 use crate::error::ApiError;
 use crate::generation::admission::{Admission, AdmissionLimits};
-use crate::memory;
 use crate::metrics::Metrics;
+use crate::process_memory;
 
 /// How often a draining version is checked for requests still holding it.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -813,11 +813,11 @@ impl ModelRegistry {
                 return;
             }
             tracing::info!(version = %id, source = ?spec.source, paged_attention = spec.paged_attention_reason, "loading model version");
-            let before = memory::resident_bytes();
+            let before = process_memory::resident_bytes();
             let loaded = registry.inner.loader.load(&spec).await;
             // Loading leaves its temporary buffers (GGUF reads, requantization) in the heap.
-            memory::trim();
-            let after = memory::resident_bytes();
+            process_memory::trim();
+            let after = process_memory::resident_bytes();
             registry.loaded(&spec, token, loaded, before.zip(after));
         });
     }
@@ -888,7 +888,7 @@ impl ModelRegistry {
         let admission = model.upgrade().map(|m| m.admission.clone());
         tokio::spawn(async move {
             let started = Instant::now();
-            let before = memory::resident_bytes();
+            let before = process_memory::resident_bytes();
             let mut ended = false;
             while model.strong_count() > 0 {
                 if !ended && started.elapsed() >= registry.inner.drain_timeout {
@@ -918,8 +918,8 @@ impl ModelRegistry {
             // The engine's thread ends on its own once the engine is dropped; give it a moment, then hand
             // the freed memory back.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            tokio::task::spawn_blocking(memory::trim).await.ok();
-            let after = memory::resident_bytes();
+            tokio::task::spawn_blocking(process_memory::trim).await.ok();
+            let after = process_memory::resident_bytes();
             let mib = |b: u64| b / (1024 * 1024);
             tracing::info!(
                 version = %id,

@@ -8,7 +8,7 @@
 
 pub mod input;
 pub mod output;
-pub mod shared_store;
+pub mod redis_store;
 pub mod store;
 pub mod stored;
 

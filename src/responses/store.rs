@@ -4,14 +4,14 @@
 //! (the worst case is the byte bound times the keys that store responses).
 //!
 //! [`ResponseStore`] is where they live (`--responses-store`): [`MemoryStore`] in this process (a
-//! restart or another replica forgets them), or [`super::shared_store::RedisStore`] in the Redis that
+//! restart or another replica forgets them), or [`super::redis_store::RedisStore`] in the Redis that
 //! holds the limits, so that a continuation works on whichever replica a balancer picks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::shared_store::RedisStore;
+use super::redis_store::RedisStore;
 pub use super::stored::StoredResponse;
 use super::ResponsesError;
 use crate::config::{ResponsesBackend, ResponsesStoreConfig};

@@ -1,5 +1,5 @@
 //! What the Responses store keeps of a response, wherever it keeps it ([`super::store`] in this process,
-//! [`super::shared_store`] in Redis).
+//! [`super::redis_store`] in Redis).
 
 use std::sync::Arc;
 

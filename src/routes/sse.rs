@@ -1,8 +1,8 @@
-//! The single place that knows the SSE wire format (shared/design/OPENAI_WIRE.md): `data: <json>\n\n`
-//! events, `: ping` keep-alive comments, errors after the 200 as JSON `data:` events, and `data: [DONE]`
-//! last, whatever happens. Chat and completions differ only in their [`ChunkFormat`]; the Responses API's
-//! format names each event after its `type` (`event: response.created`) and ends without `[DONE]`, as
-//! OpenAI's does.
+//! The single place that knows the SSE wire format, as OpenAI streams it (docs/compatibility.md):
+//! `data: <json>\n\n` events, `: ping` keep-alive comments, errors after the 200 as JSON `data:` events,
+//! and `data: [DONE]` last, whatever happens. Chat and completions differ only in their [`ChunkFormat`];
+//! the Responses API's format names each event after its `type` (`event: response.created`) and ends
+//! without `[DONE]`, as OpenAI's does.
 
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;

@@ -40,6 +40,9 @@ pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
 /// canvas (a decompression bomb), and a 4096×4096 RGBA image already takes 64 MiB.
 pub const MAX_IMAGE_PIXELS: u64 = 4096 * 4096;
 
+/// A chat request after validation: defaults filled in, bounds checked, content parts turned into prompt
+/// messages with their images decoded, tools turned into the prompt text and grammar that serve them.
+/// What the generation core accepts; nothing after this point re-reads the wire request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedChat {
     pub generation: ValidatedGeneration,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::{client, smollm2_models_file, start_server_running};
-use crate::drain::{spawn_server, Lines};
+use crate::drain::{spawn_binary, Lines};
 
 const USER: &str = "sk-test-access-user-4b6d8f0a2c";
 const RPM1: &str = "sk-test-access-rpm1-7e9g1i3k5m";
@@ -65,7 +65,7 @@ struct Logged {
 impl Logged {
     fn start() -> Self {
         let file = models_file().display().to_string();
-        let (child, addr, lines) = spawn_server(&["--config", &file]);
+        let (child, addr, lines) = spawn_binary(&["--config", &file]);
         Logged { child, addr, lines }
     }
 }

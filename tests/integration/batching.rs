@@ -301,7 +301,7 @@ fn k_quant_model() -> std::path::PathBuf {
 /// process-wide), checks from its log that the level is in force, and returns it with its base URL.
 fn serve_at_level(model: &std::path::Path, level: &str) -> (std::process::Child, String) {
     let model = model.to_str().unwrap();
-    let (child, addr, lines) = crate::drain::spawn_server(&[
+    let (child, addr, lines) = crate::drain::spawn_binary(&[
         "--model",
         model,
         "--served-model-name",

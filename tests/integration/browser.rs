@@ -4,7 +4,7 @@
 //! file (the page asks for the key); and on the tiny vision model (an attached image reaches it).
 
 use crate::common::{smollm2_models_file, start_server};
-use crate::drain::{signal, spawn_server, wait_exit};
+use crate::drain::{signal, spawn_binary, wait_exit};
 use crate::openai_python::pytest;
 use crate::vision;
 
@@ -18,7 +18,7 @@ fn the_chat_page_and_swagger_ui_in_a_real_browser() {
         "browser",
         &format!("[[keys]]\nid = \"page\"\nkey = \"{KEY}\"\nrole = \"user\"\n"),
     );
-    let (mut keyed, keyed_addr, _) = spawn_server(&["--config", &file.display().to_string()]);
+    let (mut keyed, keyed_addr, _) = spawn_binary(&["--config", &file.display().to_string()]);
     let outcome = std::panic::catch_unwind(|| {
         pytest(
             "browser",

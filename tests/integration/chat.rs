@@ -106,13 +106,32 @@ async fn a_huge_max_tokens_is_answered_not_refused() {
 
 #[tokio::test]
 async fn content_parts_and_developer_role_are_accepted() {
-    let (status, body) = post_json(
-        server(),
-        "/v1/chat/completions",
-        json!({"messages": [{"role": "developer", "content": "Answer briefly."},
-                            {"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]}],
-               "max_tokens": 4, "temperature": 0}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    // A developer message is the system message of models that have no developer role, and text parts are
+    // the text they carry: both forms make the same prompt, and so the same greedy answer.
+    let parts = json!([{"role": "developer", "content": "Answer briefly."},
+                       {"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]}]);
+    let plain = json!([{"role": "system", "content": "Answer briefly."},
+                       {"role": "user", "content": "What is 2+2?"}]);
+    let mut prompts = Vec::new();
+    let mut answers = Vec::new();
+    for messages in [&parts, &plain] {
+        let (status, tokens) =
+            post_json(server(), "/tokenize", json!({"messages": messages})).await;
+        assert_eq!(status, 200, "{tokens}");
+        prompts.push(tokens["tokens"].clone());
+        let (status, body) = post_json(
+            server(),
+            "/v1/chat/completions",
+            json!({"messages": messages, "max_tokens": 4, "temperature": 0}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        answers.push(body["choices"][0]["message"]["content"].clone());
+    }
+    assert_eq!(
+        prompts[0], prompts[1],
+        "the parts and developer role template as plain messages"
+    );
+    assert!(answers[0].as_str().is_some_and(|a| !a.is_empty()));
+    assert_eq!(answers[0], answers[1]);
 }

@@ -66,13 +66,13 @@ pub struct TestServer {
 
 /// Like [`start_server`], returning everything the running server tells.
 pub fn start_server_running(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestServer {
-    let server = spawn_server(tweak);
+    let server = start_in_process(tweak);
     wait_ready(server.addr);
     server
 }
 
 /// Starts a server on its own thread and runtime, bound but not waiting for its model to load.
-pub fn spawn_server(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestServer {
+pub fn start_in_process(tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestServer {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()

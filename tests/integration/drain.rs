@@ -13,15 +13,16 @@ use crate::common::{cache_dir, client, get_json, open_sse, wait_ready};
 /// Every stdout line of a spawned server, as it is written.
 pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
-/// Starts `llmserve` on a free port with the default model and JSON logs; returns the child, its address
-/// and its log lines.
-pub fn spawn_server(extra: &[&str]) -> (Child, SocketAddr, Lines) {
-    spawn_server_on(0, extra)
+/// Starts the `llmserve` binary, a process of its own (`common::start_in_process` runs the server inside
+/// the test binary instead), on a free port with the default model and JSON logs; returns the child, its
+/// address and its log lines.
+pub fn spawn_binary(extra: &[&str]) -> (Child, SocketAddr, Lines) {
+    spawn_binary_on(0, extra)
 }
 
-/// [`spawn_server`] on a port of the caller's choosing (a replica restarted where its balancer expects
+/// [`spawn_binary`] on a port of the caller's choosing (a replica restarted where its balancer expects
 /// it).
-pub fn spawn_server_on(port: u16, extra: &[&str]) -> (Child, SocketAddr, Lines) {
+pub fn spawn_binary_on(port: u16, extra: &[&str]) -> (Child, SocketAddr, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llmserve"))
         .args([
             "--port",
@@ -125,7 +126,7 @@ async fn read_all(
 
 #[tokio::test]
 async fn sigterm_drains_running_streams_refuses_new_work_and_exits_0() {
-    let (mut child, addr, _) = spawn_server(&["--drain-timeout", "60"]);
+    let (mut child, addr, _) = spawn_binary(&["--drain-timeout", "60"]);
     let base = format!("http://{addr}");
     let mut streams = Vec::new();
     for _ in 0..3 {
@@ -172,7 +173,7 @@ async fn sigterm_drains_running_streams_refuses_new_work_and_exits_0() {
 
 #[tokio::test]
 async fn a_second_signal_ends_the_rest_with_an_error_event_and_done() {
-    let (mut child, addr, _) = spawn_server(&["--drain-timeout", "120"]);
+    let (mut child, addr, _) = spawn_binary(&["--drain-timeout", "120"]);
     let base = format!("http://{addr}");
     let stream = open_stream(&base, 4000).await;
     signal(&child, "TERM");

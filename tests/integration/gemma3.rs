@@ -18,7 +18,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 
 use crate::common::{cache_dir, post_json, sample, scrape};
-use crate::drain::{spawn_server, Server};
+use crate::drain::{spawn_binary, Server};
 
 const FIXTURE: &str = include_str!("../fixtures/gemma3/llama_cpp.json");
 const SERVED_NAME: &str = "gemma-3-270m";
@@ -70,7 +70,7 @@ fn serve(extra: &[&str]) -> (Server, String) {
         SERVED_NAME,
     ];
     args.extend_from_slice(extra);
-    let (child, addr, _lines) = spawn_server(&args);
+    let (child, addr, _lines) = spawn_binary(&args);
     (Server(child), format!("http://{addr}"))
 }
 

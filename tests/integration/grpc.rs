@@ -2,7 +2,7 @@
 //! proto/ with grpcio-tools (tests/grpc/): the same greedy tokens as HTTP, status codes, cancellation,
 //! health, reflection; then health and refusals while the server drains; and API keys on every call.
 
-use crate::common::{spawn_server, start_server_running};
+use crate::common::{start_in_process, start_server_running};
 use crate::openai_python::pytest;
 
 fn suite(phase: &str, http: &str, grpc: &str) {
@@ -83,7 +83,7 @@ fn grpc_health_while_loading() {
     assert!(made.success(), "mkfifo {}", fifo.display());
     let model = fifo.clone();
     // The broken file written below fails the load: that server then stops.
-    let server = spawn_server(move |config| {
+    let server = start_in_process(move |config| {
         config.model.source = llmserve::config::ModelSource::GgufFile(model);
         config.server.grpc_port = Some(0);
     });

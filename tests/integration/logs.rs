@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::{client, model_name};
-use crate::drain::{signal, spawn_server, wait_exit};
+use crate::drain::{signal, spawn_binary, wait_exit};
 
 #[tokio::test]
 async fn json_logs_carry_one_complete_line_per_request() {
-    let (mut child, addr, lines) = spawn_server(&["--model-version", "v7"]);
+    let (mut child, addr, lines) = spawn_binary(&["--model-version", "v7"]);
     // Scrapes and probes, every few seconds in a cluster, stay out of the info log.
     for path in ["/metrics", "/health/ready"] {
         let scraped = client()

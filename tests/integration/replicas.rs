@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::{client, scrape, smollm2_models_file, sse_data, tool};
-use crate::drain::{signal, spawn_server_on, wait_exit};
+use crate::drain::{signal, spawn_binary_on, wait_exit};
 use crate::shared_limits::{free_port, start_redis, Killed, REDIS_PASSWORD, REDIS_USER};
 
 const LIMITED: &str = "sk-test-replicas-limited-3f9a";
@@ -46,7 +46,7 @@ struct Replica {
 
 fn start_replica(api_port: u16, metrics_port: u16, file: &str, redis: &str) -> Replica {
     let metrics = metrics_port.to_string();
-    let (child, api, _) = spawn_server_on(
+    let (child, api, _) = spawn_binary_on(
         api_port,
         &[
             "--config",
@@ -397,7 +397,7 @@ async fn three_replicas_behind_a_balancer_share_limits_and_responses_and_restart
 /// (not a balancer's 503 from a replica taken out of it).
 #[actix_web::test]
 async fn a_replica_with_a_full_queue_stays_ready_and_answers_429() {
-    let (child, addr, _) = spawn_server_on(0, &["--max-num-seqs", "1", "--max-queue", "0"]);
+    let (child, addr, _) = spawn_binary_on(0, &["--max-num-seqs", "1", "--max-queue", "0"]);
     let mut replica = Killed(child);
     let base = format!("http://{addr}");
     let holding = client()

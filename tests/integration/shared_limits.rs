@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use llmserve::config::keys::Limits;
-use llmserve::gateway::shared::{RedisSettings, SharedQuotas};
+use llmserve::gateway::redis_quota::{RedisSettings, SharedQuotas};
 
 use crate::common::{client, smollm2_models_file, tool};
-use crate::drain::{signal, spawn_server, wait_exit};
+use crate::drain::{signal, spawn_binary, wait_exit};
 
 const KEY: &str = "sk-test-shared-5e7a9c1b3d";
 
@@ -117,8 +117,8 @@ async fn two_replicas_share_one_budget_through_redis_and_fall_back_without_it() 
         "--limits-replicas",
         "2",
     ];
-    let (a, addr_a, _) = spawn_server(&args);
-    let (b, addr_b, _) = spawn_server(&args);
+    let (a, addr_a, _) = spawn_binary(&args);
+    let (b, addr_b, _) = spawn_binary(&args);
     let (mut a, mut b) = (Killed(a), Killed(b));
 
     // 10 requests alternating between the replicas: exactly the key's 6 per minute get through.

@@ -1,7 +1,8 @@
 //! The mistral.rs 0.8.1 engine: the `Engine` trait over mistral.rs ([`load`] loads a model, [`request`]
 //! and [`events`] translate our requests and its responses).
 //!
-//! The only module that imports `mistralrs`. Rules from shared/design/ENGINE.md that shape it:
+//! The only module that imports `mistralrs`. Rules of mistral.rs 0.8.1 that shape it (each found the hard
+//! way; the tests of this module and `tests/integration/disconnect.rs` hold them):
 //! every generation is submitted as streaming (a dropped non-streaming receiver panics the engine thread),
 //! tokenization runs detached (the engine `expect`s its answer to be received), response channels are large
 //! (a full channel stalls every sequence of the engine).
@@ -48,6 +49,10 @@ const RESPONSE_CHANNEL_CAPACITY: usize = 10_000;
 /// Context length assumed when a model does not report one.
 const FALLBACK_CONTEXT_LENGTH: usize = 4096;
 
+/// The [`Engine`] on mistral.rs: one loaded model (its pipeline, scheduler and engine thread), with what
+/// llmserve needs beside it (its vocabulary for token picking and grammars, the image prefixer of a vision
+/// model). Made by `MistralEngine::load` (`load.rs`); the only type outside this module that stands for
+/// mistral.rs.
 pub struct MistralEngine {
     model: Model,
     info: ModelInfo,
