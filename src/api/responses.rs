@@ -340,3 +340,30 @@ pub enum ResponseEventKind {
         param: Option<String>,
     },
 }
+
+impl ResponseEventKind {
+    /// The event's `type`, which also names it on the SSE stream (`event: response.created`): the same
+    /// strings as the serde renames above (`routes::responses`' tests check each event against its JSON).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ResponseEventKind::Created { .. } => "response.created",
+            ResponseEventKind::InProgress { .. } => "response.in_progress",
+            ResponseEventKind::OutputItemAdded { .. } => "response.output_item.added",
+            ResponseEventKind::ContentPartAdded { .. } => "response.content_part.added",
+            ResponseEventKind::OutputTextDelta { .. } => "response.output_text.delta",
+            ResponseEventKind::OutputTextDone { .. } => "response.output_text.done",
+            ResponseEventKind::ContentPartDone { .. } => "response.content_part.done",
+            ResponseEventKind::FunctionCallArgumentsDelta { .. } => {
+                "response.function_call_arguments.delta"
+            }
+            ResponseEventKind::FunctionCallArgumentsDone { .. } => {
+                "response.function_call_arguments.done"
+            }
+            ResponseEventKind::OutputItemDone { .. } => "response.output_item.done",
+            ResponseEventKind::Completed { .. } => "response.completed",
+            ResponseEventKind::Incomplete { .. } => "response.incomplete",
+            ResponseEventKind::Failed { .. } => "response.failed",
+            ResponseEventKind::Error { .. } => "error",
+        }
+    }
+}

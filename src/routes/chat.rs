@@ -17,7 +17,7 @@ use crate::generation::chat::{self, ChatChoiceText};
 use crate::ids;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
-use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
+use crate::routes::sse::{self, ChunkFormat, ChunkHeader, SseEvent};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
@@ -270,30 +270,30 @@ impl ChatChunks {
 }
 
 impl ChunkFormat for ChatChunks {
-    fn opening(&mut self, index: usize) -> Vec<String> {
+    fn opening(&mut self, index: usize) -> Vec<SseEvent> {
         let delta = ChatDelta {
             role: Some("assistant"),
             content: Some(String::new()),
             tool_calls: None,
         };
-        vec![self.choice(index, delta, None, None)]
+        vec![SseEvent::data(self.choice(index, delta, None, None))]
     }
 
-    fn text(&mut self, index: usize, text: String, logprobs: Vec<TokenLogprob>) -> Vec<String> {
+    fn text(&mut self, index: usize, text: String, logprobs: Vec<TokenLogprob>) -> Vec<SseEvent> {
         self.choices[index].pending_logprobs.extend(logprobs);
         let events = self.choices[index].text.push(text);
-        self.tool_events(index, events)
+        SseEvent::all_data(self.tool_events(index, events))
     }
 
-    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String> {
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<SseEvent> {
         let (events, reason) = self.choices[index].text.finish(reason);
         let mut chunks = self.tool_events(index, events);
         let logprobs = self.take_logprobs(index);
         chunks.push(self.choice(index, ChatDelta::default(), logprobs, Some(reason)));
-        chunks
+        SseEvent::all_data(chunks)
     }
 
-    fn closing(&mut self, usage: Usage) -> Vec<String> {
-        self.header.closing(usage)
+    fn closing(&mut self, usage: Usage) -> Vec<SseEvent> {
+        SseEvent::all_data(self.header.closing(usage))
     }
 }

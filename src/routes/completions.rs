@@ -17,7 +17,7 @@ use crate::generation::completion;
 use crate::ids;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
-use crate::routes::sse::{self, ChunkFormat, ChunkHeader};
+use crate::routes::sse::{self, ChunkFormat, ChunkHeader, SseEvent};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
@@ -163,42 +163,42 @@ impl CompletionChunks {
 }
 
 impl ChunkFormat for CompletionChunks {
-    fn opening(&mut self, index: usize) -> Vec<String> {
+    fn opening(&mut self, index: usize) -> Vec<SseEvent> {
         match self.echoes.as_ref().and_then(|e| e.get(index)) {
-            Some(prompt) => vec![self.choice(CompletionChunkChoice {
+            Some(prompt) => vec![SseEvent::data(self.choice(CompletionChunkChoice {
                 text: prompt.clone(),
                 index,
                 logprobs: None,
                 finish_reason: None,
-            })],
+            }))],
             None => Vec::new(),
         }
     }
 
-    fn text(&mut self, index: usize, text: String, tokens: Vec<TokenLogprob>) -> Vec<String> {
+    fn text(&mut self, index: usize, text: String, tokens: Vec<TokenLogprob>) -> Vec<SseEvent> {
         let logprobs = self.logprobs.map(|k| {
             let (logprobs, next) = completion_logprobs(&tokens, k, self.offsets[index]);
             self.offsets[index] = next;
             logprobs
         });
-        vec![self.choice(CompletionChunkChoice {
+        vec![SseEvent::data(self.choice(CompletionChunkChoice {
             text,
             index,
             logprobs,
             finish_reason: None,
-        })]
+        }))]
     }
 
-    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String> {
-        vec![self.choice(CompletionChunkChoice {
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<SseEvent> {
+        vec![SseEvent::data(self.choice(CompletionChunkChoice {
             text: String::new(),
             index,
             logprobs: None,
             finish_reason: Some(reason),
-        })]
+        }))]
     }
 
-    fn closing(&mut self, usage: Usage) -> Vec<String> {
-        self.header.closing(usage)
+    fn closing(&mut self, usage: Usage) -> Vec<SseEvent> {
+        SseEvent::all_data(self.header.closing(usage))
     }
 }

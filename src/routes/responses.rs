@@ -24,7 +24,7 @@ use crate::responses::store::{ResponseStore, StoredResponse};
 use crate::responses::ResponsesError;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
-use crate::routes::sse::{self, ChunkFormat};
+use crate::routes::sse::{self, ChunkFormat, SseEvent};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
 use crate::telemetry::RequestLog;
@@ -278,20 +278,24 @@ impl ResponseEvents {
         }
     }
 
-    fn event(&mut self, event: ResponseEventKind) -> String {
+    fn event(&mut self, event: ResponseEventKind) -> SseEvent {
+        let name = event.name();
         let numbered = ResponseStreamEvent {
             event,
             sequence_number: self.sequence,
         };
         self.sequence += 1;
-        serde_json::to_string(&numbered).expect("events serialize")
+        SseEvent::named(
+            name,
+            serde_json::to_string(&numbered).expect("events serialize"),
+        )
     }
 
     fn snapshot(&self) -> Box<ResponseObject> {
         Box::new(self.response.clone())
     }
 
-    fn parsed(&mut self, events: Vec<ToolEvent>) -> Vec<String> {
+    fn parsed(&mut self, events: Vec<ToolEvent>) -> Vec<SseEvent> {
         let mut out = Vec::new();
         for event in events {
             match event {
@@ -351,7 +355,7 @@ impl ResponseEvents {
         out
     }
 
-    fn open_message(&mut self) -> Vec<String> {
+    fn open_message(&mut self) -> Vec<SseEvent> {
         let message = OpenMessage {
             output_index: self.added,
             id: output::message_id(),
@@ -377,7 +381,7 @@ impl ResponseEvents {
         ]
     }
 
-    fn close_message(&mut self, status: ItemStatus) -> Vec<String> {
+    fn close_message(&mut self, status: ItemStatus) -> Vec<SseEvent> {
         let Some(message) = self.message.take() else {
             return Vec::new();
         };
@@ -410,7 +414,7 @@ impl ResponseEvents {
         ]
     }
 
-    fn close_call(&mut self, status: ItemStatus) -> Vec<String> {
+    fn close_call(&mut self, status: ItemStatus) -> Vec<SseEvent> {
         let Some(call) = self.call.take() else {
             return Vec::new();
         };
@@ -438,9 +442,9 @@ impl ResponseEvents {
 }
 
 impl ChunkFormat for ResponseEvents {
-    const NAMED_EVENTS: bool = true;
+    const ENDS_WITH_DONE: bool = false;
 
-    fn prelude(&mut self) -> Vec<String> {
+    fn prelude(&mut self) -> Vec<SseEvent> {
         let created = self.snapshot();
         let in_progress = self.snapshot();
         vec![
@@ -451,16 +455,16 @@ impl ChunkFormat for ResponseEvents {
         ]
     }
 
-    fn opening(&mut self, _: usize) -> Vec<String> {
+    fn opening(&mut self, _: usize) -> Vec<SseEvent> {
         Vec::new()
     }
 
-    fn text(&mut self, _: usize, text: String, _: Vec<TokenLogprob>) -> Vec<String> {
+    fn text(&mut self, _: usize, text: String, _: Vec<TokenLogprob>) -> Vec<SseEvent> {
         let events = self.text.push(text);
         self.parsed(events)
     }
 
-    fn finish(&mut self, _: usize, reason: FinishReason) -> Vec<String> {
+    fn finish(&mut self, _: usize, reason: FinishReason) -> Vec<SseEvent> {
         let (events, reason) = self.text.finish(reason);
         self.reason = reason;
         let mut out = self.parsed(events);
@@ -470,7 +474,7 @@ impl ChunkFormat for ResponseEvents {
         out
     }
 
-    fn closing(&mut self, usage: Usage) -> Vec<String> {
+    fn closing(&mut self, usage: Usage) -> Vec<SseEvent> {
         let mut done = std::mem::take(&mut self.done);
         done.sort_by_key(|(index, _)| *index);
         self.response.output = done.into_iter().map(|(_, item)| item).collect();
@@ -486,7 +490,7 @@ impl ChunkFormat for ResponseEvents {
         vec![self.event(event)]
     }
 
-    fn failure(&mut self, error: &ApiError) -> Vec<String> {
+    fn failure(&mut self, error: &ApiError) -> Vec<SseEvent> {
         let envelope = error.envelope().error;
         output::failed(
             &mut self.response,
@@ -513,10 +517,15 @@ mod tests {
         serde_json::from_value(serde_json::json!({"input": "x"})).unwrap()
     }
 
-    fn events_of(chunks: &[String]) -> Vec<Value> {
+    /// The events' JSON, each checked to be named after its `type`.
+    fn events_of(chunks: &[SseEvent]) -> Vec<Value> {
         chunks
             .iter()
-            .map(|c| serde_json::from_str(c).unwrap())
+            .map(|c| {
+                let json: Value = serde_json::from_str(&c.data).unwrap();
+                assert_eq!(c.name, json["type"].as_str(), "{json}");
+                json
+            })
             .collect()
     }
 
@@ -537,7 +546,7 @@ mod tests {
         }
         chunks.extend(format.finish(0, FinishReason::Stop));
         chunks.extend(format.closing(Usage::new(3, 4)));
-        assert!(chunks.iter().all(|c| c.starts_with("{\"type\":\"")));
+        assert!(chunks.iter().all(|c| c.data.starts_with("{\"type\":\"")));
         let events = events_of(&chunks);
         let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
         assert_eq!(

@@ -99,26 +99,65 @@ impl ChunkHeader {
     }
 }
 
-/// How one endpoint writes its chunks (chat and completions differ only here). Each method returns the
-/// JSON of zero or more chunks: a format may hold text back (a tool call's head) or split it.
+/// One server-sent event: its JSON and, where the API names its events (the Responses API:
+/// `event: response.created`), its name, given by the typed event that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub name: Option<&'static str>,
+    pub data: String,
+}
+
+impl SseEvent {
+    /// An unnamed `data:` event (chat and completions chunks, error envelopes).
+    pub fn data(json: String) -> Self {
+        SseEvent {
+            name: None,
+            data: json,
+        }
+    }
+
+    /// Unnamed events of these chunks' JSON.
+    pub fn all_data(chunks: Vec<String>) -> Vec<Self> {
+        chunks.into_iter().map(SseEvent::data).collect()
+    }
+
+    /// An event named `name` (`event: <name>` before its `data:`).
+    pub fn named(name: &'static str, json: String) -> Self {
+        SseEvent {
+            name: Some(name),
+            data: json,
+        }
+    }
+
+    fn to_bytes(&self) -> Bytes {
+        match self.name {
+            Some(name) => Bytes::from(format!("event: {name}\ndata: {}\n\n", self.data)),
+            None => Bytes::from(format!("data: {}\n\n", self.data)),
+        }
+    }
+}
+
+/// How one endpoint writes its events (chat and completions differ only here). Each method returns zero
+/// or more events: a format may hold text back (a tool call's head) or split it.
 pub trait ChunkFormat: Send + 'static {
-    /// Named events (`event: <type>` before each `data:`, the type read from the JSON, which must start
-    /// with `{"type":"…"`) and no `[DONE]`: the Responses API's stream.
-    const NAMED_EVENTS: bool = false;
+    /// Whether the stream ends with `data: [DONE]` (chat and completions; the Responses API's does not).
+    const ENDS_WITH_DONE: bool = true;
     /// Events before anything else, even a keep-alive (Responses: `response.created`, `.in_progress`).
-    fn prelude(&mut self) -> Vec<String> {
+    fn prelude(&mut self) -> Vec<SseEvent> {
         Vec::new()
     }
     /// The first event of a choice, before any generated text (chat: the role; completions: an echo).
-    fn opening(&mut self, index: usize) -> Vec<String>;
-    fn text(&mut self, index: usize, text: String, logprobs: Vec<TokenLogprob>) -> Vec<String>;
-    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<String>;
+    fn opening(&mut self, index: usize) -> Vec<SseEvent>;
+    fn text(&mut self, index: usize, text: String, logprobs: Vec<TokenLogprob>) -> Vec<SseEvent>;
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<SseEvent>;
     /// The events after every choice finished, given the totals (chat and completions: the chunk with
     /// empty `choices` that `stream_options.include_usage` asks for; Responses: `response.completed`).
-    fn closing(&mut self, usage: Usage) -> Vec<String>;
+    fn closing(&mut self, usage: Usage) -> Vec<SseEvent>;
     /// The events of an error after the 200: the error envelope, unless the format has its own.
-    fn failure(&mut self, error: &ApiError) -> Vec<String> {
-        vec![serde_json::to_string(&error.envelope()).expect("envelopes serialize")]
+    fn failure(&mut self, error: &ApiError) -> Vec<SseEvent> {
+        vec![SseEvent::data(
+            serde_json::to_string(&error.envelope()).expect("envelopes serialize"),
+        )]
     }
 }
 
@@ -135,27 +174,6 @@ pub fn sse_response(
         .streaming(body)
 }
 
-fn data_event(json: &str) -> Bytes {
-    Bytes::from(format!("data: {json}\n\n"))
-}
-
-/// An event named after its JSON's leading `type` (`{"type":"response.created",…`).
-fn named_event(json: &str) -> Bytes {
-    let name = json
-        .strip_prefix("{\"type\":\"")
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or("message");
-    Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
-}
-
-fn event<F: ChunkFormat>(json: &str) -> Bytes {
-    if F::NAMED_EVENTS {
-        named_event(json)
-    } else {
-        data_event(json)
-    }
-}
-
 const KEEP_ALIVE_EVENT: &[u8] = b": ping\n\n";
 const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
 
@@ -166,7 +184,7 @@ pub fn sse_body<F: ChunkFormat>(
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     async_stream::stream! {
         for chunk in format.prelude() {
-            yield Ok(event::<F>(&chunk));
+            yield Ok(chunk.to_bytes());
         }
         let mut events = std::pin::pin!(events);
         while let Some(generated) = events.next().await {
@@ -180,22 +198,22 @@ pub fn sse_body<F: ChunkFormat>(
                 GenerationEvent::Finished { index, reason } => format.finish(index, reason),
                 GenerationEvent::Done(usage) => {
                     for chunk in format.closing(usage) {
-                        yield Ok(event::<F>(&chunk));
+                        yield Ok(chunk.to_bytes());
                     }
                     break;
                 }
                 GenerationEvent::Failed(error) => {
                     for chunk in format.failure(&error) {
-                        yield Ok(event::<F>(&chunk));
+                        yield Ok(chunk.to_bytes());
                     }
                     break;
                 }
             };
             for chunk in chunks {
-                yield Ok(event::<F>(&chunk));
+                yield Ok(chunk.to_bytes());
             }
         }
-        if !F::NAMED_EVENTS {
+        if F::ENDS_WITH_DONE {
             yield Ok(Bytes::from_static(DONE_EVENT));
         }
     }
@@ -208,10 +226,15 @@ mod tests {
     use crate::api::completions::{CompletionChunkChoice, TextCompletionChunk};
 
     #[test]
-    fn named_events_take_their_type() {
+    fn named_events_carry_their_name_before_their_data() {
+        let json = "{\"type\":\"response.created\",\"sequence_number\":0}".to_string();
         assert_eq!(
-            named_event("{\"type\":\"response.created\",\"sequence_number\":0}"),
-            Bytes::from("event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0}\n\n")
+            SseEvent::named("response.created", json.clone()).to_bytes(),
+            Bytes::from(format!("event: response.created\ndata: {json}\n\n"))
+        );
+        assert_eq!(
+            SseEvent::data(json.clone()).to_bytes(),
+            Bytes::from(format!("data: {json}\n\n"))
         );
     }
 
