@@ -15,8 +15,8 @@ use crate::generation::request::ValidatedGeneration;
 use crate::generation::{self, PlannedGeneration};
 use crate::generation::{completion, embedding};
 use crate::models::Routed;
+use crate::request_log::RequestLog;
 use crate::state::AppState;
-use crate::telemetry::RequestLog;
 use crate::validate;
 use crate::validate::embedding::ValidatedEmbedding;
 

@@ -46,8 +46,9 @@
 //!   tokens' bytes; `engine::scripted` is the test engine of the layers above.
 //! - Shared: [`api`] (wire types only),
 //!   [`error`] (`ApiError` and its statuses, one match), [`tools`] (`tools::prompt`: tools into the prompt
-//!   and grammars; `tools::parser`: calls out of the text), [`stop`], [`telemetry`] (request ids, one log
-//!   line per request or call, feeding [`metrics`]), [`otlp`], [`process_memory`], [`ids`], [`default_model`]
+//!   and grammars; `tools::parser`: calls out of the text), [`stop`], [`request_log`] (request ids, one
+//!   log line per request or call, feeding [`metrics`] and [`otlp`]; its actix side is
+//!   `routes::http_log`), [`telemetry`] (tracing set-up), [`process_memory`], [`ids`], [`default_model`]
 //!   (SmolLM2 from PyPI).
 //!
 //! # Data flow
@@ -90,6 +91,7 @@ pub mod otlp;
 pub mod process_memory;
 pub mod reload;
 pub mod remote_images;
+pub mod request_log;
 pub mod responses;
 pub mod routes;
 pub mod server;

@@ -12,7 +12,7 @@ use crate::config::{Config, ModelsSpec};
 use crate::extract::BodyLimit;
 use crate::otlp::SpanExporter;
 use crate::state::AppState;
-use crate::{grpc, openapi, process_memory, routes, telemetry};
+use crate::{grpc, openapi, process_memory, routes};
 
 /// The application: routes, the JSON body limit, request ids and logs, JSON 404s.
 pub fn app(
@@ -44,7 +44,7 @@ pub fn app(
         // The last wrapped runs first: CORS answers preflights before any key is asked for; every
         // request, refused or not, is logged; then the key is read (each handler's `Guarded` decides).
         .wrap(from_fn(routes::auth::authenticate))
-        .wrap(from_fn(telemetry::request_context))
+        .wrap(from_fn(routes::http_log::request_context))
         .wrap(actix_web::middleware::Condition::new(
             cors.is_some(),
             cors.unwrap_or_default(),

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use crate::engine::{EmbeddingInput, Prompt};
 use crate::error::{ApiError, ValidationError};
 use crate::models::ServedModel;
-use crate::telemetry::RequestLog;
+use crate::request_log::RequestLog;
 
 /// Tokens each input occupies, as the model reads it; an input longer than the context is refused.
 pub async fn count_tokens(

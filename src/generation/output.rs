@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::generation::admission::{AdmissionError, AdmissionPermit};
 use crate::generation::choices::{merged_choices, ChoiceEvent, ChoiceSource, ChoiceText};
 use crate::models::ServedModel;
-use crate::telemetry::RequestLog;
+use crate::request_log::RequestLog;
 
 /// A request admitted and submitted: its slot and its choices' engine streams.
 pub struct Started {

@@ -18,7 +18,7 @@ use crate::generation::output::{
 };
 use crate::generation::request::ValidatedGeneration;
 use crate::models::ServedModel;
-use crate::telemetry::RequestLog;
+use crate::request_log::RequestLog;
 
 /// One choice, counted and fitted to the context, not yet submitted.
 struct PlannedChoice {

@@ -18,8 +18,8 @@ use crate::error::ApiError;
 use crate::gateway::access::{authorize, policy, Access, Authentication, Policy};
 use crate::gateway::limiter::KeyBudget;
 use crate::gateway::{GatewayError, Principal};
+use crate::request_log::{CallLog, RequestLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::state::AppState;
-use crate::telemetry::{CallLog, RequestLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 
 /// Every method the gRPC port serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

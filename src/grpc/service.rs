@@ -20,8 +20,8 @@ use crate::grpc::convert;
 use crate::grpc::proto::llmserve_server::Llmserve;
 use crate::grpc::proto::{self, chat_response, generate_response};
 use crate::grpc::status::refuse;
+use crate::request_log::{CallLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::state::AppState;
-use crate::telemetry::{CallLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::tools::ToolEvent;
 
 pub struct GrpcService {

@@ -11,8 +11,8 @@ use crate::error::ApiError;
 use crate::gateway::GatewayError;
 use crate::generation::admission::AdmissionError;
 use crate::models::error::RegistryError;
+use crate::request_log::CallLog;
 use crate::responses::ResponsesError;
-use crate::telemetry::CallLog;
 
 /// The trailer that names the error as the HTTP API's `code` field does (e.g. `context_length_exceeded`).
 pub const ERROR_CODE_TRAILER: &str = "llmserve-error-code";

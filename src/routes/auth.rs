@@ -28,8 +28,8 @@ use crate::extract::KeyBodyLimit;
 use crate::gateway::access::{authorize, Authentication, Policy};
 use crate::gateway::limiter::KeyBudget;
 use crate::gateway::Principal;
+use crate::request_log::RequestLog;
 use crate::state::AppState;
-use crate::telemetry::RequestLog;
 
 /// The policies handlers name (`Guarded<policy::ChatCompletions, _>`).
 pub use crate::gateway::access::policy;

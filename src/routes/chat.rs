@@ -15,12 +15,12 @@ use crate::front::{self, Prepared, PreparedChat};
 use crate::gateway::limiter::KeyBudget;
 use crate::generation::chat::{self, ChatChoiceText};
 use crate::ids;
+use crate::request_log::RequestLog;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, ChunkHeader, SseEvent};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
-use crate::telemetry::RequestLog;
 use crate::tools::ToolEvent;
 
 /// Creates a model response for the given chat conversation.

@@ -15,12 +15,12 @@ use crate::extract::ApiJson;
 use crate::front::{self, Prepared, PreparedCompletion};
 use crate::generation::completion;
 use crate::ids;
+use crate::request_log::RequestLog;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, ChunkHeader, SseEvent};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
-use crate::telemetry::RequestLog;
 
 /// Creates a completion for the given prompt(s): the model continues the text, no chat template.
 ///

@@ -10,11 +10,11 @@ use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::front::{self, PreparedEmbedding};
 use crate::generation::embedding;
+use crate::request_log::RequestLog;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
-use crate::telemetry::RequestLog;
 
 /// Creates embeddings of the input: one vector per string or token list, in input order.
 ///

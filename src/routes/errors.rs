@@ -47,7 +47,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        // A failure of ours is logged once, by the request's line (`telemetry::request_context`),
+        // A failure of ours is logged once, by the request's line (`routes::http_log::request_context`),
         // which knows whether the caller had a key.
         let mut response = HttpResponse::build(self.status_code());
         if let Some(secs) = self.retry_after() {

@@ -18,6 +18,7 @@ use crate::extract::ApiJson;
 use crate::front::{Prepared, PreparedChat};
 use crate::generation::chat::{self, ChatChoiceText};
 use crate::ids;
+use crate::request_log::RequestLog;
 use crate::responses::input::{self, ChatInput};
 use crate::responses::output;
 use crate::responses::store::{ResponseStore, StoredResponse};
@@ -27,7 +28,6 @@ use crate::routes::errors::GenerationErrors;
 use crate::routes::sse::{self, ChunkFormat, SseEvent};
 use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
 use crate::state::AppState;
-use crate::telemetry::RequestLog;
 use crate::tools::ToolEvent;
 
 /// Creates a model response (OpenAI's Responses API).
