@@ -363,6 +363,13 @@ mod tests {
         assert!(!b.delete(Some("k2"), "d").await.unwrap());
         // A key id shaped like another partition's tag reaches nothing of it.
         assert!(!has(&b, Some("}k1{"), "d").await);
+        // Ids as an attacker sends them (percent-encoded, path-like, a hash tag, very long) are plain
+        // names: nothing found, no error, nothing of another's reached.
+        for id in ["d}", "{k1}:json", "%64", "../d", &"d".repeat(4096)] {
+            assert!(!has(&b, Some("k1"), id).await, "{id}");
+            assert!(!b.delete(Some("k1"), id).await.unwrap(), "{id}");
+        }
+        assert!(has(&b, Some("k1"), "d").await);
         assert!(has(&b, Some("k1"), "d").await);
         assert!(b.delete(Some("k1"), "d").await.unwrap());
         assert!(!has(&a, Some("k1"), "d").await);
