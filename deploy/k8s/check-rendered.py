@@ -15,7 +15,7 @@ together, and the InferencePool against its published schema.
     target port and endpoint picker must exist in the render.
   * The endpoint picker's EndpointPickerConfig (llm-d-router v0.10.0; a file in a ConfigMap, not a Kubernetes
     object): its plugin references resolve, it scrapes the pods' metrics port, and it reads metric names that
-    src/metrics.rs registers.
+    src/metrics/mod.rs registers.
   * With --metrics FILE (a running llmserve's /metrics), each picker gauge it reads is there, one unlabelled
     series.
 
@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 POOL_SCHEMA = HERE / "schemas" / "inferencepool-v1.6.0.yaml"
 # The names the picker config may read: the ones llmserve's metrics registry creates.
-METRICS_SOURCE = ROOT / "src" / "metrics.rs"
+METRICS_SOURCE = ROOT / "src" / "metrics" / "mod.rs"
 faults = []
 
 
@@ -242,7 +242,7 @@ def check_picker_configs(docs, members, metrics_text):
             for field in ("queuedRequestsSpec", "runningRequestsSpec", "kvUsageSpec", "cacheInfoSpec"):
                 metric = engine.get(field, "").split("{")[0]
                 if metric not in registered:
-                    fault(f"{where}: {field} {metric!r} is not a metric src/metrics.rs registers")
+                    fault(f"{where}: {field} {metric!r} is not a metric src/metrics/mod.rs registers")
                 if metrics_text is not None and field != "cacheInfoSpec":
                     # cache_config_info is absent without paged attention (CPU builds): only the gauges.
                     samples = [line for line in metrics_text.splitlines()
