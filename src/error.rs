@@ -4,7 +4,7 @@ use crate::api::errors::{ErrorBody, ErrorResponse};
 use crate::engine::EngineError;
 use crate::gateway::quota::QuotaError;
 use crate::gateway::GatewayError;
-use crate::generation::admission::{AdmissionError, RETRY_AFTER_SECS};
+use crate::models::admission::{AdmissionError, RETRY_AFTER_SECS};
 use crate::models::error::RegistryError;
 use crate::responses::ResponsesError;
 

@@ -10,22 +10,26 @@
 //!   configuration (`config::cli`: the flags; `config::file`: the models file; `config::models`: the
 //!   registry's desired state; `config::keys`: keys, roles, limits), which names the engine's settings
 //!   types.
-//! - Fronts, thin adapters over the core: [`routes`] (HTTP: the routing table, one module per endpoint
-//!   group, `routes::admin` the admin API, `routes::responses` the Responses API and its event stream,
-//!   `routes::ui` the chat page at `/`, `routes::sse` the one SSE writer, `routes::errors` errors as
-//!   HTTP responses) with [`extract`]
-//!   (JSON bodies whose rejections are OpenAI envelopes) and [`openapi`] (the document, refined with what the
-//!   derives cannot state, plus the loaded model's bounds when served); [`grpc`] (`llmserve.v1`, health,
-//!   reflection; errors as gRPC statuses). [`front`]: what both do with a wire request before the core.
+//! - Fronts, translators over one entrance: [`routes`] (HTTP: the routing table, one module per endpoint
+//!   group, `routes::admin` the admin API, `routes::responses` the Responses API, `routes::ui` the chat
+//!   page at `/`, `routes::sse` the one SSE writer, `routes::errors` errors as HTTP responses) with
+//!   [`extract`] (JSON bodies whose rejections are OpenAI envelopes) and [`openapi`] (the document,
+//!   refined with what the derives cannot state, plus the loaded model's bounds when served); [`grpc`]
+//!   (`llmserve.v1`, health, reflection; errors as gRPC statuses). Each calls
+//!   [`generation::GenerationService`] once and translates what comes out: [`formats`] holds the chat
+//!   and completions wire shapes (chunks and whole answers), `responses::stream` the Responses events.
 //! - [`responses`]: the Responses API on the chat path: `responses::input` turns a Responses request (items,
 //!   instructions, a stored conversation) into a chat request, `responses::output` the chat answer into
-//!   output items, `responses::store` keeps responses (bounded, per key) for `previous_response_id`, in
-//!   this process or (`responses::redis_store`) in Redis for every replica.
-//! - [`validate`]: wire request → validated request (defaults, bounds), and `validate::model`, the checks
-//!   that need the resolved model. [`remote_images`]: `http(s)` image URLs fetched, when allowed.
-//! - [`models`]: the registry of versions (each its own engine and admission queue) and aliases (weights
-//!   over versions): the one lookup per request, hot swap, reload, drain of unloaded versions
-//!   (`models::registry`); `models::routing` picks an alias's version by weight, sticky per caller;
+//!   output items, `responses::stream` its event stream; `responses::store` keeps responses (bounded, per
+//!   key) for `previous_response_id`, in this process or (`responses::redis_store`) in Redis for every
+//!   replica.
+//! - [`validate`]: wire request → validated request (defaults, bounds; one file per kind of check), and
+//!   `validate::model`, the checks that need the resolved model. [`remote_images`]: `http(s)` image
+//!   URLs fetched, when allowed.
+//! - [`models`]: the registry of versions (each its own engine and admission queue,
+//!   `models::admission`) and aliases (weights over versions): the one lookup per request, hot swap,
+//!   reload, drain of unloaded versions (`models::registry`: the table, and the operations on it one
+//!   file each); `models::routing` picks an alias's version by weight, sticky per caller;
 //!   `models::loading` turns a configured source into a warmed-up engine.
 //! - [`gateway`]: between the model lookup and generation: API keys (hashed, compared in constant time)
 //!   → a `Principal` (its role's actions, its models, its limits; `routes::auth` asks for it on every
@@ -34,11 +38,12 @@
 //!   end; `gateway::redis_quota` keeps those windows in Redis for every replica (`--limits-redis`),
 //!   falling back to this process's when Redis does not answer; `gateway::redis_link` is the one Redis
 //!   client.
-//! - [`generation`]: the transport-neutral core: planning (bias ids, grammar, prompt counts, `max_tokens`
-//!   fitted, n × seed), admission (`generation::admission`: the bounded queue, the drain), submission,
-//!   stop filtering, logprobs, tool-call parsing, fill-in-the-middle, echo, `best_of`; out come
-//!   `GenerationEvent`s or one collected answer. `generation::embedding` runs `/v1/embeddings` on an
-//!   embedding model (tokens counted, a slot, the vectors, `dimensions`).
+//! - [`generation`]: the transport-neutral core. `generation::service` is the one entrance: a wire
+//!   request and its caller in, a `Prepared` answer out, to stream or collect (collect is built on
+//!   stream); `generation::inputs` the kinds of request it takes. Behind it: planning (bias ids, grammar,
+//!   prompt counts, `max_tokens` fitted, n × seed), submission, stop filtering, logprobs, tool-call
+//!   parsing, fill-in-the-middle, echo, `best_of`; out come `GenerationEvent`s, the key's budget settled
+//!   as the last step. `generation::embedding` runs `/v1/embeddings` on an embedding model.
 //! - [`engine`]: the `Engine` trait and engine-neutral events; `engine::mistral` (load / request / events)
 //!   is the only importer of `mistralrs` (`engine::mistral::embed`: embedding models, which never
 //!   generate); `engine::settings` what the server decides for an engine (the
@@ -52,23 +57,28 @@
 //!   (SmolLM2 from PyPI).
 //!
 //! # Data flow
+//! A streamed chat request, as stops; each file is entered once on the way down, and each token comes
+//! back up through each file once.
 //! ```text
-//! POST /v1/chat/completions                  gRPC llmserve.v1.Llmserve/Chat
+//! POST /v1/chat/completions                  gRPC llmserve.v1.Llmserve/Chat (and Generate)
 //!   extract::ApiJson   body → ChatCompletionRequest        grpc::convert  message → the same wire request
-//!   routes::auth       API key → Principal; the route's action allowed?  (401 / 403; probes need none)
-//!   models.resolve     alias or model@version → a version by weight, once  (404 / 503; reported after
-//!                      the body's faults); the request holds the version until its response ends
-//!   remote_images      http(s) image URLs → data URLs, if allowed (400)
-//!   front::chat        the steps below, shared by both fronts
-//!   validate::chat     → ValidatedChat (tools in the prompt)  (400)
-//!   validate::model    logit_bias ids, images               (400)
-//!   gateway            the key may use this model?  (403 model_not_allowed)
-//!   generation::plan   grammar compiles, count prompt tokens, fit max_tokens, n × seed (400)
-//!   gateway::quota     the key's rpm / tpm / concurrency budget held  (429 + Retry-After, x-ratelimit-*)
-//!   generation::admission  wait for a slot in that version's queue  (429 / 503; a queued stream: 200 + pings)
-//!   engine.generate    → EventStream (Text + logprobs…, Finished); a TokenPicker per sequence
-//!   generation::output stop filter → GenerationEvents | one collected answer
-//!   routes::sse | grpc::service   chunks (tool calls parsed by generation::chat) … [DONE] | messages
+//!   routes::auth       API key → Principal; the route's action allowed; the key's requests per minute
+//!                      and concurrency held, before the body is read (401 / 403 / 429; grpc::auth alike)
+//!   routes::chat       → generation::service.prepare(request, caller)   (routes::responses: Responses
+//!                      input → chat request first, responses::input)
+//!   generation::service  once each:
+//!     models.resolve       alias or model@version → a version by weight  (404 / 503, reported after the
+//!                          body's own faults); held until the response ends
+//!     remote_images        http(s) image URLs → data URLs, for a model that takes images (400)
+//!     generation::inputs   validate::chat → ValidatedChat (tools in the prompt) (400); the key may use
+//!                          the model (403); validate::model: logit_bias ids, images (400)
+//!     generation::plan     grammar compiles, prompt tokens counted, max_tokens fitted, n × seed (400)
+//!     gateway::limiter     the key's tokens held (429 + Retry-After, x-ratelimit-*)
+//!   Prepared::stream   generation::plan.run: models::admission (429 / 503; a queued stream: 200 + pings)
+//!                      → engine.generate → EventStream per sequence
+//!   per token, upward: generation::choices (stop filter) → generation::output (GenerationEvents; the
+//!                      key's Settlement made at Done) → formats::chat (chunks; tool calls parsed by
+//!                      generation::chat) → routes::sse (bytes … [DONE])  |  grpc::service (messages)
 //! ```
 //! The admission permit and the engine stream live inside the response: when the client goes away they are
 //! dropped, the engine cancels the sequence, and the count goes down.
@@ -79,7 +89,7 @@ pub mod default_model;
 pub mod engine;
 pub mod error;
 pub mod extract;
-pub mod front;
+pub mod formats;
 pub mod gateway;
 pub mod generation;
 pub mod grpc;

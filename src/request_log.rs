@@ -69,32 +69,11 @@ pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Longest client-supplied request id echoed back; longer or non-printable ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// What the request used, handed to [`RequestLog::on_end`] when its response ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestUsage {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    /// Whether it got a slot (a request refused at admission used nothing).
-    pub admitted: bool,
-}
-
-/// Something to run once the response has ended (a quota settlement).
-pub struct EndHook(Box<dyn FnOnce(RequestUsage) + Send>);
-
-impl std::fmt::Debug for EndHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EndHook")
-    }
-}
-
 /// What a handler learns about a request, for its log line.
 #[derive(Debug, Default)]
 struct RequestFacts {
     /// The API key's id (never the key).
     key_id: Option<String>,
-    /// Generated tokens that reached the response so far (what a cancelled request used).
-    tokens_seen: usize,
-    on_end: Vec<EndHook>,
     /// What the client asked for: an alias or a `model@version` id.
     requested_model: Option<String>,
     model: Option<String>,
@@ -165,10 +144,6 @@ impl RequestLog {
     pub fn set_key(&self, key_id: &str) {
         self.update(|facts| facts.key_id = Some(key_id.to_string()));
     }
-    /// Runs `hook` with what the request used once its response has ended, however it ended.
-    pub fn on_end(&self, hook: impl FnOnce(RequestUsage) + Send + 'static) {
-        self.update(|facts| facts.on_end.push(EndHook(Box::new(hook))));
-    }
     pub fn set_prompt_tokens(&self, tokens: usize) {
         self.update(|facts| facts.prompt_tokens = Some(tokens));
     }
@@ -192,7 +167,6 @@ impl RequestLog {
     pub fn tokens_arrived(&self, tokens: usize) {
         let now = Instant::now();
         let mut facts = self.facts.lock().expect("request facts lock");
-        facts.tokens_seen += tokens;
         facts.first_token_after.get_or_insert(now - self.started);
         let previous = facts.last_token_at.replace(now);
         if let (Some(previous), Some(metrics), Some(model), Some(version)) = (
@@ -316,15 +290,7 @@ impl LogLine {
 
 impl Drop for LogLine {
     fn drop(&mut self) {
-        let mut facts = self.log.facts.lock().expect("request facts lock");
-        let usage = RequestUsage {
-            prompt_tokens: facts.prompt_tokens.unwrap_or(0),
-            completion_tokens: facts.completion_tokens.unwrap_or(facts.tokens_seen),
-            admitted: facts.admitted_after.is_some(),
-        };
-        for hook in std::mem::take(&mut facts.on_end) {
-            (hook.0)(usage);
-        }
+        let facts = self.log.facts.lock().expect("request facts lock");
         let duration = self.log.started.elapsed();
         if let Some(metrics) = &self.log.metrics {
             metrics.observe_request(&RequestOutcome {

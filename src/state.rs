@@ -1,6 +1,6 @@
-//! What every handler reads: the configuration, the model registry, metrics, span export and the image
-//! fetcher. Its own module so that the routes and the server that builds it import it from below rather
-//! than from each other.
+//! What every handler reads: the configuration, the model registry, the generation service, metrics
+//! and span export. Its own module so that the routes and the server that builds it import it from
+//! below rather than from each other.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use crate::gateway::limiter::Limiter;
 use crate::gateway::quota::Quotas;
 use crate::gateway::redis_quota::{RedisSettings, SharedQuotas};
 use crate::gateway::Gateway;
+use crate::generation::GenerationService;
 use crate::metrics::Metrics;
 use crate::models::loading::MistralLoader;
 use crate::models::{ModelRegistry, RegistryError};
@@ -30,8 +31,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Span export, when `--otlp-endpoint` is set (started inside the runtime by `start`).
     pub spans: Option<SpanExporter>,
-    /// The image fetcher, when `--allow-remote-images` is set.
-    pub remote_images: Option<RemoteImages>,
+    /// The one entrance for generation (chat, completions, Responses, embeddings; HTTP and gRPC).
+    pub generation: GenerationService,
     /// Responses kept for `previous_response_id` and `GET /v1/responses/{id}`.
     pub responses: Arc<ResponseStore>,
     /// Set the first time the server is ready: the startup probe's answer from then on.
@@ -56,6 +57,12 @@ impl AppState {
     /// from the first request.
     pub fn new(config: Config, keys: KeysSpec) -> Self {
         let metrics = Arc::new(Metrics::new());
+        let models = ModelRegistry::new(
+            metrics.clone(),
+            Arc::new(MistralLoader),
+            config.server.drain_timeout,
+            config.models_file.is_some(),
+        );
         for key in &keys.keys {
             metrics.declare_key(&key.id);
         }
@@ -69,7 +76,6 @@ impl AppState {
                 None => Limiter::Local(Quotas::default()),
             },
             spans: None,
-            remote_images: config.server.allow_remote_images.then(RemoteImages::new),
             responses: Arc::new(
                 ResponseStore::new(
                     config.server.responses_store,
@@ -79,12 +85,12 @@ impl AppState {
                 )
                 .expect("server::start checks --limits-redis"),
             ),
-            models: ModelRegistry::new(
-                metrics.clone(),
-                Arc::new(MistralLoader),
-                config.server.drain_timeout,
-                config.models_file.is_some(),
+            generation: GenerationService::new(
+                models.clone(),
+                config.server.allow_remote_images.then(RemoteImages::new),
+                config.server.sse_keep_alive,
             ),
+            models,
             metrics,
             config: Arc::new(config),
             started: AtomicBool::new(false),

@@ -141,3 +141,64 @@ impl KeyBudget {
         }
     }
 }
+
+/// A request's settlement with its key: what it used, charged once, when its answer ends. The generation
+/// stream settles it as its last step (the totals, or on a failure what was used so far); a stream
+/// dropped before its end (the client went away) settles it here, with the tokens generated until then.
+/// A request that never got a slot is charged no tokens.
+pub struct Settlement {
+    budget: KeyBudget,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    admitted: bool,
+    settled: bool,
+}
+
+impl Settlement {
+    /// The settlement of `budget` for a request of `prompt_tokens` (as counted before generation).
+    pub fn new(budget: KeyBudget, prompt_tokens: usize) -> Self {
+        Settlement {
+            budget,
+            prompt_tokens: prompt_tokens as u64,
+            completion_tokens: 0,
+            admitted: false,
+            settled: false,
+        }
+    }
+
+    /// The request holds a slot: from now on it is charged what it uses.
+    pub fn admitted(&mut self) {
+        self.admitted = true;
+    }
+
+    /// Tokens generated (and sent) so far.
+    pub fn generated(&mut self, tokens: usize) {
+        self.completion_tokens += tokens as u64;
+    }
+
+    /// The answer is complete: charge its totals (the engine's counts where it reported them).
+    pub fn complete(&mut self, prompt_tokens: usize, completion_tokens: usize) {
+        self.prompt_tokens = prompt_tokens as u64;
+        self.completion_tokens = completion_tokens as u64;
+        self.settle();
+    }
+
+    /// Charges what was used (nothing, if the request never got a slot) and frees the key's slot; once.
+    pub fn settle(&mut self) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let used = if self.admitted {
+            self.prompt_tokens + self.completion_tokens
+        } else {
+            0
+        };
+        self.budget.settle(Some(used));
+    }
+}
+
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}

@@ -6,6 +6,7 @@ use base64::Engine as _;
 
 use crate::engine::{EmbeddingInput, Prompt};
 use crate::error::{ApiError, ValidationError};
+use crate::gateway::limiter::Settlement;
 use crate::models::ServedModel;
 use crate::request_log::RequestLog;
 
@@ -42,9 +43,11 @@ pub async fn embed(
     model: &ServedModel,
     inputs: Vec<EmbeddingInput>,
     log: &RequestLog,
+    settlement: &mut Settlement,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
     let permit = model.admission.admit(inputs.len()).await?;
     log.admitted();
+    settlement.admitted();
     let vectors = model.engine.embed(inputs).await?;
     drop(permit);
     Ok(vectors)

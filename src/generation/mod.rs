@@ -3,21 +3,20 @@
 //! type in it; `routes` (SSE / JSON) and `grpc` are thin adapters over it.
 //!
 //! - [`plan`]: bias ids, the grammar compiles, every prompt counted, `max_tokens` fitted to the context,
-//!   n × seed; then admission and submission.
-//! - [`admission`]: the bounded queue in front of the engine's slots, and the drain.
+//!   n × seed; [`run`]: then admission and submission.
 //! - [`choices`]: one choice's engine events with stop sequences cut out; all choices interleaved.
 //! - [`output`]: the events a writer frames, or the collected answer.
 //! - [`chat`]: tool calls parsed out of a chat answer (streamed or whole); [`completion`]: fill-in-the-
 //!   middle prompts, echo and `best_of`.
-//! - [`request`]: the validated request this core takes.
 
-pub mod admission;
 pub mod chat;
 pub mod choices;
 pub mod completion;
 pub mod embedding;
+pub mod inputs;
 pub mod output;
 pub mod plan;
-pub mod request;
+pub mod run;
+pub mod service;
 
-pub use plan::{plan, prompt_token_floor, PlannedGeneration};
+pub use service::{AnswerHead, Caller, GenerationService, Prepared};

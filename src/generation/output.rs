@@ -12,10 +12,11 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 
 use crate::api::common::{FinishReason, Usage};
-use crate::engine::TokenLogprob;
-use crate::error::ApiError;
-use crate::generation::admission::{AdmissionError, AdmissionPermit};
+use crate::engine::{EngineError, TokenLogprob};
+use crate::error::{ApiError, ValidationError};
+use crate::gateway::limiter::Settlement;
 use crate::generation::choices::{merged_choices, ChoiceEvent, ChoiceSource, ChoiceText};
+use crate::models::admission::{AdmissionError, AdmissionPermit};
 use crate::models::ServedModel;
 use crate::request_log::RequestLog;
 
@@ -68,15 +69,24 @@ pub enum GenerationEvent {
     Failed(ApiError),
 }
 
-/// How a streamed request is run: its counted prompt, the keep-alive interval, its log.
+/// How a request is run: its counted prompt, the keep-alive interval, its log and its settlement.
 pub struct StreamSettings {
     pub prompt_tokens: PromptCount,
     pub keep_alive: Duration,
     pub log: RequestLog,
+    /// The key's settlement, made as the stream's last step (or when it is dropped unfinished).
+    pub settlement: Settlement,
+    /// Whether a failure is logged here: after a stream's 200 nobody else logs it; a collected answer's
+    /// failure is returned as the response's error and logged there.
+    pub log_failures: bool,
+    /// The request field its output constraint came from, if it has one.
+    pub constraint: Option<&'static str>,
 }
 
-fn failed(error: ApiError, log: &RequestLog) -> GenerationEvent {
-    if error.is_failure() {
+fn failed(error: ApiError, log: &RequestLog, log_failures: bool) -> GenerationEvent {
+    if !log_failures {
+        // Returned as the response's error, and logged with it.
+    } else if error.is_failure() {
         tracing::error!(error = %error, "generation ended after the response started");
     } else {
         // An expected refusal (queue timeout, drain): the request log line records it.
@@ -96,6 +106,9 @@ pub fn events(
         prompt_tokens,
         keep_alive,
         log,
+        mut settlement,
+        log_failures,
+        constraint,
     } = settings;
     async_stream::stream! {
         let mut start = start;
@@ -105,11 +118,13 @@ pub fn events(
                 Err(_) => yield GenerationEvent::Idle,
                 Ok(Ok(started)) => break started,
                 Ok(Err(error)) => {
-                    yield failed(error, &log);
+                    settlement.settle();
+                    yield failed(error, &log, log_failures);
                     return;
                 }
             }
         };
+        settlement.admitted();
         for index in 0..sources.len() {
             yield GenerationEvent::Opened { index };
         }
@@ -129,6 +144,7 @@ pub fn events(
                 Some(Ok(None)) => break,
                 Some(Ok(Some(ChoiceEvent::Text(text)))) => {
                     log.tokens_arrived(text.tokens);
+                    settlement.generated(text.tokens);
                     yield GenerationEvent::Text(text);
                     continue;
                 }
@@ -139,15 +155,17 @@ pub fn events(
                     yield GenerationEvent::Finished { index, reason };
                     continue;
                 }
-                Some(Ok(Some(ChoiceEvent::Failed(error)))) => ApiError::from(error),
+                Some(Ok(Some(ChoiceEvent::Failed(error)))) => name_constraint(error.into(), constraint),
                 None => ApiError::from(AdmissionError::ShutDown),
             };
-            yield failed(error, &log);
+            settlement.settle();
+            yield failed(error, &log, log_failures);
             return;
         }
         let prompt_tokens = prompt_tokens.reported(engine_prompt_tokens);
         log.set_prompt_tokens(prompt_tokens);
         log.set_completion_tokens(completion_tokens);
+        settlement.complete(prompt_tokens, completion_tokens);
         yield GenerationEvent::Done(Usage::new(prompt_tokens, completion_tokens));
     }
 }
@@ -168,19 +186,35 @@ impl CollectedChoice {
     }
 }
 
-/// Runs every choice to its end for a non-streaming answer; returns the choices in index order and the
-/// completion tokens. Dropping this future (client gone) cancels the engine sequences.
+/// A constraint the engine's parser gave up on while decoding (a grammar that grows past its limits
+/// only after some tokens) is the request's own fault: a 400 naming the field it came from.
+fn name_constraint(error: ApiError, param: Option<&'static str>) -> ApiError {
+    match (error, param) {
+        (ApiError::Engine(EngineError::ConstraintFailed(message)), Some(param)) => {
+            ValidationError::invalid(
+                param,
+                format!("the constraint is too large for constrained decoding: {message}"),
+            )
+            .into()
+        }
+        (error, _) => error,
+    }
+}
+
+/// A collected answer: every choice whole, in index order, and the usage.
+#[derive(Debug)]
+pub struct Collected {
+    pub choices: Vec<CollectedChoice>,
+    pub usage: Usage,
+}
+
+/// Runs a request's events to their end for an answer sent whole: built on the same events a stream
+/// writes. Dropping this future (client gone) drops the events, which cancels the engine sequences.
 pub async fn collect(
-    started: Started,
-    prompt_tokens: PromptCount,
-    log: &RequestLog,
-) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
-    let Started {
-        mut permit,
-        sources,
-        model: _version,
-    } = started;
-    let mut choices: Vec<CollectedChoice> = (0..sources.len())
+    events: impl Stream<Item = GenerationEvent>,
+    sequences: usize,
+) -> Result<Collected, ApiError> {
+    let mut choices: Vec<CollectedChoice> = (0..sequences)
         .map(|index| CollectedChoice {
             index,
             text: String::new(),
@@ -188,46 +222,28 @@ pub async fn collect(
             finish_reason: FinishReason::Stop,
         })
         .collect();
-    let mut completion_tokens = 0;
-    let mut engine_prompt_tokens = None;
-    let mut merged = std::pin::pin!(merged_choices(sources));
-    loop {
-        let event = tokio::select! {
-            _ = permit.aborted() => return Err(AdmissionError::ShutDown.into()),
-            event = merged.next() => event,
-        };
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
         match event {
-            None => break,
-            Some(ChoiceEvent::Text(piece)) => {
-                log.tokens_arrived(piece.tokens);
+            GenerationEvent::Idle | GenerationEvent::Opened { .. } => {}
+            GenerationEvent::Text(piece) => {
                 let choice = &mut choices[piece.index];
                 choice.text.push_str(&piece.text);
                 choice.logprobs.extend(piece.logprobs);
             }
-            Some(ChoiceEvent::Finished {
-                index,
-                reason,
-                completion_tokens: n,
-                prompt_tokens: engine_prompt,
-            }) => {
-                completion_tokens += n;
-                engine_prompt_tokens = engine_prompt_tokens.max(engine_prompt);
-                choices[index].finish_reason = reason;
-                log.set_finish_reason(reason.as_str());
-            }
-            Some(ChoiceEvent::Failed(error)) => return Err(error.into()),
+            GenerationEvent::Finished { index, reason } => choices[index].finish_reason = reason,
+            GenerationEvent::Done(usage) => return Ok(Collected { choices, usage }),
+            GenerationEvent::Failed(error) => return Err(error),
         }
     }
-    let prompt_tokens = prompt_tokens.reported(engine_prompt_tokens);
-    log.set_prompt_tokens(prompt_tokens);
-    log.set_completion_tokens(completion_tokens);
-    Ok((choices, Usage::new(prompt_tokens, completion_tokens)))
+    Err(AdmissionError::ShutDown.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::{EngineError, EngineEvent, EngineFinish, EventStream};
+    use futures::FutureExt;
 
     fn scripted(events: Vec<Result<EngineEvent, EngineError>>) -> EventStream {
         Box::pin(futures::stream::iter(events))
@@ -310,13 +326,12 @@ mod tests {
             ]),
             stop: vec![],
         };
-        let gate = crate::generation::admission::Admission::new(
-            crate::generation::admission::AdmissionLimits {
+        let gate =
+            crate::models::admission::Admission::new(crate::models::admission::AdmissionLimits {
                 max_running: 1,
                 max_waiting: 0,
                 queue_timeout: None,
-            },
-        );
+            });
         let started = Started {
             permit: gate.admit(1).await.unwrap(),
             sources: vec![source],
@@ -330,9 +345,16 @@ mod tests {
             counted: 5,
             single_prompt: true,
         };
-        let (choices, usage) = collect(started, one_prompt, &RequestLog::default())
-            .await
-            .unwrap();
+        let settings = StreamSettings {
+            prompt_tokens: one_prompt,
+            keep_alive: Duration::from_secs(60),
+            log: RequestLog::default(),
+            settlement: Settlement::new(crate::gateway::limiter::KeyBudget::unlimited(), 5),
+            log_failures: false,
+            constraint: None,
+        };
+        let started = futures::future::ready(Ok(started)).boxed();
+        let Collected { choices, usage } = collect(events(started, settings), 1).await.unwrap();
         assert_eq!(usage, Usage::new(12, 7));
         assert_eq!(choices[0].finish_reason, FinishReason::Length);
         assert_eq!(choices[0].text, "a");

@@ -1,40 +1,31 @@
 //! Planning and submission: everything that can still be refused with a 4xx is decided before a request
 //! waits for a slot (bias ids, the grammar compiles, every prompt counted, `max_tokens` fitted, n × seed);
-//! then it waits for admission and its choices go to the engine.
+//! `generation::run` then waits for admission and sends its choices to the engine.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::{FutureExt, Stream, StreamExt};
-
-use crate::api::common::Usage;
-use crate::engine::{EngineError, GenerationRequest, OutputConstraint, Prompt};
+use crate::engine::{EngineError, OutputConstraint, Prompt};
 use crate::error::{ApiError, ValidationError};
-use crate::generation::admission::{AdmissionPermit, Admitted};
-use crate::generation::choices::ChoiceSource;
-use crate::generation::output::{
-    self, CollectedChoice, GenerationEvent, PromptCount, Started, StreamSettings,
-};
-use crate::generation::request::ValidatedGeneration;
+use crate::generation::output::PromptCount;
 use crate::models::ServedModel;
 use crate::request_log::RequestLog;
+use crate::validate::generation::ValidatedGeneration;
 
 /// One choice, counted and fitted to the context, not yet submitted.
-struct PlannedChoice {
-    prompt: Prompt,
-    max_tokens: usize,
-    seed: Option<u64>,
+pub(super) struct PlannedChoice {
+    pub(super) prompt: Prompt,
+    pub(super) max_tokens: usize,
+    pub(super) seed: Option<u64>,
 }
 
 /// A request's choices, counted and fitted to the context, not yet submitted: everything that can still
 /// be refused with a 4xx is decided before the request waits for a slot.
 pub struct PlannedGeneration {
-    model: Arc<ServedModel>,
-    generation: ValidatedGeneration,
-    choices: Vec<PlannedChoice>,
-    log: RequestLog,
-    prompt_tokens: PromptCount,
+    pub(super) model: Arc<ServedModel>,
+    pub(super) generation: ValidatedGeneration,
+    pub(super) choices: Vec<PlannedChoice>,
+    pub(super) log: RequestLog,
+    pub(super) prompt_tokens: PromptCount,
 }
 
 /// Counts every prompt with the engine's own template and tokenizer and fits `max_tokens` to the context.
@@ -140,129 +131,13 @@ impl PlannedGeneration {
         }
         true
     }
-
-    /// Submits every choice under an admission permit, which then also covers the engine's hold on each
-    /// sequence: the slot is free only once the engine has really let go of it.
-    async fn submit(self, mut permit: AdmissionPermit) -> Result<Started, ApiError> {
-        self.log.admitted();
-        let mut sources = Vec::with_capacity(self.choices.len());
-        // `best_of` ranks its candidates by their total log probability, so they need logprobs.
-        let logprobs = match self.generation.logprobs {
-            None if self.generation.generated > self.generation.n => Some(0),
-            other => other,
-        };
-        for (index, choice) in self.choices.into_iter().enumerate() {
-            let submitted = self
-                .model
-                .engine
-                .generate(GenerationRequest {
-                    seed: choice.seed,
-                    logit_bias: self.generation.logit_bias.clone(),
-                    logprobs,
-                    constraint: self.generation.constraint.clone(),
-                    ..GenerationRequest::new(
-                        choice.prompt,
-                        self.generation.sampling.clone(),
-                        choice.max_tokens,
-                        self.generation.stop.clone(),
-                    )
-                })
-                .await?;
-            permit.also_hold(submitted.held);
-            sources.push(ChoiceSource {
-                index,
-                events: submitted.events,
-                stop: self.generation.stop.clone(),
-            });
-        }
-        Ok(Started {
-            permit,
-            sources,
-            model: self.model,
-        })
-    }
-
-    /// Waits for a slot, submits, and runs every choice to its end: for answers that are sent whole.
-    /// Returns the choices in index order and the usage. Dropping the future cancels the sequences.
-    pub async fn collect(self) -> Result<(Vec<CollectedChoice>, Usage), ApiError> {
-        let (prompt_tokens, log) = (self.prompt_tokens, self.log.clone());
-        let permit = self.model.admission.admit(self.sequences()).await?;
-        let param = self.generation.constraint.as_ref().map(constraint_param);
-        let started = self.submit(permit).await?;
-        output::collect(started, prompt_tokens, &log)
-            .await
-            .map_err(|error| name_constraint(error, param))
-    }
-
-    /// For streams: the events a writer frames. A request refused at once (queue full, draining) is an
-    /// error here, before any response has begun; see [`Self::start_streaming`] for one that waits.
-    pub async fn stream(
-        self,
-        keep_alive: Duration,
-    ) -> Result<impl Stream<Item = GenerationEvent> + Send + 'static, ApiError> {
-        let settings = StreamSettings {
-            prompt_tokens: self.prompt_tokens,
-            keep_alive,
-            log: self.log.clone(),
-        };
-        let param = self.generation.constraint.as_ref().map(constraint_param);
-        let start = self.start_streaming(keep_alive).await?;
-        Ok(
-            output::events(start, settings).map(move |event| match event {
-                GenerationEvent::Failed(error) => {
-                    GenerationEvent::Failed(name_constraint(error, param))
-                }
-                other => other,
-            }),
-        )
-    }
-
-    /// For streams: a request admitted within `headers_within` is submitted now, so that a refusal is
-    /// still a plain 4xx/5xx. One that has to wait longer gets its 200 and waits inside the SSE body, with
-    /// keep-alive comments, so that proxies do not cut a queued stream; a refusal then arrives as an error
-    /// event before any token.
-    async fn start_streaming(
-        self,
-        headers_within: Duration,
-    ) -> Result<BoxFuture<'static, Result<Started, ApiError>>, ApiError> {
-        let admission = self.model.admission.clone();
-        match admission
-            .admit_or_defer(self.sequences(), headers_within)
-            .await?
-        {
-            Admitted::Now(permit) => {
-                let started = self.submit(permit).await?;
-                Ok(futures::future::ready(Ok(started)).boxed())
-            }
-            Admitted::Queued(waiting) => Ok(async move {
-                let permit = waiting.await?;
-                self.submit(permit).await
-            }
-            .boxed()),
-        }
-    }
 }
 
 /// The request field a constraint came from.
-fn constraint_param(constraint: &OutputConstraint) -> &'static str {
+pub(super) fn constraint_param(constraint: &OutputConstraint) -> &'static str {
     match constraint {
         OutputConstraint::JsonSchema(_) => "response_format",
         OutputConstraint::Lark(_) => "tools",
-    }
-}
-
-/// A constraint the engine's parser gave up on while decoding (a grammar that grows past its limits
-/// only after some tokens) is the request's own fault: a 400 naming the field it came from.
-fn name_constraint(error: ApiError, param: Option<&'static str>) -> ApiError {
-    match (error, param) {
-        (ApiError::Engine(EngineError::ConstraintFailed(message)), Some(param)) => {
-            ValidationError::invalid(
-                param,
-                format!("the constraint is too large for constrained decoding: {message}"),
-            )
-            .into()
-        }
-        (error, _) => error,
     }
 }
 

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::gateway::access::{authorize, policy, Access, Authentication, Policy};
 use crate::gateway::limiter::KeyBudget;
 use crate::gateway::{GatewayError, Principal};
+use crate::generation::Caller;
 use crate::request_log::{CallLog, RequestLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::state::AppState;
 
@@ -143,12 +144,13 @@ pub async fn decide(
 }
 
 /// A handler's caller, for its policy `P`: the grant the layer made for this call, whose access must
-/// be `P`'s (a handler and the table that disagree refuse the call). Its key goes into the call's log,
-/// and its budget is settled with the call's usage when the call ends.
+/// be `P`'s (a handler and the table that disagree refuse the call). Its key goes into the call's log;
+/// its budget goes with the call into the generation service, which settles it at the answer's end
+/// (a call that never reaches generation frees its slot when the budget is dropped).
 pub fn authorized<P: Policy, T>(
     request: &Request<T>,
     log: &RequestLog,
-) -> Result<(Principal, KeyBudget), ApiError> {
+) -> Result<Caller, ApiError> {
     let grant = request
         .extensions()
         .get::<Grant>()
@@ -158,16 +160,10 @@ pub fn authorized<P: Policy, T>(
     if let Some(key) = grant.caller.key_id.as_deref() {
         log.set_key(key);
     }
-    let settled = grant.budget.clone();
-    log.on_end(move |usage| {
-        let used = if usage.admitted {
-            (usage.prompt_tokens + usage.completion_tokens) as u64
-        } else {
-            0
-        };
-        settled.settle(Some(used));
-    });
-    Ok((grant.caller, grant.budget))
+    Ok(Caller {
+        principal: grant.caller,
+        budget: grant.budget,
+    })
 }
 
 /// The tower layer that puts [`decide`] in front of every gRPC service.

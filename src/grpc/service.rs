@@ -11,10 +11,9 @@ use crate::api::common::{FinishReason, Usage};
 use crate::api::models::{ModelKind, ModelStatus};
 use crate::engine::Prompt;
 use crate::error::ApiError;
-use crate::front;
 use crate::gateway::access::policy;
 use crate::generation::chat::{call_id, ChatChoiceText};
-use crate::generation::output::GenerationEvent;
+use crate::generation::output::{Collected, GenerationEvent};
 use crate::grpc::auth::authorized;
 use crate::grpc::convert;
 use crate::grpc::proto::llmserve_server::Llmserve;
@@ -103,15 +102,12 @@ impl Llmserve for GrpcService {
     ) -> Result<Response<Self::GenerateStream>, Status> {
         let mut call = self.call("Generate", &request);
         let (log, span) = (call.log(), call.span());
-        let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
-            let (caller, budget) = authorized::<policy::Completions, _>(&request, &log)?;
+            let caller = authorized::<policy::Completions, _>(&request, &log)?;
             let wire = convert::completion(request.get_ref())?;
-            let prepared = front::completion(&self.state, &caller, &budget, wire, &log)
-                .await?
-                .prepared;
-            let events = prepared.planned.stream(keep_alive).await?;
-            Ok::<_, ApiError>((prepared.model, events))
+            let prepared = self.state.generation.prepare(wire, caller, &log).await?;
+            let (head, events) = prepared.stream().await?;
+            Ok::<_, ApiError>((head.model, events))
         }
         .instrument(span)
         .await;
@@ -151,17 +147,21 @@ impl Llmserve for GrpcService {
         let mut call = self.call("GenerateOnce", &request);
         let (log, span) = (call.log(), call.span());
         let answered = async {
-            let (caller, budget) = authorized::<policy::Completions, _>(&request, &log)?;
+            let caller = authorized::<policy::Completions, _>(&request, &log)?;
             let wire = convert::completion(request.get_ref())?;
-            let prepared = front::completion(&self.state, &caller, &budget, wire, &log)
-                .await?
-                .prepared;
-            let (choices, totals) = prepared.planned.collect().await?;
-            Ok::<_, ApiError>((prepared.model, choices, totals))
+            let prepared = self.state.generation.prepare(wire, caller, &log).await?;
+            let (head, collected) = prepared.collect().await?;
+            Ok::<_, ApiError>((head.model, collected))
         }
         .instrument(span)
         .await;
-        let (model, choices, totals) = answered.map_err(|error| refuse(&mut call, &error))?;
+        let (
+            model,
+            Collected {
+                choices,
+                usage: totals,
+            },
+        ) = answered.map_err(|error| refuse(&mut call, &error))?;
         call.completed();
         let choice = choices.into_iter().next().expect("one prompt, one choice");
         Ok(Response::new(proto::GenerateOnceResponse {
@@ -179,15 +179,12 @@ impl Llmserve for GrpcService {
     ) -> Result<Response<Self::ChatStream>, Status> {
         let mut call = self.call("Chat", &request);
         let (log, span) = (call.log(), call.span());
-        let keep_alive = self.state.config.server.sse_keep_alive;
         let started = async {
-            let (caller, budget) = authorized::<policy::ChatCompletions, _>(&request, &log)?;
+            let caller = authorized::<policy::ChatCompletions, _>(&request, &log)?;
             let wire = convert::chat(request.get_ref())?;
-            let identity = front::identity(&caller, wire.caller_identity());
-            let resolved = self.state.models.resolve(wire.model.as_deref(), identity);
-            let chat = front::chat(&caller, &budget, resolved, wire, &log).await?;
-            let events = chat.prepared.planned.stream(keep_alive).await?;
-            Ok::<_, ApiError>((chat.prepared.model, events, chat.parse_tools))
+            let prepared = self.state.generation.prepare(wire, caller, &log).await?;
+            let (head, events) = prepared.stream().await?;
+            Ok::<_, ApiError>((head.model, events, head.shape.parse_tools))
         }
         .instrument(span)
         .await;
@@ -241,7 +238,7 @@ impl Llmserve for GrpcService {
         request: Request<proto::ListModelsRequest>,
     ) -> Result<Response<proto::ListModelsResponse>, Status> {
         let mut call = self.call("ListModels", &request);
-        let (caller, _) = authorized::<policy::ModelsRead, _>(&request, &call.log())
+        let caller = authorized::<policy::ModelsRead, _>(&request, &call.log())
             .map_err(|error| refuse(&mut call, &error))?;
         call.completed();
         let models = self
@@ -249,7 +246,7 @@ impl Llmserve for GrpcService {
             .models
             .list()
             .into_iter()
-            .filter(|m| caller.may_use(&m.id))
+            .filter(|m| caller.principal.may_use(&m.id))
             .map(|m| proto::Model {
                 version: match m.kind {
                     ModelKind::Alias => String::new(),
@@ -288,13 +285,13 @@ impl Llmserve for GrpcService {
     ) -> Result<Response<proto::TokenizeResponse>, Status> {
         let mut call = self.call("Tokenize", &request);
         let log = call.log();
-        let caller = authorized::<policy::Tokenize, _>(&request, &log).map(|(caller, _)| caller);
+        let caller = authorized::<policy::Tokenize, _>(&request, &log);
         let request = request.into_inner();
         let model_name = (!request.model.is_empty()).then_some(request.model.as_str());
         let tokenized = async {
             let caller = caller?;
             let model = self.state.models.resolve(model_name, None)?;
-            caller.check_model(&model.requested)?;
+            caller.principal.check_model(&model.requested)?;
             let tokens = model.engine.tokenize(&Prompt::Text(request.text)).await?;
             Ok::<_, ApiError>((tokens, model.engine.info().context_length))
         }

@@ -9,7 +9,7 @@ use tonic::{Code, Status};
 use crate::engine::EngineError;
 use crate::error::ApiError;
 use crate::gateway::GatewayError;
-use crate::generation::admission::AdmissionError;
+use crate::models::admission::AdmissionError;
 use crate::models::error::RegistryError;
 use crate::request_log::CallLog;
 use crate::responses::ResponsesError;

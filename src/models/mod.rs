@@ -2,6 +2,7 @@
 //! weight, the one lookup per request ([`ModelRegistry::resolve`]) and hot swap ([`registry`]);
 //! [`routing`] picks a version of an alias; [`loading`] turns a configured source into a warmed-up engine.
 
+pub mod admission;
 pub mod error;
 pub mod loading;
 pub mod registry;
@@ -11,7 +12,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::generation::admission::Admission;
+use admission::Admission;
 
 pub use error::RegistryError;
 pub use registry::{ModelRegistry, VersionStatus};
@@ -51,7 +52,7 @@ impl ServedModel {
     /// A ready version around an engine, for the tests of the layers above.
     #[cfg(test)]
     pub fn for_tests(engine: Arc<dyn Engine>) -> Arc<ServedModel> {
-        use crate::generation::admission::AdmissionLimits;
+        use crate::models::admission::AdmissionLimits;
         Arc::new(ServedModel {
             name: "m".into(),
             version: "v".into(),

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use super::ResponsesError;
 use crate::api::chat::ChatCompletionRequest;
 use crate::api::responses::CreateResponseRequest;
+use crate::error::{ApiError, ValidationError};
 
 /// The chat request of a Responses request, and the conversation it carries (the earlier turns and this
 /// input as chat messages, without `instructions`): stored with the output, it is where a continuing
@@ -388,6 +389,31 @@ fn response_format(format: Option<&Value>) -> Result<Option<Value>, ResponsesErr
             "text.format.type",
             "`text.format.type` must be `text`, `json_object` or `json_schema`",
         )),
+    }
+}
+
+/// The chat path's errors named by the Responses fields they came from.
+pub fn in_responses_terms(error: ApiError) -> ApiError {
+    let rename = |param: &'static str| match param {
+        "messages" => "input",
+        "max_tokens" => "max_output_tokens",
+        "response_format" => "text.format",
+        other => other,
+    };
+    match error {
+        ApiError::Validation(ValidationError::Invalid { param, message }) => {
+            ApiError::Validation(ValidationError::Invalid {
+                param: rename(param),
+                message,
+            })
+        }
+        ApiError::Validation(ValidationError::Unsupported { param, message }) => {
+            ApiError::Validation(ValidationError::Unsupported {
+                param: rename(param),
+                message,
+            })
+        }
+        other => other,
     }
 }
 

@@ -4,13 +4,14 @@
 //!
 //! Translating rather than a second generation path keeps one set of rules (tool prompting and grammars,
 //! JSON output, context checks) for both APIs; what only the Responses API has (items, instructions,
-//! stored conversations, its event stream) lives here and in `routes::responses`.
+//! stored conversations, its event stream: [`stream`]) lives here; `routes::responses` only translates.
 
 pub mod input;
 pub mod output;
 pub mod redis_store;
 pub mod store;
 pub mod stored;
+pub mod stream;
 
 /// A Responses request the API refuses, or a response that is not there.
 #[derive(Debug, thiserror::Error, PartialEq)]

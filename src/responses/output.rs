@@ -8,7 +8,8 @@ use crate::api::responses::{
     CreateResponseRequest, IncompleteDetails, ItemStatus, OutputItem, OutputText, ResponseError,
     ResponseObject, ResponseStatus, ResponseUsage,
 };
-use crate::generation::chat::ChatAnswer;
+use crate::generation::chat::{self, ChatAnswer};
+use crate::generation::output::Collected;
 use crate::ids;
 
 /// A fresh response id.
@@ -82,6 +83,25 @@ pub fn finished(response: &mut ResponseObject, reason: FinishReason, usage: Usag
     } else {
         response.status = ResponseStatus::Completed;
     }
+}
+
+/// The response of a whole (not streamed) answer: its one choice's text as output items, its status
+/// and usage.
+pub fn whole(
+    mut response: ResponseObject,
+    parse_tools: bool,
+    collected: Collected,
+) -> ResponseObject {
+    let choice = collected
+        .choices
+        .into_iter()
+        .next()
+        .expect("a response has one choice");
+    let answer = chat::chat_answer(choice.text, parse_tools, choice.finish_reason);
+    let reason = answer.finish_reason;
+    response.output = items(answer);
+    finished(&mut response, reason, collected.usage);
+    response
 }
 
 /// A response whose generation failed after its stream began.

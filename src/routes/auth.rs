@@ -134,7 +134,9 @@ where
     }
 }
 
-/// The key's admission and byte cap, before the body: settled when the response ends, however it ends.
+/// The key's admission and byte cap, before the body. The budget goes with the request into the
+/// generation service, which settles it at the answer's end; a request that never gets there frees its
+/// slot when its budget is dropped.
 async fn admit(
     state: &AppState,
     caller: &Principal,
@@ -154,18 +156,5 @@ async fn admit(
         }
         req.extensions_mut().insert(KeyBodyLimit(limit));
     }
-    let budget = state.limiter.admit(key, caller.limits).await?;
-    let log = req.extensions().get::<RequestLog>().cloned();
-    if let Some(log) = log {
-        let settled = budget.clone();
-        log.on_end(move |usage| {
-            let used = if usage.admitted {
-                (usage.prompt_tokens + usage.completion_tokens) as u64
-            } else {
-                0
-            };
-            settled.settle(Some(used));
-        });
-    }
-    Ok(budget)
+    Ok(state.limiter.admit(key, caller.limits).await?)
 }

@@ -8,12 +8,12 @@ use crate::api::embeddings::{
 };
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::front::{self, PreparedEmbedding};
 use crate::generation::embedding;
+use crate::generation::service::{Caller, Embedded};
 use crate::request_log::RequestLog;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
-use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
+use crate::routes::json_answer;
 use crate::state::AppState;
 
 /// Creates embeddings of the input: one vector per string or token list, in input order.
@@ -36,26 +36,31 @@ pub async fn create_embeddings(
     state: web::Data<AppState>,
     log: RequestLog,
 ) -> Result<HttpResponse, ApiError> {
-    let (caller, budget, body) = guarded.into_parts();
-    let PreparedEmbedding {
+    let (principal, budget, body) = guarded.into_parts();
+    let caller = Caller { principal, budget };
+    let Embedded {
         model,
-        embedding: request,
+        vectors,
+        dimensions,
+        base64,
         prompt_tokens,
         rate_headers,
-    } = front::embedding(&state, &caller, &budget, body.into_inner(), &log).await?;
-    let vectors = embedding::embed(&model, request.inputs, &log).await?;
+    } = state
+        .generation
+        .embed(body.into_inner(), caller, &log)
+        .await?;
     let data = vectors
         .into_iter()
         .enumerate()
         .map(|(index, vector)| {
-            let vector = match request.dimensions {
+            let vector = match dimensions {
                 Some(dimensions) => embedding::shorten(vector, dimensions),
                 None => vector,
             };
             Embedding {
                 object: "embedding".to_string(),
                 index,
-                embedding: if request.base64 {
+                embedding: if base64 {
                     EmbeddingVector::Base64(embedding::base64(&vector))
                 } else {
                     EmbeddingVector::Float(vector)
@@ -63,16 +68,14 @@ pub async fn create_embeddings(
             }
         })
         .collect();
-    let response = HttpResponse::Ok()
-        .insert_header((MODEL_VERSION_HEADER, model.id.as_str()))
-        .json(EmbeddingList {
-            object: "list".to_string(),
-            data,
-            model: model.requested.clone(),
-            usage: EmbeddingUsage {
-                prompt_tokens,
-                total_tokens: prompt_tokens,
-            },
-        });
-    Ok(with_rate_headers(&rate_headers, response))
+    let list = EmbeddingList {
+        object: "list".to_string(),
+        data,
+        model: model.requested.clone(),
+        usage: EmbeddingUsage {
+            prompt_tokens,
+            total_tokens: prompt_tokens,
+        },
+    };
+    Ok(json_answer(&model.id, &rate_headers, list))
 }

@@ -165,6 +165,18 @@ pub async fn not_found(
 }
 
 /// The caller's `x-ratelimit-*` headers on a response.
+/// A whole answer: `200` JSON naming the version that answered, with the caller's `x-ratelimit-*`.
+pub fn json_answer(
+    version: &str,
+    headers: &crate::gateway::quota::RateHeaders,
+    body: impl serde::Serialize,
+) -> actix_web::HttpResponse {
+    let response = actix_web::HttpResponse::Ok()
+        .insert_header((MODEL_VERSION_HEADER, version))
+        .json(body);
+    with_rate_headers(headers, response)
+}
+
 pub fn with_rate_headers(
     headers: &crate::gateway::quota::RateHeaders,
     mut response: actix_web::HttpResponse,

@@ -1,34 +1,28 @@
 //! `/v1/responses`: create (JSON or a stream of named events), retrieve and delete. A request is
-//! translated into a chat request (`responses::input`) and served by the chat path; its answer becomes
-//! output items, and the response is kept (unless `store: false`) for `previous_response_id`.
+//! translated into a chat request (`responses::input`) and served by the generation service; its
+//! answer becomes output items (`responses::output`, `responses::stream`), and the response is kept
+//! (unless `store: false`) for `previous_response_id`.
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use serde_json::Value;
 
-use crate::api::common::{FinishReason, Usage};
 use crate::api::responses::{
-    CreateResponseRequest, DeletedResponse, ItemStatus, OutputItem, OutputText, ResponseEventKind,
-    ResponseObject, ResponseStatus, ResponseStreamEvent,
+    CreateResponseRequest, DeletedResponse, ResponseObject, ResponseStreamEvent,
 };
-use crate::engine::TokenLogprob;
-use crate::error::{ApiError, ValidationError};
+use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::front::{Prepared, PreparedChat};
-use crate::generation::chat::{self, ChatChoiceText};
+use crate::generation::Caller;
 use crate::ids;
 use crate::request_log::RequestLog;
 use crate::responses::input::{self, ChatInput};
 use crate::responses::output;
-use crate::responses::store::{ResponseStore, StoredResponse};
+use crate::responses::stream::{Keep, ResponseEvents};
 use crate::responses::ResponsesError;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
-use crate::routes::sse::{self, ChunkFormat, SseEvent};
-use crate::routes::{with_rate_headers, MODEL_VERSION_HEADER};
+use crate::routes::{json_answer, sse};
 use crate::state::AppState;
-use crate::tools::ToolEvent;
 
 /// Creates a model response (OpenAI's Responses API).
 ///
@@ -56,9 +50,9 @@ pub async fn create_response(
     state: web::Data<AppState>,
     log: RequestLog,
 ) -> Result<HttpResponse, ApiError> {
-    let (caller, budget, body) = guarded.into_parts();
+    let (principal, budget, body) = guarded.into_parts();
     let request = body.into_inner();
-    let owner = caller.key_id.clone();
+    let owner = principal.key_id.clone();
     let previous = match request.previous_response_id.as_deref() {
         Some(id) => {
             state
@@ -74,57 +68,38 @@ pub async fn create_response(
         request: chat_request,
         conversation,
     } = input::to_chat(&request, &previous)?;
-    let PreparedChat {
-        prepared:
-            Prepared {
-                model,
-                generation,
-                planned,
-                rate_headers,
-            },
-        parse_tools,
-    } = super::chat::prepare(&state, &caller, &budget, chat_request, &log)
+    let caller = Caller { principal, budget };
+    let prepared = state
+        .generation
+        .prepare(chat_request, caller, &log)
         .await
-        .map_err(in_responses_terms)?;
+        .map_err(input::in_responses_terms)?;
     let response = output::in_progress(
         &request,
         output::response_id(),
-        model.requested.clone(),
+        prepared.head.model.requested.clone(),
         ids::unix_now(),
     );
-    let keep = response.store.then(|| Keep {
-        store: state.responses.clone(),
-        owner,
-        conversation,
-    });
+    let keep = response
+        .store
+        .then(|| Keep::new(state.responses.clone(), owner, conversation));
 
-    if generation.stream {
-        let format = ResponseEvents::new(response, parse_tools, keep);
-        let events = planned.stream(state.config.server.sse_keep_alive).await?;
-        let body = sse::sse_body(format, events);
-        return Ok(with_rate_headers(
-            &rate_headers,
-            sse::sse_response(&model.id, body),
+    if prepared.head.generation.stream {
+        let (head, events) = prepared.stream().await?;
+        let format = ResponseEvents::new(response, head.shape.parse_tools, keep);
+        return Ok(sse::stream_answer(
+            &head.model.id,
+            &head.rate_headers,
+            format,
+            events,
         ));
     }
-
-    let (choices, usage) = planned.collect().await?;
-    let mut response = response;
-    let choice = choices
-        .into_iter()
-        .next()
-        .expect("a response has one choice");
-    let answer = chat::chat_answer(choice.text, parse_tools, choice.finish_reason);
-    let reason = answer.finish_reason;
-    response.output = output::items(answer);
-    output::finished(&mut response, reason, usage);
+    let (head, collected) = prepared.collect().await?;
+    let response = output::whole(response, head.shape.parse_tools, collected);
     if let Some(keep) = keep {
         keep.put(&response);
     }
-    let reply = HttpResponse::Ok()
-        .insert_header((MODEL_VERSION_HEADER, model.id.as_str()))
-        .json(&response);
-    Ok(with_rate_headers(&rate_headers, reply))
+    Ok(json_answer(&head.model.id, &head.rate_headers, &response))
 }
 
 /// Retrieves a stored response (one this API key created, within the store's bounds).
@@ -183,417 +158,4 @@ pub async fn delete_response(
         object: "response".to_string(),
         deleted: true,
     }))
-}
-
-/// The chat path's errors named by the Responses fields they came from.
-fn in_responses_terms(error: ApiError) -> ApiError {
-    let rename = |param: &'static str| match param {
-        "messages" => "input",
-        "max_tokens" => "max_output_tokens",
-        "response_format" => "text.format",
-        other => other,
-    };
-    match error {
-        ApiError::Validation(ValidationError::Invalid { param, message }) => {
-            ApiError::Validation(ValidationError::Invalid {
-                param: rename(param),
-                message,
-            })
-        }
-        ApiError::Validation(ValidationError::Unsupported { param, message }) => {
-            ApiError::Validation(ValidationError::Unsupported {
-                param: rename(param),
-                message,
-            })
-        }
-        other => other,
-    }
-}
-
-/// Where a finished response is kept (`store`, the default): its owner's key and its conversation.
-struct Keep {
-    store: Arc<ResponseStore>,
-    owner: Option<String>,
-    conversation: Vec<Value>,
-}
-
-impl Keep {
-    fn put(self, response: &ResponseObject) {
-        let mut conversation = self.conversation;
-        conversation.extend(output::assistant_turn(&response.output));
-        self.store.put(
-            self.owner.as_deref(),
-            StoredResponse {
-                response: Arc::new(response.clone()),
-                conversation: Arc::new(conversation),
-            },
-        );
-    }
-}
-
-/// The message item being streamed.
-struct OpenMessage {
-    output_index: usize,
-    id: String,
-    text: String,
-}
-
-/// A function-call item being streamed.
-struct OpenCall {
-    output_index: usize,
-    id: String,
-    call_id: String,
-    name: String,
-    arguments: String,
-}
-
-/// The event stream of one response: its items opened, filled and closed as the text is parsed into
-/// content and calls, every event numbered.
-struct ResponseEvents {
-    response: ResponseObject,
-    sequence: u64,
-    text: ChatChoiceText,
-    message: Option<OpenMessage>,
-    call: Option<OpenCall>,
-    /// Items added so far (the next item's `output_index`).
-    added: usize,
-    /// Items done, by `output_index`.
-    done: Vec<(usize, OutputItem)>,
-    reason: FinishReason,
-    keep: Option<Keep>,
-}
-
-impl ResponseEvents {
-    fn new(response: ResponseObject, parse_tools: bool, keep: Option<Keep>) -> Self {
-        ResponseEvents {
-            response,
-            sequence: 0,
-            text: ChatChoiceText::new(parse_tools),
-            message: None,
-            call: None,
-            added: 0,
-            done: Vec::new(),
-            reason: FinishReason::Stop,
-            keep,
-        }
-    }
-
-    fn event(&mut self, event: ResponseEventKind) -> SseEvent {
-        let name = event.name();
-        let numbered = ResponseStreamEvent {
-            event,
-            sequence_number: self.sequence,
-        };
-        self.sequence += 1;
-        SseEvent::named(
-            name,
-            serde_json::to_string(&numbered).expect("events serialize"),
-        )
-    }
-
-    fn snapshot(&self) -> Box<ResponseObject> {
-        Box::new(self.response.clone())
-    }
-
-    fn parsed(&mut self, events: Vec<ToolEvent>) -> Vec<SseEvent> {
-        let mut out = Vec::new();
-        for event in events {
-            match event {
-                ToolEvent::Content(text) if text.is_empty() => {}
-                ToolEvent::Content(text) => {
-                    if self.message.is_none() {
-                        out.extend(self.close_call(ItemStatus::Completed));
-                        out.extend(self.open_message());
-                    }
-                    let message = self.message.as_mut().expect("opened above");
-                    message.text.push_str(&text);
-                    let (item_id, output_index) = (message.id.clone(), message.output_index);
-                    out.push(self.event(ResponseEventKind::OutputTextDelta {
-                        item_id,
-                        output_index,
-                        content_index: 0,
-                        delta: text,
-                        logprobs: Vec::new(),
-                    }));
-                }
-                ToolEvent::CallStart { name, .. } => {
-                    out.extend(self.close_message(ItemStatus::Completed));
-                    out.extend(self.close_call(ItemStatus::Completed));
-                    let call = OpenCall {
-                        output_index: self.added,
-                        id: output::function_call_id(),
-                        call_id: chat::call_id(),
-                        name,
-                        arguments: String::new(),
-                    };
-                    self.added += 1;
-                    let item = OutputItem::FunctionCall {
-                        id: call.id.clone(),
-                        call_id: call.call_id.clone(),
-                        name: call.name.clone(),
-                        arguments: String::new(),
-                        status: ItemStatus::InProgress,
-                    };
-                    let output_index = call.output_index;
-                    self.call = Some(call);
-                    out.push(self.event(ResponseEventKind::OutputItemAdded { output_index, item }));
-                }
-                ToolEvent::Arguments { fragment, .. } => {
-                    let Some(call) = self.call.as_mut() else {
-                        continue;
-                    };
-                    call.arguments.push_str(&fragment);
-                    let (item_id, output_index) = (call.id.clone(), call.output_index);
-                    out.push(self.event(ResponseEventKind::FunctionCallArgumentsDelta {
-                        item_id,
-                        output_index,
-                        delta: fragment,
-                    }));
-                }
-            }
-        }
-        out
-    }
-
-    fn open_message(&mut self) -> Vec<SseEvent> {
-        let message = OpenMessage {
-            output_index: self.added,
-            id: output::message_id(),
-            text: String::new(),
-        };
-        self.added += 1;
-        let item = OutputItem::Message {
-            id: message.id.clone(),
-            status: ItemStatus::InProgress,
-            role: "assistant".to_string(),
-            content: Vec::new(),
-        };
-        let (item_id, output_index) = (message.id.clone(), message.output_index);
-        self.message = Some(message);
-        vec![
-            self.event(ResponseEventKind::OutputItemAdded { output_index, item }),
-            self.event(ResponseEventKind::ContentPartAdded {
-                item_id,
-                output_index,
-                content_index: 0,
-                part: OutputText::new(String::new()),
-            }),
-        ]
-    }
-
-    fn close_message(&mut self, status: ItemStatus) -> Vec<SseEvent> {
-        let Some(message) = self.message.take() else {
-            return Vec::new();
-        };
-        let part = OutputText::new(message.text.clone());
-        let item = OutputItem::Message {
-            id: message.id.clone(),
-            status,
-            role: "assistant".to_string(),
-            content: vec![part.clone()],
-        };
-        self.done.push((message.output_index, item.clone()));
-        vec![
-            self.event(ResponseEventKind::OutputTextDone {
-                item_id: message.id.clone(),
-                output_index: message.output_index,
-                content_index: 0,
-                text: message.text,
-                logprobs: Vec::new(),
-            }),
-            self.event(ResponseEventKind::ContentPartDone {
-                item_id: message.id,
-                output_index: message.output_index,
-                content_index: 0,
-                part,
-            }),
-            self.event(ResponseEventKind::OutputItemDone {
-                output_index: message.output_index,
-                item,
-            }),
-        ]
-    }
-
-    fn close_call(&mut self, status: ItemStatus) -> Vec<SseEvent> {
-        let Some(call) = self.call.take() else {
-            return Vec::new();
-        };
-        let item = OutputItem::FunctionCall {
-            id: call.id.clone(),
-            call_id: call.call_id,
-            name: call.name.clone(),
-            arguments: call.arguments.clone(),
-            status,
-        };
-        self.done.push((call.output_index, item.clone()));
-        vec![
-            self.event(ResponseEventKind::FunctionCallArgumentsDone {
-                item_id: call.id,
-                output_index: call.output_index,
-                name: call.name,
-                arguments: call.arguments,
-            }),
-            self.event(ResponseEventKind::OutputItemDone {
-                output_index: call.output_index,
-                item,
-            }),
-        ]
-    }
-}
-
-impl ChunkFormat for ResponseEvents {
-    const ENDS_WITH_DONE: bool = false;
-
-    fn prelude(&mut self) -> Vec<SseEvent> {
-        let created = self.snapshot();
-        let in_progress = self.snapshot();
-        vec![
-            self.event(ResponseEventKind::Created { response: created }),
-            self.event(ResponseEventKind::InProgress {
-                response: in_progress,
-            }),
-        ]
-    }
-
-    fn opening(&mut self, _: usize) -> Vec<SseEvent> {
-        Vec::new()
-    }
-
-    fn text(&mut self, _: usize, text: String, _: Vec<TokenLogprob>) -> Vec<SseEvent> {
-        let events = self.text.push(text);
-        self.parsed(events)
-    }
-
-    fn finish(&mut self, _: usize, reason: FinishReason) -> Vec<SseEvent> {
-        let (events, reason) = self.text.finish(reason);
-        self.reason = reason;
-        let mut out = self.parsed(events);
-        let status = output::item_status(reason);
-        out.extend(self.close_message(status));
-        out.extend(self.close_call(status));
-        out
-    }
-
-    fn closing(&mut self, usage: Usage) -> Vec<SseEvent> {
-        let mut done = std::mem::take(&mut self.done);
-        done.sort_by_key(|(index, _)| *index);
-        self.response.output = done.into_iter().map(|(_, item)| item).collect();
-        output::finished(&mut self.response, self.reason, usage);
-        if let Some(keep) = self.keep.take() {
-            keep.put(&self.response);
-        }
-        let response = self.snapshot();
-        let event = match self.response.status {
-            ResponseStatus::Incomplete => ResponseEventKind::Incomplete { response },
-            _ => ResponseEventKind::Completed { response },
-        };
-        vec![self.event(event)]
-    }
-
-    fn failure(&mut self, error: &ApiError) -> Vec<SseEvent> {
-        let envelope = error.envelope().error;
-        output::failed(
-            &mut self.response,
-            envelope.code.as_deref().unwrap_or(&envelope.kind),
-            envelope.message.clone(),
-        );
-        let response = self.snapshot();
-        vec![
-            self.event(ResponseEventKind::Error {
-                code: envelope.code,
-                message: envelope.message,
-                param: envelope.param,
-            }),
-            self.event(ResponseEventKind::Failed { response }),
-        ]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request() -> CreateResponseRequest {
-        serde_json::from_value(serde_json::json!({"input": "x"})).unwrap()
-    }
-
-    /// The events' JSON, each checked to be named after its `type`.
-    fn events_of(chunks: &[SseEvent]) -> Vec<Value> {
-        chunks
-            .iter()
-            .map(|c| {
-                let json: Value = serde_json::from_str(&c.data).unwrap();
-                assert_eq!(c.name, json["type"].as_str(), "{json}");
-                json
-            })
-            .collect()
-    }
-
-    /// The stream of a text-then-call answer: every event numbered in order, `type` first, items opened
-    /// before their deltas and closed before the next, the final response holding both items.
-    #[test]
-    fn events_follow_openai_order_with_sequence_numbers() {
-        let response = output::in_progress(&request(), "resp_1".into(), "m".into(), 0);
-        let mut format = ResponseEvents::new(response, true, None);
-        let mut chunks = format.prelude();
-        chunks.extend(format.opening(0));
-        for piece in [
-            "Hi",
-            " there.",
-            "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call>",
-        ] {
-            chunks.extend(format.text(0, piece.to_string(), Vec::new()));
-        }
-        chunks.extend(format.finish(0, FinishReason::Stop));
-        chunks.extend(format.closing(Usage::new(3, 4)));
-        assert!(chunks.iter().all(|c| c.data.starts_with("{\"type\":\"")));
-        let events = events_of(&chunks);
-        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-        assert_eq!(
-            types,
-            [
-                "response.created",
-                "response.in_progress",
-                "response.output_item.added",
-                "response.content_part.added",
-                "response.output_text.delta",
-                "response.output_text.delta",
-                "response.output_text.done",
-                "response.content_part.done",
-                "response.output_item.done",
-                "response.output_item.added",
-                "response.function_call_arguments.delta",
-                "response.function_call_arguments.done",
-                "response.output_item.done",
-                "response.completed",
-            ]
-        );
-        for (i, event) in events.iter().enumerate() {
-            assert_eq!(event["sequence_number"], i as u64);
-        }
-        let done = &events[13]["response"];
-        assert_eq!(done["status"], "completed");
-        assert_eq!(done["output"][0]["content"][0]["text"], "Hi there.");
-        assert_eq!(done["output"][1]["type"], "function_call");
-        assert_eq!(done["output"][1]["arguments"], "{\"a\": 1}");
-        assert_eq!(done["usage"]["output_tokens"], 4);
-        assert_eq!(events[9]["output_index"], 1);
-    }
-
-    #[test]
-    fn a_failure_is_an_error_event_then_response_failed() {
-        let response = output::in_progress(&request(), "resp_1".into(), "m".into(), 0);
-        let mut format = ResponseEvents::new(response, false, None);
-        let mut chunks = format.prelude();
-        chunks.extend(format.text(0, "a".into(), Vec::new()));
-        chunks.extend(format.failure(&ApiError::from(
-            crate::generation::admission::AdmissionError::Draining,
-        )));
-        let events = events_of(&chunks);
-        let last = &events[events.len() - 1];
-        assert_eq!(events[events.len() - 2]["type"], "error");
-        assert_eq!(last["type"], "response.failed");
-        assert_eq!(last["response"]["status"], "failed");
-        assert_eq!(last["response"]["error"]["code"], "draining");
-    }
 }

@@ -33,7 +33,7 @@ fn serve(state: &AppState, engine: Arc<ScriptedEngine>) {
 }
 
 /// The served version's admission queue.
-fn admission(state: &AppState) -> crate::generation::admission::Admission {
+fn admission(state: &AppState) -> crate::models::admission::Admission {
     state.models.ready_versions()[0].admission.clone()
 }
 

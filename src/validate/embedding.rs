@@ -71,7 +71,7 @@ pub fn embedding(request: EmbeddingRequest) -> Result<ValidatedEmbedding, Valida
             ))
         }
     };
-    super::check_caller_id("user", request.user.as_deref())?;
+    super::common::check_caller_id("user", request.user.as_deref())?;
     Ok(ValidatedEmbedding {
         model: request.model,
         inputs,

@@ -1,5 +1,5 @@
-//! What the core takes: a generation request with defaults applied and bounds checked (made by
-//! `validate`, which imports this type from here rather than the core importing the validator).
+//! What the generation core takes: a generation request with defaults applied and bounds checked, made
+//! here; the core imports it from the validator, never the other way round.
 
 use crate::engine::{OutputConstraint, Sampling};
 

@@ -3,7 +3,7 @@
 
 use crate::engine::ModelInfo;
 use crate::error::ValidationError;
-use crate::generation::request::ValidatedGeneration;
+use crate::validate::generation::ValidatedGeneration;
 
 /// Refuses chat messages for a model without a chat template (a base model serves prompts only), as vLLM
 /// does: a 400 that says where to go, not the engine's failure to render.

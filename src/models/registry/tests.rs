@@ -4,13 +4,20 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
+use super::lifecycle::DRAIN_POLL;
 use super::*;
 use crate::config::file::parse;
+use crate::config::models::{ModelsSpec, VersionSpec};
 use crate::config::VersionDefaults;
 use crate::engine::scripted::{engine, text};
+use crate::engine::{Engine, EngineError};
+use crate::metrics::Metrics;
+use crate::models::error::RegistryError;
 
 /// Loads a scripted engine per version; a version with a gate loads only once its gate is opened, one
 /// whose source contains `broken` fails.
