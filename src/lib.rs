@@ -7,9 +7,9 @@
 //! - [`server`]: start-up, the drain, the HTTP `app` (served by `main` and by the tests), the metrics and
 //!   gRPC ports beside it, SIGHUP (reload); [`reload`] applies the models file again when its content
 //!   changes. [`state`]: what every front reads. [`config`]: the typed
-//!   configuration (`config::cli`: the flags; `config::file`: the models file; `config::models`: the
-//!   registry's desired state; `config::keys`: keys, roles, limits), which names the engine's settings
-//!   types.
+//!   configuration (`config::cli`: the flags; `config::from_flags`: their checking; `config::file`: the
+//!   models file; `config::models`: the registry's desired state; `config::keys`: keys, roles, limits),
+//!   which names the engine's settings types.
 //! - Fronts, translators over one entrance: [`routes`] (HTTP: the routing table, one module per endpoint
 //!   group, `routes::admin` the admin API, `routes::responses` the Responses API, `routes::ui` the chat
 //!   page at `/`, `routes::sse` the one SSE writer, `routes::errors` errors as HTTP responses) with

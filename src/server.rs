@@ -427,6 +427,16 @@ fn start_models(
 }
 
 #[cfg(test)]
+mod access_limit_tests;
+#[cfg(test)]
+mod access_support;
+#[cfg(test)]
 mod access_tests;
 #[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tool_call_tests;

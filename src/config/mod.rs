@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod file;
+pub mod from_flags;
 pub mod keys;
 pub mod models;
 pub mod names;

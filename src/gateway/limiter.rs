@@ -202,3 +202,70 @@ impl Drop for Settlement {
         self.settle();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "k";
+
+    fn limits() -> Limits {
+        Limits {
+            tpm: Some(1_000),
+            max_concurrent: Some(4),
+            ..Limits::default()
+        }
+    }
+
+    /// Tokens the key has left in its minute, read from a fresh request's headers.
+    async fn tokens_left(limiter: &Limiter) -> u64 {
+        let probe = limiter.admit(KEY, limits()).await.unwrap();
+        let headers = probe.reserve_tokens(0, 0).await.unwrap();
+        probe.settle(Some(0));
+        headers.tokens.expect("a token limit").1
+    }
+
+    fn running(limiter: &Limiter) -> u32 {
+        match limiter {
+            Limiter::Local(quotas) => quotas.running(KEY),
+            Limiter::Shared(_) => unreachable!("a local limiter"),
+        }
+    }
+
+    /// A request is charged once, when its answer ends: the totals when it completes, the prompt and the
+    /// tokens sent so far when its stream is dropped, nothing when it never got a slot; its concurrent
+    /// slot is freed in every case.
+    #[tokio::test]
+    async fn a_settlement_charges_what_was_used_once() {
+        let limiter = Limiter::Local(Quotas::default());
+
+        let budget = limiter.admit(KEY, limits()).await.unwrap();
+        budget.reserve_tokens(10, 100).await.unwrap();
+        let mut completed = Settlement::new(budget, 10);
+        completed.admitted();
+        completed.generated(3);
+        completed.complete(12, 7);
+        drop(completed);
+        assert_eq!(tokens_left(&limiter).await, 1_000 - 19);
+
+        let budget = limiter.admit(KEY, limits()).await.unwrap();
+        budget.reserve_tokens(10, 100).await.unwrap();
+        let mut abandoned = Settlement::new(budget, 10);
+        abandoned.admitted();
+        abandoned.generated(5);
+        assert_eq!(running(&limiter), 1, "held until the answer ends");
+        drop(abandoned);
+        assert_eq!(running(&limiter), 0);
+        assert_eq!(tokens_left(&limiter).await, 1_000 - 19 - 15);
+
+        let budget = limiter.admit(KEY, limits()).await.unwrap();
+        budget.reserve_tokens(10, 100).await.unwrap();
+        drop(Settlement::new(budget, 10));
+        assert_eq!(running(&limiter), 0);
+        assert_eq!(
+            tokens_left(&limiter).await,
+            1_000 - 19 - 15,
+            "never admitted: free"
+        );
+    }
+}

@@ -104,7 +104,7 @@ fn check_scheme(url: &str) -> Result<(), String> {
 }
 
 /// A URL without its password, for logs and errors.
-pub use crate::config::cli::redact_url as redacted;
+pub use crate::config::from_flags::redact_url as redacted;
 
 // One per process, made at start: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]

@@ -196,11 +196,12 @@ async fn a_key_over_its_limit_is_refused_before_its_4_mb_prompt() {
     assert!(took < Duration::from_millis(250), "{took:?}");
 }
 
-/// `/tokenize` counts against the key's requests per minute.
+/// `/tokenize` counts against the key's requests per minute: the first two in the minute are answered
+/// in full, the third is a 429 naming the limit, with `Retry-After`.
 #[actix_web::test]
 async fn tokenize_counts_against_the_key() {
     let addr = server();
-    let mut statuses = Vec::new();
+    let mut answers = Vec::new();
     for _ in 0..3 {
         let response = client()
             .post(format!("http://{addr}/tokenize"))
@@ -209,9 +210,33 @@ async fn tokenize_counts_against_the_key() {
             .send()
             .await
             .unwrap();
-        statuses.push(response.status().as_u16());
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let body: Value = response.json().await.unwrap();
+        answers.push((status, retry_after, body));
     }
+    let statuses: Vec<u16> = answers.iter().map(|(status, ..)| *status).collect();
     assert_eq!(statuses, [200, 200, 429]);
+    for (_, _, body) in &answers[..2] {
+        let count = body["count"].as_u64().unwrap_or(0);
+        assert!(count >= 1, "{body}");
+        assert_eq!(
+            body["tokens"].as_array().map(Vec::len),
+            Some(count as usize),
+            "{body}"
+        );
+    }
+    let (_, retry_after, refused) = &answers[2];
+    assert_eq!(refused["error"]["code"], "rate_limit_exceeded", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("limit 2 per minute"), "{refused}");
+    assert!(
+        retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{retry_after:?}"
+    );
 }
 
 fn metric(text: &str, name: &str) -> f64 {
