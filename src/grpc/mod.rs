@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod convert;
+mod frames;
 mod service;
 mod status;
 

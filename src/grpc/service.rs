@@ -1,4 +1,5 @@
-//! `llmserve.v1.Llmserve`: each call validated, planned and run by the same core as the HTTP routes.
+//! `llmserve.v1.Llmserve`: each call goes through the same generation service as the HTTP routes, once;
+//! `grpc::frames` turns what comes out into messages.
 
 use std::sync::Arc;
 
@@ -7,21 +8,19 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::api::common::{FinishReason, Usage};
 use crate::api::models::{ModelKind, ModelStatus};
 use crate::engine::Prompt;
 use crate::error::ApiError;
 use crate::gateway::access::policy;
-use crate::generation::chat::{call_id, ChatChoiceText};
 use crate::generation::output::{Collected, GenerationEvent};
 use crate::grpc::auth::authorized;
 use crate::grpc::convert;
+use crate::grpc::frames::{finish_reason, usage, ChatFrames, GenerateFrames};
+use crate::grpc::proto;
 use crate::grpc::proto::llmserve_server::Llmserve;
-use crate::grpc::proto::{self, chat_response, generate_response};
 use crate::grpc::status::refuse;
 use crate::request_log::{CallLog, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 use crate::state::AppState;
-use crate::tools::ToolEvent;
 
 pub struct GrpcService {
     state: Arc<AppState>,
@@ -42,24 +41,6 @@ impl GrpcService {
             Some(self.state.metrics.clone()),
             self.state.spans.clone(),
         )
-    }
-}
-
-fn finish_reason(reason: FinishReason) -> proto::FinishReason {
-    match reason {
-        FinishReason::Stop => proto::FinishReason::Stop,
-        FinishReason::Length => proto::FinishReason::Length,
-        FinishReason::ToolCalls => proto::FinishReason::ToolCalls,
-        FinishReason::ContentFilter => proto::FinishReason::ContentFilter,
-    }
-}
-
-fn usage(usage: Usage) -> proto::Usage {
-    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    proto::Usage {
-        prompt_tokens: count(usage.prompt_tokens),
-        completion_tokens: count(usage.completion_tokens),
-        total_tokens: count(usage.total_tokens),
     }
 }
 
@@ -112,31 +93,8 @@ impl Llmserve for GrpcService {
         .instrument(span)
         .await;
         let (model, events) = started.map_err(|error| refuse(&mut call, &error))?;
-        let mut reason = FinishReason::Stop;
-        let (model, model_version) = (model.requested.clone(), model.id.clone());
-        let stream = framed(call, events, move |event| {
-            use generate_response::Event;
-            let event = match event {
-                GenerationEvent::Text(piece) if !piece.text.is_empty() => {
-                    Event::Text(proto::TextDelta {
-                        text: piece.text,
-                        tokens: piece.tokens as u32,
-                    })
-                }
-                GenerationEvent::Finished { reason: r, .. } => {
-                    reason = r;
-                    return Vec::new();
-                }
-                GenerationEvent::Done(totals) => Event::Finished(proto::Finished {
-                    finish_reason: finish_reason(reason).into(),
-                    usage: Some(usage(totals)),
-                    model: model.clone(),
-                    model_version: model_version.clone(),
-                }),
-                _ => return Vec::new(),
-            };
-            vec![proto::GenerateResponse { event: Some(event) }]
-        });
+        let mut frames = GenerateFrames::new(&model);
+        let stream = framed(call, events, move |event| frames.frame(event));
         Ok(Response::new(stream))
     }
 
@@ -189,47 +147,8 @@ impl Llmserve for GrpcService {
         .instrument(span)
         .await;
         let (model, events, parse_tools) = started.map_err(|error| refuse(&mut call, &error))?;
-        let (model, model_version) = (model.requested.clone(), model.id.clone());
-        let mut text = ChatChoiceText::new(parse_tools);
-        let mut reason = FinishReason::Stop;
-        // Tokens behind text the tool-call parser still holds: they go with the next delta sent.
-        let mut unsent_tokens = 0u32;
-        let stream = framed(call, events, move |event| {
-            let pieces = match event {
-                GenerationEvent::Text(piece) => {
-                    unsent_tokens += piece.tokens as u32;
-                    text.push(piece.text)
-                }
-                GenerationEvent::Finished { reason: r, .. } => {
-                    let (pieces, promoted) = text.finish(r);
-                    reason = promoted;
-                    pieces
-                }
-                GenerationEvent::Done(totals) => {
-                    let finished = proto::Finished {
-                        finish_reason: finish_reason(reason).into(),
-                        usage: Some(usage(totals)),
-                        model: model.clone(),
-                        model_version: model_version.clone(),
-                    };
-                    return vec![proto::ChatResponse {
-                        event: Some(chat_response::Event::Finished(finished)),
-                    }];
-                }
-                _ => return Vec::new(),
-            };
-            pieces
-                .into_iter()
-                .map(delta)
-                .filter(|d| !d.content.is_empty() || d.tool_call.is_some())
-                .map(|mut d| {
-                    d.tokens = std::mem::take(&mut unsent_tokens);
-                    proto::ChatResponse {
-                        event: Some(chat_response::Event::Delta(d)),
-                    }
-                })
-                .collect()
-        });
+        let mut frames = ChatFrames::new(&model, parse_tools);
+        let stream = framed(call, events, move |event| frames.frame(event));
         Ok(Response::new(stream))
     }
 
@@ -303,31 +222,5 @@ impl Llmserve for GrpcService {
             tokens,
             max_model_len: u32::try_from(context_length).unwrap_or(u32::MAX),
         }))
-    }
-}
-
-fn delta(piece: ToolEvent) -> proto::ChatDelta {
-    match piece {
-        ToolEvent::Content(content) => proto::ChatDelta {
-            content,
-            ..Default::default()
-        },
-        ToolEvent::CallStart { index, name } => proto::ChatDelta {
-            tool_call: Some(proto::ToolCallDelta {
-                index: index as u32,
-                id: call_id(),
-                name,
-                arguments: String::new(),
-            }),
-            ..Default::default()
-        },
-        ToolEvent::Arguments { index, fragment } => proto::ChatDelta {
-            tool_call: Some(proto::ToolCallDelta {
-                index: index as u32,
-                arguments: fragment,
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
     }
 }
