@@ -174,7 +174,7 @@ impl GenerationService {
         named: Option<&str>,
     ) -> Result<Routed, ApiError> {
         let identity = named.or(principal.identity());
-        Ok(self.models.resolve(model, identity)?)
+        self.models.resolve(model, identity)
     }
 }
 
