@@ -31,7 +31,7 @@ pub fn chat_completion(
     ChatCompletion {
         id: answer_id(),
         object: "chat.completion".to_string(),
-        created: ids::unix_now(),
+        created: head.created,
         model: head.model.requested.clone(),
         system_fingerprint: head.model.id.clone(),
         choices: choices
@@ -76,7 +76,7 @@ impl ChatChunks {
             header: ChunkHeader::new(
                 answer_id(),
                 "chat.completion.chunk",
-                ids::unix_now(),
+                head.created,
                 head.model.requested.clone(),
                 head.model.id.clone(),
                 generation.include_usage,

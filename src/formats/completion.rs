@@ -35,7 +35,7 @@ pub fn text_completion(
     TextCompletion {
         id: answer_id(),
         object: "text_completion".to_string(),
-        created: ids::unix_now(),
+        created: head.created,
         model: head.model.requested.clone(),
         system_fingerprint: head.model.id.clone(),
         choices: chosen
@@ -72,7 +72,7 @@ impl CompletionChunks {
             header: ChunkHeader::new(
                 answer_id(),
                 "text_completion",
-                ids::unix_now(),
+                head.created,
                 head.model.requested.clone(),
                 head.model.id.clone(),
                 generation.include_usage,

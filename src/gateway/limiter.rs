@@ -2,6 +2,7 @@
 //! them, [`KeyBudget`]: taken when the request is admitted, before its body is read (its request and its
 //! concurrent slot), its tokens added once they are counted, settled when its response ends.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::quota::{QuotaError, Quotas, RateHeaders};
@@ -150,8 +151,24 @@ pub struct Settlement {
     budget: KeyBudget,
     prompt_tokens: u64,
     completion_tokens: u64,
-    admitted: bool,
+    admitted: AdmittedMark,
     settled: bool,
+}
+
+/// Marks a settlement's request admitted from where its slot is taken: that may be inside a future the
+/// stream awaits later, while the settlement itself travels with the stream.
+#[derive(Clone, Default)]
+pub struct AdmittedMark(Arc<AtomicBool>);
+
+impl AdmittedMark {
+    /// The request holds a slot: from now on it is charged what it uses.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 impl Settlement {
@@ -161,14 +178,19 @@ impl Settlement {
             budget,
             prompt_tokens: prompt_tokens as u64,
             completion_tokens: 0,
-            admitted: false,
+            admitted: AdmittedMark::default(),
             settled: false,
         }
     }
 
     /// The request holds a slot: from now on it is charged what it uses.
     pub fn admitted(&mut self) {
-        self.admitted = true;
+        self.admitted.set();
+    }
+
+    /// The mark that says the request got its slot, for the code that takes it.
+    pub fn admitted_mark(&self) -> AdmittedMark {
+        self.admitted.clone()
     }
 
     /// Tokens generated (and sent) so far.
@@ -188,7 +210,7 @@ impl Settlement {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
-        let used = if self.admitted {
+        let used = if self.admitted.is_set() {
             self.prompt_tokens + self.completion_tokens
         } else {
             0

@@ -124,7 +124,6 @@ pub fn events(
                 }
             }
         };
-        settlement.admitted();
         for index in 0..sources.len() {
             yield GenerationEvent::Opened { index };
         }

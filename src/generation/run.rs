@@ -8,7 +8,7 @@ use futures::{FutureExt, Stream};
 
 use crate::engine::GenerationRequest;
 use crate::error::ApiError;
-use crate::gateway::limiter::Settlement;
+use crate::gateway::limiter::{AdmittedMark, Settlement};
 use crate::generation::choices::ChoiceSource;
 use crate::generation::output::{self, GenerationEvent, Started, StreamSettings};
 use crate::generation::plan::{constraint_param, PlannedGeneration};
@@ -17,8 +17,14 @@ use crate::models::admission::{AdmissionPermit, Admitted};
 impl PlannedGeneration {
     /// Submits every choice under an admission permit, which then also covers the engine's hold on each
     /// sequence: the slot is free only once the engine has really let go of it.
-    async fn submit(self, mut permit: AdmissionPermit) -> Result<Started, ApiError> {
+    async fn submit(
+        self,
+        mut permit: AdmissionPermit,
+        admitted: AdmittedMark,
+    ) -> Result<Started, ApiError> {
+        // From here the request is charged what it uses, even if its submission fails.
         self.log.admitted();
+        admitted.set();
         let mut sources = Vec::with_capacity(self.choices.len());
         // `best_of` ranks its candidates by their total log probability, so they need logprobs.
         let logprobs = match self.generation.logprobs {
@@ -78,7 +84,8 @@ impl PlannedGeneration {
             log_failures: matches!(answering, Answering::Streamed(_)),
             constraint: self.generation.constraint.as_ref().map(constraint_param),
         };
-        let start = self.start(answering).await?;
+        let mark = settings.settlement.admitted_mark();
+        let start = self.start(answering, mark).await?;
         Ok(output::events(start, settings))
     }
 
@@ -86,6 +93,7 @@ impl PlannedGeneration {
     async fn start(
         self,
         answering: Answering,
+        mark: AdmittedMark,
     ) -> Result<BoxFuture<'static, Result<Started, ApiError>>, ApiError> {
         let admission = self.model.admission.clone();
         let admitted = match answering {
@@ -96,12 +104,12 @@ impl PlannedGeneration {
         };
         match admitted {
             Admitted::Now(permit) => {
-                let started = self.submit(permit).await?;
+                let started = self.submit(permit, mark).await?;
                 Ok(futures::future::ready(Ok(started)).boxed())
             }
             Admitted::Queued(waiting) => Ok(async move {
                 let permit = waiting.await?;
-                self.submit(permit).await
+                self.submit(permit, mark).await
             }
             .boxed()),
         }

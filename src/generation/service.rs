@@ -51,6 +51,9 @@ pub struct AnswerHead<S> {
     pub generation: ValidatedGeneration,
     pub shape: S,
     pub rate_headers: RateHeaders,
+    /// Unix seconds when the request was prepared: the answer's `created`, however long it then waits
+    /// and generates.
+    pub created: u64,
 }
 
 /// A request ready to wait for its slot: everything that can still be refused with a 4xx was decided.
@@ -99,8 +102,11 @@ impl GenerationService {
         if let (Some(fetcher), Ok(model), Some(chat)) =
             (&self.remote_images, &resolved, request.with_remote_images())
         {
-            // Fetched only for a model that takes images: any other refuses them below without a fetch.
-            if model.engine.info().accepts_images {
+            // Fetched only for a model that takes images and that the caller may use: any other request
+            // is refused below without a fetch (a key must not make the server fetch, or learn what a
+            // model it may not use accepts).
+            if model.engine.info().accepts_images && principal.check_model(&model.requested).is_ok()
+            {
                 fetcher.inline(chat).await?;
             }
         }
@@ -125,6 +131,7 @@ impl GenerationService {
                 generation,
                 shape,
                 rate_headers,
+                created: crate::ids::unix_now(),
             },
             planned,
             settlement,

@@ -2,7 +2,7 @@
 //! driven by the official Python SDK (tests/embeddings/) and Node SDK (tests/node/embeddings.test.cjs),
 //! beside a text-generation model that must refuse to embed.
 
-use crate::common::{model_name, start_server};
+use crate::common::{model_name, server, start_server};
 use crate::openai_node::node_test;
 use crate::openai_python::pytest;
 use crate::tiny_embedding;
@@ -17,7 +17,8 @@ fn embeddings_with_the_official_sdks() {
         config.model.source = llmserve::config::ModelSource::LocalDir(model_dir);
         config.model.served_name = SERVED_NAME.to_string();
     });
-    let generative = start_server(|_| {});
+    // The server most tests share: it only has to refuse to embed.
+    let generative = server();
     pytest(
         "embeddings",
         &[
