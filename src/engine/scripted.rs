@@ -22,6 +22,9 @@ pub struct ScriptedEngine {
     pub requests: Mutex<Vec<GenerationRequest>>,
     /// Prompts tokenized (counted), in all: what a refusal before tokenizing must leave unchanged.
     pub tokenized: std::sync::atomic::AtomicUsize,
+    /// Refuse every submission with this reason (as the real engine refuses an image that does not
+    /// decode), after the request got its slot.
+    pub refuse_submission: Option<String>,
 }
 
 #[async_trait]
@@ -41,6 +44,9 @@ impl Engine for ScriptedEngine {
         Ok(())
     }
     async fn generate(&self, request: GenerationRequest) -> Result<Submitted, EngineError> {
+        if let Some(reason) = &self.refuse_submission {
+            return Err(EngineError::Rejected(reason.clone()));
+        }
         self.requests.lock().unwrap().push(request);
         let (script, delay) = (self.script.clone(), self.delay);
         Ok(Submitted {
@@ -94,5 +100,6 @@ pub fn engine(
         delay,
         requests: Mutex::new(Vec::new()),
         tokenized: Default::default(),
+        refuse_submission: None,
     })
 }

@@ -94,6 +94,42 @@ async fn a_prompt_too_large_for_the_key_is_refused_from_its_size() {
     );
 }
 
+/// A request that got its slot is charged its prompt even when the engine then refuses it (an image
+/// that passed validation but does not decode): the charge follows the slot, as the log line does.
+#[actix_web::test]
+async fn a_request_the_engine_refuses_after_its_slot_is_charged_its_prompt() {
+    let mut refusing = std::sync::Arc::try_unwrap(engine(5, finished(), Duration::ZERO))
+        .ok()
+        .expect("not shared yet");
+    refusing.refuse_submission = Some("the image does not decode".into());
+    let limits = Limits {
+        tpm: Some(1_000),
+        ..Limits::default()
+    };
+    let state = serving(limits, std::sync::Arc::new(refusing));
+    let service = init_service(app(state.clone())).await;
+    let body =
+        json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).to_string();
+    let response = call_service(
+        &service,
+        request("POST", "/v1/chat/completions", USER_KEY, Some(&body)).to_request(),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 400);
+    let refused: Value = serde_json::from_slice(&read_body(response).await).unwrap();
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not decode")),
+        "{refused}"
+    );
+    // What the key has left: a fresh hold's view of its minute.
+    let probe = state.limiter.admit("user", limits).await.unwrap();
+    let left = probe.reserve_tokens(0, 0).await.unwrap().tokens.unwrap().1;
+    probe.settle(Some(0));
+    assert_eq!(left, 1_000 - 5, "the counted prompt is charged");
+}
+
 /// A key's byte cap answers 413 from `Content-Length`, before the body: an OpenAI envelope naming the cap
 /// and the size sent; the same key's small request is answered in full.
 #[actix_web::test]
