@@ -8,13 +8,29 @@ use crate::api::chat::{
 };
 use crate::api::common::{FinishReason, Usage};
 use crate::engine::TokenLogprob;
-use crate::formats::{ChunkFormat, ChunkHeader, SseEvent};
+use crate::formats::{Answer, ChunkFormat, ChunkHeader, SseEvent};
 use crate::generation::chat::{self, ChatChoiceText};
 use crate::generation::inputs::ChatShape;
 use crate::generation::output::Collected;
 use crate::generation::AnswerHead;
 use crate::ids;
 use crate::tools::ToolEvent;
+
+/// The chat completions API's answer: `chat.completion.chunk` events, or one `chat.completion`.
+pub struct ChatAnswer;
+
+impl Answer<ChatShape> for ChatAnswer {
+    type Streamed = ChatChunks;
+    type Whole = ChatCompletion;
+
+    fn streamed(self, head: &AnswerHead<ChatShape>) -> ChatChunks {
+        ChatChunks::new(head)
+    }
+
+    fn whole(self, head: &AnswerHead<ChatShape>, collected: Collected) -> ChatCompletion {
+        chat_completion(head, collected)
+    }
+}
 
 /// A new chat answer's id.
 pub fn answer_id() -> String {

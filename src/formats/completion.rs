@@ -9,12 +9,28 @@ use crate::api::completions::{
     CompletionChoice, CompletionChunkChoice, CompletionLogprobs, TextCompletion,
 };
 use crate::engine::TokenLogprob;
-use crate::formats::{ChunkFormat, ChunkHeader, SseEvent};
+use crate::formats::{Answer, ChunkFormat, ChunkHeader, SseEvent};
 use crate::generation::completion;
 use crate::generation::inputs::CompletionShape;
 use crate::generation::output::Collected;
 use crate::generation::AnswerHead;
 use crate::ids;
+
+/// The completions API's answer: `text_completion` chunks, or one `text_completion`.
+pub struct CompletionAnswer;
+
+impl Answer<CompletionShape> for CompletionAnswer {
+    type Streamed = CompletionChunks;
+    type Whole = TextCompletion;
+
+    fn streamed(self, head: &AnswerHead<CompletionShape>) -> CompletionChunks {
+        CompletionChunks::new(head)
+    }
+
+    fn whole(self, head: &AnswerHead<CompletionShape>, collected: Collected) -> TextCompletion {
+        text_completion(head, collected)
+    }
+}
 
 /// A new completion's id.
 fn answer_id() -> String {

@@ -12,6 +12,8 @@ use serde::Serialize;
 use crate::api::common::{ChunkUsage, FinishReason, Usage};
 use crate::engine::TokenLogprob;
 use crate::error::ApiError;
+use crate::generation::output::Collected;
+use crate::generation::AnswerHead;
 
 /// What every chunk of one streamed answer repeats, and the one place chunks are serialized: the
 /// documented `ChatCompletionChunk` and `TextCompletionChunk` are this header, their `object`, and their
@@ -126,6 +128,17 @@ impl SseEvent {
             data: json,
         }
     }
+}
+
+/// How an API answers a prepared request: a stream of events in its [`ChunkFormat`], or one whole body.
+/// A front picks by the request's `stream` and writes either on its transport.
+pub trait Answer<S> {
+    type Streamed: ChunkFormat;
+    type Whole: Serialize;
+    /// The format of the streamed answer.
+    fn streamed(self, head: &AnswerHead<S>) -> Self::Streamed;
+    /// The whole answer, once every choice has finished.
+    fn whole(self, head: &AnswerHead<S>, collected: Collected) -> Self::Whole;
 }
 
 /// How one endpoint writes its events (chat and completions differ only here). Each method returns zero

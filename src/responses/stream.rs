@@ -13,11 +13,38 @@ use crate::api::responses::{
 };
 use crate::engine::TokenLogprob;
 use crate::error::ApiError;
-use crate::formats::{ChunkFormat, SseEvent};
+use crate::formats::{Answer, ChunkFormat, SseEvent};
 use crate::generation::chat::{self, ChatChoiceText};
+use crate::generation::inputs::ChatShape;
+use crate::generation::output::Collected;
+use crate::generation::AnswerHead;
 use crate::responses::output;
 use crate::responses::store::{ResponseStore, StoredResponse};
 use crate::tools::ToolEvent;
+
+/// The Responses API's answer: the response begun (`in_progress`), streamed as its events or whole, and
+/// kept once finished unless `store: false`.
+pub struct ResponsesAnswer {
+    pub response: ResponseObject,
+    pub keep: Option<Keep>,
+}
+
+impl Answer<ChatShape> for ResponsesAnswer {
+    type Streamed = ResponseEvents;
+    type Whole = ResponseObject;
+
+    fn streamed(self, head: &AnswerHead<ChatShape>) -> ResponseEvents {
+        ResponseEvents::new(self.response, head.shape.parse_tools, self.keep)
+    }
+
+    fn whole(self, head: &AnswerHead<ChatShape>, collected: Collected) -> ResponseObject {
+        let response = output::whole(self.response, head.shape.parse_tools, collected);
+        if let Some(keep) = self.keep {
+            keep.put(&response);
+        }
+        response
+    }
+}
 
 /// Where a finished response is kept (`store`, the default): its owner's key and its conversation.
 pub struct Keep {

@@ -6,12 +6,12 @@ use actix_web::{web, HttpResponse};
 use crate::api::chat::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::formats::chat::{chat_completion, ChatChunks};
+use crate::formats::chat::ChatAnswer;
 use crate::generation::Caller;
 use crate::request_log::RequestLog;
+use crate::routes::answer::answer;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
-use crate::routes::{json_answer, sse};
 use crate::state::AppState;
 
 /// Creates a model response for the given chat conversation.
@@ -48,17 +48,5 @@ pub async fn create_chat_completion(
         .generation
         .prepare(body.into_inner(), caller, &log)
         .await?;
-    if prepared.head.generation.stream {
-        let (head, events) = prepared.stream().await?;
-        let format = ChatChunks::new(&head);
-        return Ok(sse::stream_answer(
-            &head.model.id,
-            &head.rate_headers,
-            format,
-            events,
-        ));
-    }
-    let (head, collected) = prepared.collect().await?;
-    let answer = chat_completion(&head, collected);
-    Ok(json_answer(&head.model.id, &head.rate_headers, answer))
+    answer(prepared, ChatAnswer).await
 }

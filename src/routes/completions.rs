@@ -6,12 +6,12 @@ use actix_web::{web, HttpResponse};
 use crate::api::completions::{CompletionRequest, TextCompletion, TextCompletionChunk};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::formats::completion::{text_completion, CompletionChunks};
+use crate::formats::completion::CompletionAnswer;
 use crate::generation::Caller;
 use crate::request_log::RequestLog;
+use crate::routes::answer::answer;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
-use crate::routes::{json_answer, sse};
 use crate::state::AppState;
 
 /// Creates a completion for the given prompt(s): the model continues the text, no chat template.
@@ -45,17 +45,5 @@ pub async fn create_completion(
         .generation
         .prepare(body.into_inner(), caller, &log)
         .await?;
-    if prepared.head.generation.stream {
-        let (head, events) = prepared.stream().await?;
-        let format = CompletionChunks::new(&head);
-        return Ok(sse::stream_answer(
-            &head.model.id,
-            &head.rate_headers,
-            format,
-            events,
-        ));
-    }
-    let (head, collected) = prepared.collect().await?;
-    let answer = text_completion(&head, collected);
-    Ok(json_answer(&head.model.id, &head.rate_headers, answer))
+    answer(prepared, CompletionAnswer).await
 }

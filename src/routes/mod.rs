@@ -2,6 +2,7 @@
 //! the SSE writer ([`sse`]) and errors as HTTP responses.
 
 pub mod admin;
+pub mod answer;
 pub mod auth;
 pub mod chat;
 pub mod completions;

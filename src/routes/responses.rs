@@ -17,11 +17,11 @@ use crate::ids;
 use crate::request_log::RequestLog;
 use crate::responses::input::{self, ChatInput};
 use crate::responses::output;
-use crate::responses::stream::{Keep, ResponseEvents};
+use crate::responses::stream::{Keep, ResponsesAnswer};
 use crate::responses::ResponsesError;
+use crate::routes::answer::answer;
 use crate::routes::auth::{policy, Guarded};
 use crate::routes::errors::GenerationErrors;
-use crate::routes::{json_answer, sse};
 use crate::state::AppState;
 
 /// Creates a model response (OpenAI's Responses API).
@@ -83,23 +83,7 @@ pub async fn create_response(
     let keep = response
         .store
         .then(|| Keep::new(state.responses.clone(), owner, conversation));
-
-    if prepared.head.generation.stream {
-        let (head, events) = prepared.stream().await?;
-        let format = ResponseEvents::new(response, head.shape.parse_tools, keep);
-        return Ok(sse::stream_answer(
-            &head.model.id,
-            &head.rate_headers,
-            format,
-            events,
-        ));
-    }
-    let (head, collected) = prepared.collect().await?;
-    let response = output::whole(response, head.shape.parse_tools, collected);
-    if let Some(keep) = keep {
-        keep.put(&response);
-    }
-    Ok(json_answer(&head.model.id, &head.rate_headers, &response))
+    answer(prepared, ResponsesAnswer { response, keep }).await
 }
 
 /// Retrieves a stored response (one this API key created, within the store's bounds).
