@@ -68,10 +68,11 @@
 //!                      input → chat request first, responses::input)
 //!   generation::service  once each:
 //!     models.resolve       alias or model@version → a version by weight  (404 / 503, reported after the
-//!                          body's own faults); held until the response ends
+//!                          body's own faults); held until the response ends; a found model the key
+//!                          may not use is refused at once (403), before any work for the request
 //!     remote_images        http(s) image URLs → data URLs, for a model that takes images (400)
-//!     generation::inputs   validate::chat → ValidatedChat (tools in the prompt) (400); the key may use
-//!                          the model (403); validate::model: logit_bias ids, images (400)
+//!     generation::inputs   validate::chat → ValidatedChat (tools in the prompt) (400);
+//!                          validate::model: logit_bias ids, images (400)
 //!     generation::plan     grammar compiles, prompt tokens counted, max_tokens fitted, n × seed (400)
 //!     gateway::limiter     the key's tokens held (429 + Retry-After, x-ratelimit-*)
 //!   Prepared::stream   generation::plan.run: models::admission (429 / 503; a queued stream: 200 + pings)

@@ -99,21 +99,22 @@ impl GenerationService {
     ) -> Result<Prepared<R::Shape>, ApiError> {
         let Caller { principal, budget } = caller;
         let resolved = self.resolve(&principal, request.model(), request.caller_identity());
+        // A model the key may not use is refused before anything is done for the request: no fetch on
+        // its behalf, and no answer that tells what that model accepts.
+        if let Ok(model) = &resolved {
+            principal.check_model(&model.requested)?;
+        }
         if let (Some(fetcher), Ok(model), Some(chat)) =
             (&self.remote_images, &resolved, request.with_remote_images())
         {
-            // Fetched only for a model that takes images and that the caller may use: any other request
-            // is refused below without a fetch (a key must not make the server fetch, or learn what a
-            // model it may not use accepts).
-            if model.engine.info().accepts_images && principal.check_model(&model.requested).is_ok()
-            {
+            // Fetched only for a model that takes images: any other refuses them below without a fetch.
+            if model.engine.info().accepts_images {
                 fetcher.inline(chat).await?;
             }
         }
         let valid = request.validate()?;
         // An unknown or loading model is reported after the request's own faults.
         let model = resolved?;
-        principal.check_model(&model.requested)?;
         log.set_model(&model.requested, &model.name, &model.version);
         let ForModel {
             generation,

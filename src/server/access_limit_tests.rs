@@ -283,3 +283,70 @@ async fn a_failure_body_carries_no_internals() {
     assert!(!text.contains("row") && !text.contains("lexer"), "{text}");
     assert!(text.contains("x-request-id"), "{text}");
 }
+
+/// A key that may not use the served model cannot make the server fetch an image for it, nor learn
+/// from the fetch what that model accepts: its request is 403 `model_not_allowed` before any fetch.
+#[actix_web::test]
+async fn a_key_without_the_model_makes_the_server_fetch_nothing() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap();
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = fetches.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.read(&mut [0u8; 1024]);
+        }
+    });
+    #[derive(serde::Deserialize)]
+    struct Root {
+        keys: Vec<crate::config::keys::KeyFields>,
+    }
+    let toml_keys = r#"
+        [[keys]]
+        id = "elsewhere"
+        key = "sk-access-elsewhere-00000006"
+        role = "user"
+        models = ["another-model"]
+    "#;
+    let keys = toml::from_str::<Root>(toml_keys).unwrap().keys;
+    let keys =
+        crate::config::keys::keys_spec(&keys, &Default::default(), Limits::default(), |_| None)
+            .unwrap();
+    let mut config = crate::config::Config::for_default_model(std::env::temp_dir());
+    config.server.allow_remote_images = true;
+    let state = actix_web::web::Data::new(crate::state::AppState::new(config, keys));
+    let spec = state.config.models_spec().unwrap();
+    state.models.apply_without_loading(spec);
+    ready(
+        &state,
+        crate::engine::scripted::engine_with_images(finished()),
+    );
+    let service = init_service(app(state)).await;
+    let body = json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is on the screen?"},
+        {"type": "image_url", "image_url": {"url": format!("http://{host}/screen.png")}},
+    ]}]})
+    .to_string();
+    let response = call_service(
+        &service,
+        request(
+            "POST",
+            "/v1/chat/completions",
+            Some("sk-access-elsewhere-00000006"),
+            Some(&body),
+        )
+        .to_request(),
+    )
+    .await;
+    let status = response.status().as_u16();
+    let refused: Value = serde_json::from_slice(&read_body(response).await).unwrap();
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "model_not_allowed", "{refused}");
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no fetch"
+    );
+}
